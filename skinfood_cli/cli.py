@@ -1,0 +1,665 @@
+"""The `skinfood` command line: parse options, call the core, print.
+
+Imports nothing heavy at module level: torch and torchvision are loaded inside
+the commands that need them, so `skinfood --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from skinfood_cli import __version__
+from skinfood_cli.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, SkinfoodError
+
+app = typer.Typer(
+    name="skinfood",
+    help="Train, evaluate and run a skin-condition photo classifier on your own machine.\n\n"
+    "Not a medical device: answers are hints to discuss with a doctor, never a diagnosis.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+diseases_app = typer.Typer(help="The bundled disease descriptions (English and Korean).",
+                           invoke_without_command=True)
+app.add_typer(diseases_app, name="diseases")
+
+_debug = {"on": os.environ.get("SKINFOOD_DEBUG", "") not in ("", "0")}
+
+
+class Lang(str, Enum):
+    en = "en"
+    ko = "ko"
+
+
+class PredictFormat(str, Enum):
+    human = "human"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+    tsv = "tsv"
+
+
+class TableFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class Split(str, Enum):
+    test = "test"
+    val = "val"
+    train = "train"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+def handle_errors(func):
+    """At the CLI boundary: SkinfoodError -> one red line and its exit code;
+    Ctrl-C -> 130; anything unexpected -> one line (the traceback with --debug)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from skinfood_cli.output import error_line
+
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except SkinfoodError as exc:
+            if _debug["on"]:
+                raise
+            error_line(exc.message)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            if _debug["on"]:
+                raise
+            error_line("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:
+            # `skinfood predict ... | head`: the reader left; that's not our error.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(0) from None
+        except Exception as exc:  # noqa: BLE001 - the promise is: no traceback without --debug
+            if _debug["on"]:
+                raise
+            error_line(f"internal error: {exc.__class__.__name__}: {exc} (run with --debug for the traceback)")
+            raise typer.Exit(EXIT_SOME_FAILED) from None
+
+    return wrapper
+
+
+def command(*args, **kwargs):
+    def register(func):
+        return app.command(*args, **kwargs)(handle_errors(func))
+
+    return register
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"skinfood {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+):
+    if debug:
+        _debug["on"] = True
+
+
+# --- shared option helpers ------------------------------------------------------
+
+ModelOpt = typer.Option(None, "--model", "-m", help="Checkpoint file, run folder or run name "
+                        "(default: the most recently trained run).")
+DeviceOpt = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps "
+                         "(default: $SKINFOOD_DEVICE or auto).")
+PrecisionOpt = typer.Option(Precision.auto, "--precision", help="auto: bf16 on CPUs with native "
+                            "bf16 and on GPUs, else fp32.")
+LangOpt = typer.Option(None, "--lang", help="Language of names and descriptions (default: from the locale).")
+DescriptionsOpt = typer.Option(None, "--descriptions", help="A YAML file that adds or overrides descriptions.")
+
+
+def _book(descriptions: Optional[Path]):
+    from skinfood_cli.descriptions import load_descriptions
+
+    return load_descriptions(descriptions)
+
+
+def _lang(lang: Optional[Lang]) -> str:
+    from skinfood_cli.descriptions import default_language
+
+    return lang.value if lang else default_language()
+
+
+def _load_engine(model: Optional[str], device, precision, batch_size: int = 32, workers=None):
+    from skinfood_cli.engine import Engine, load_model
+    from skinfood_cli.paths import resolve_model
+
+    loaded = load_model(resolve_model(model))
+    return Engine(loaded, device=device, precision=precision.value if precision else None,
+                  batch_size=batch_size, workers=workers)
+
+
+def _warn_missing_descriptions(classes, book) -> None:
+    from skinfood_cli.output import warn
+    from skinfood_cli.prediction import missing_descriptions
+
+    for name in missing_descriptions(classes, book):
+        warn(f"no description for class {name!r}: records say \"No description available.\" "
+             "(add one with --descriptions FILE)")
+
+
+# --- train -------------------------------------------------------------------------
+
+
+@command()
+def train(
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Dataset folder: DIR/train + DIR/test "
+                                        "(DermNet), DIR/train + DIR/val, or DIR/<class>/ folders."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name (default: a timestamp)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Total epochs [default: 10]."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per step (per process)."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate of the head; the backbone gets a tenth."),
+    image_size: int = typer.Option(224, "--image-size", help="Side of the square model input, in pixels."),
+    freeze_epochs: Optional[int] = typer.Option(None, "--freeze-epochs", help="Epochs training the new "
+                                                "head alone first [default: 1, or 0 with --no-pretrained]."),
+    freeze_backbone: bool = typer.Option(False, "--freeze-backbone", help="Train the head only, on backbone "
+                                         "features computed once (fast)."),
+    balance: bool = typer.Option(False, "--balance", help="Weight the loss by inverse class frequency."),
+    patience: int = typer.Option(0, "--patience", help="Stop after N epochs without a better validation "
+                                 "macro-F1 (0: never)."),
+    val_fraction: float = typer.Option(0.15, "--val-fraction", help="Share of train held out for validation "
+                                       "when there is no val/ folder."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the split, initialisation and shuffling."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="Comma-separated class folders to use."),
+    pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained", help="Start from ImageNet weights "
+                                    "(downloaded once)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="A local torchvision ResNet50 state dict "
+                                           "to start from."),
+    precision: Precision = PrecisionOpt,
+    device: Optional[str] = DeviceOpt,
+    workers: Optional[int] = typer.Option(None, "--workers", help="Image-decoding processes (default: sized "
+                                          "to the machine)."),
+    strict: bool = typer.Option(False, "--strict", help="Stop on unreadable images instead of skipping them."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run NAME from its last.pt."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary."),
+):
+    """Fine-tune ResNet50 on a folder of labelled photos.
+
+    Examples:
+
+        skinfood train --data dermnet/
+
+        skinfood train --data dermnet/ --classes "Eczema Photos,Psoriasis pictures Lichen Planus and related diseases"
+
+        skinfood train --resume 20261125-101500
+    """
+    from skinfood_cli.errors import UsageError
+    from skinfood_cli.reporting import RichTrainReporter
+    from skinfood_cli.training import TrainConfig
+    from skinfood_cli.training import resume as resume_run
+    from skinfood_cli.training import train as train_run
+
+    reporter = RichTrainReporter(quiet=quiet)
+    try:
+        if resume:
+            result = resume_run(resume, epochs=epochs, reporter=reporter)
+        else:
+            if data is None:
+                raise UsageError("--data DIR is required (or --resume NAME to continue a run)")
+            cfg = TrainConfig(
+                data=str(data), name=name, epochs=epochs or 10, batch_size=batch_size, lr=lr,
+                image_size=image_size, freeze_epochs=freeze_epochs, freeze_backbone=freeze_backbone,
+                balance=balance, patience=patience, val_fraction=val_fraction, seed=seed,
+                classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
+                pretrained=pretrained, weights=str(weights) if weights else None,
+                precision=precision.value, device=device, workers=workers, strict=strict)
+            result = train_run(cfg, reporter)
+    finally:
+        reporter.close()
+    _print_train_result(result)
+
+
+def _print_train_result(result) -> None:
+    from skinfood_cli.output import console
+
+    err = console(stderr=True)
+    name = result.run_dir.name
+    if result.interrupted:
+        err.print(f"[yellow]interrupted:[/yellow] progress saved in {result.last_path}")
+        err.print(f"continue with: skinfood train --resume {name}")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    _print_history(result.history)
+    if result.best:
+        b = result.best
+        err.print(f"best epoch {b['epoch']}: validation accuracy {b['val_acc']:.3f}, macro-F1 "
+                  f"{b['val_macro_f1']:.3f}; calibrated temperature {result.temperature:.2f}, "
+                  f"uncertain below {result.threshold:.0%}")
+    if result.skipped:
+        err.print(f"{len(result.skipped)} file(s) skipped: listed in {result.run_dir / 'skipped.txt'}")
+    err.print(f"model saved to {result.best_path}")
+    err.print(f"use it: skinfood evaluate --model {name}   |   skinfood predict --model {name} photo.jpg")
+
+
+def _print_history(history) -> None:
+    from rich.table import Table
+
+    from skinfood_cli.output import console
+
+    if not history:
+        return
+    table = Table(title="training", show_edge=False, header_style="bold")
+    for col in ("epoch", "phase", "train loss", "train acc", "val loss", "val acc", "val macro-F1", "img/s"):
+        table.add_column(col, justify="right")
+    for h in history:
+        table.add_row(str(h["epoch"]), h["phase"], f"{h['train_loss']:.3f}", f"{h['train_acc']:.3f}",
+                      f"{h['val_loss']:.3f}", f"{h['val_acc']:.3f}", f"{h['val_macro_f1']:.3f}",
+                      f"{h['images_per_s']:.1f}")
+    console(stderr=True).print(table)
+
+
+# --- predict -----------------------------------------------------------------------
+
+
+@command()
+def predict(
+    inputs: List[str] = typer.Argument(..., help="Image files, folders, glob patterns, or - to read "
+                                       "paths from stdin."),
+    model: Optional[str] = ModelOpt,
+    fmt: PredictFormat = typer.Option(PredictFormat.human, "--format", "-f", help="human, or json/jsonl/"
+                                      "csv/tsv for scripts (data only, on stdout or --output)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write machine formats to FILE."),
+    top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="Alternatives to list."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Below this "
+                                              "confidence a record is marked uncertain (default: the "
+                                              "model's calibrated value)."),
+    lang: Optional[Lang] = LangOpt,
+    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Look inside sub-folders."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per batch."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Image-decoding processes."),
+    device: Optional[str] = DeviceOpt,
+    precision: Precision = PrecisionOpt,
+    descriptions: Optional[Path] = DescriptionsOpt,
+    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: take every N-th input from the I-th "
+                                        "(for job arrays; concatenate the outputs)."),
+):
+    """Classify photos: what the condition probably is, and how sure the model is.
+
+    Examples:
+
+        skinfood predict photo.jpg
+
+        skinfood predict photos/ --format csv > out.csv
+
+        find . -name '*.jpg' | skinfood predict - --format jsonl | jq .label
+    """
+    from skinfood_cli.output import (
+        RecordWriter, open_output, print_prediction, print_prediction_table, warn,
+    )
+    from skinfood_cli.prediction import NOT_A_DIAGNOSIS, expand_inputs, parse_shard, predict_items
+    from skinfood_cli.reporting import BatchProgress
+
+    language = _lang(lang)
+    items = expand_inputs(inputs, recursive=recursive, shard=parse_shard(shard))
+    book = _book(descriptions)
+    engine = _load_engine(model, device, precision, batch_size, workers)
+    _warn_missing_descriptions(engine.classes, book)
+    records = predict_items(items, engine, book, lang=language, top_k=top_k, threshold=threshold)
+    failed = 0
+    if fmt is PredictFormat.human:
+        collected = []
+        with BatchProgress(len(items), "classifying") as bar:
+            for rec in records:
+                collected.append(rec.to_dict())
+                bar.advance()
+        failed = sum(1 for r in collected if r["error"])
+        footer = NOT_A_DIAGNOSIS[language]
+        single = len(collected) == 1 and len(inputs) == 1 and not Path(inputs[0]).is_dir()
+        if single:
+            print_prediction(collected[0], language, footer)
+        elif collected:
+            print_prediction_table(collected, footer)
+        else:
+            warn("no inputs to classify")
+    else:
+        stream = open_output(str(output) if output else None)
+        writer = RecordWriter(fmt.value, stream)
+        try:
+            with BatchProgress(len(items), "classifying") as bar:
+                for rec in records:
+                    failed += rec.error is not None
+                    writer.write(rec.to_dict())
+                    bar.advance()
+            writer.close()
+        finally:
+            if stream is not sys.stdout:
+                stream.close()
+    if failed:
+        warn(f"{failed} of {len(items)} input(s) could not be classified")
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+# --- models, diseases, home ------------------------------------------------------
+
+
+@command()
+def models(
+    fmt: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="table, json or csv."),
+):
+    """List trained runs; the default (used without --model) is marked."""
+    from skinfood_cli.store import describe_runs
+    from skinfood_cli.output import RecordWriter, console, print_json
+    from skinfood_cli.paths import runs_dir
+
+    rows = describe_runs()
+    if fmt is TableFormat.json:
+        print_json(rows)
+        return
+    if fmt is TableFormat.csv:
+        writer = RecordWriter("csv", sys.stdout, ["name", "default", "created", "classes", "num_classes",
+                                                  "val_macro_f1", "val_acc", "epochs", "path"])
+        for row in rows:
+            writer.write({**row, "classes": "|".join(row["classes"])})
+        writer.close()
+        return
+    from rich.table import Table
+
+    out = console()
+    if not rows:
+        out.print(f"no trained models in {runs_dir()}: run `skinfood train --data DIR` or `skinfood demo`")
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("", "name", "created", "classes", "val macro-F1", "val acc", "epochs"):
+        table.add_column(col)
+    for row in rows:
+        names = ", ".join(row["classes"][:3]) + (f" (+{row['num_classes'] - 3})" if row["num_classes"] > 3 else "")
+        f1 = "" if row["val_macro_f1"] is None else f"{row['val_macro_f1']:.3f}"
+        acc = "" if row["val_acc"] is None else f"{row['val_acc']:.3f}"
+        table.add_row("*" if row["default"] else "", row["name"], row["created"] or "", names, f1, acc,
+                      str(row["epochs"] or ""))
+    out.print(table)
+    out.print(f"[dim]* default model; runs are kept in {runs_dir()}[/dim]")
+
+
+@command()
+def home():
+    """Print the folder where skinfood keeps weights and trained runs ($SKINFOOD_HOME)."""
+    from skinfood_cli.paths import data_dir
+
+    typer.echo(str(data_dir()))
+
+
+@diseases_app.callback()
+@handle_errors
+def diseases_list(
+    ctx: typer.Context,
+    lang: Optional[Lang] = LangOpt,
+    fmt: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="table, json or csv."),
+    descriptions: Optional[Path] = DescriptionsOpt,
+):
+    """List the conditions skinfood can describe."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from skinfood_cli.output import RecordWriter, console, print_json
+
+    language = _lang(lang)
+    book = _book(descriptions)
+    rows = [{"key": k, "name": d.name, "urgency": d.urgency} for k in book.keys()
+            if (d := book.get(k, language)) is not None]
+    if fmt is TableFormat.json:
+        print_json(rows)
+        return
+    if fmt is TableFormat.csv:
+        writer = RecordWriter("csv", sys.stdout, ["key", "name", "urgency"])
+        for row in rows:
+            writer.write(row)
+        writer.close()
+        return
+    from rich.table import Table
+
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("key")
+    table.add_column("name")
+    table.add_column("urgency")
+    for row in rows:
+        table.add_row(row["key"], row["name"], row["urgency"])
+    console().print(table)
+
+
+@diseases_app.command("show")
+@handle_errors
+def diseases_show(
+    name: str = typer.Argument(..., help="A key, a class folder name or an alias."),
+    lang: Optional[Lang] = LangOpt,
+    fmt: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="table or json."),
+    descriptions: Optional[Path] = DescriptionsOpt,
+):
+    """Print one condition's description, signs, look-alikes and advice."""
+    from rich.markup import escape
+
+    from skinfood_cli.errors import UsageError
+    from skinfood_cli.output import URGENCY_TEXT, console, print_json
+
+    language = _lang(lang)
+    entry = _book(descriptions).get(name, language)
+    if entry is None:
+        raise UsageError(f"no description for {name!r}: see `skinfood diseases`")
+    if fmt is TableFormat.json:
+        print_json(entry.to_dict())
+        return
+    out = console()
+    out.print(f"[bold]{escape(entry.name)}[/bold]  [dim]({entry.key})[/dim]")
+    out.print(escape(entry.summary))
+    for title, items in (("signs", entry.signs), ("look-alikes", entry.look_alikes),
+                         ("self-care", entry.self_care)):
+        out.print(f"\n[bold]{title}[/bold]")
+        for item in items:
+            out.print(f"  • {escape(item)}")
+    urgency = URGENCY_TEXT.get(language, URGENCY_TEXT["en"]).get(entry.urgency, entry.urgency)
+    out.print(f"\n[bold]when to see a doctor[/bold] ({escape(urgency)})\n  {escape(entry.see_a_doctor)}")
+    for link in entry.links:
+        out.print(f"  {link}")
+
+
+# --- evaluate ------------------------------------------------------------------------
+
+
+@command()
+def evaluate(
+    model: Optional[str] = ModelOpt,
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Dataset folder (default: the one the "
+                                        "model was trained on)."),
+    split: Split = typer.Option(Split.test, "--split", help="Which split of --data to score."),
+    normalize: bool = typer.Option(False, "--normalize", help="Show row percentages instead of counts."),
+    fmt: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="table, or json/csv for scripts."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write metrics.json, confusion.csv, "
+                                          "predictions.csv and confusion.png to DIR."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% "
+                                  "confidence intervals (0: none)."),
+    top_k: int = typer.Option(3, "--top-k", min=1, help="k of the top-k accuracy."),
+    skip_unknown: bool = typer.Option(False, "--skip-unknown", help="Leave out class folders the model "
+                                      "does not know."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per batch."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Image-decoding processes."),
+    device: Optional[str] = DeviceOpt,
+    precision: Precision = PrecisionOpt,
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+):
+    """Score a model on held-out photos: confusion table, per-class scores, calibration, worst mix-ups.
+
+    Examples:
+
+        skinfood evaluate
+
+        skinfood evaluate --model my-run --split val --normalize
+
+        skinfood evaluate --format json | jq .macro_f1
+    """
+    from skinfood_cli.evaluation import evaluate as run_evaluation
+    from skinfood_cli.evaluation import resolve_eval_set, write_report
+    from skinfood_cli.output import RecordWriter, note, print_json, warn
+    from skinfood_cli.reporting import BatchProgress
+
+    engine = _load_engine(model, device, precision, batch_size, workers)
+    eval_set = resolve_eval_set(engine.model.meta, engine.classes, str(data) if data else None,
+                                split.value, skip_unknown)
+    for name, count in eval_set.unknown.items():
+        warn(f"left out {count} photo(s) of class {name!r}, which the model does not know")
+    with BatchProgress(len(eval_set.samples), "evaluating") as bar:
+        result = run_evaluation(engine, eval_set, top_k=top_k, bootstrap=bootstrap, seed=seed,
+                                progress=bar.advance)
+    for item in result["unreadable"]:
+        warn(f"skipped {item['path']}: {item['error']}")
+    if report:
+        files = write_report(result, report)
+        note(f"report written: {', '.join(str(f) for f in files)}")
+    if fmt is TableFormat.json:
+        print_json({k: v for k, v in result.items() if k != "predictions"})
+    elif fmt is TableFormat.csv:
+        writer = RecordWriter("csv", sys.stdout, ["class", "precision", "recall", "f1", "support"])
+        for name, s in result["per_class"].items():
+            writer.write({"class": name, **{k: s[k] for k in ("precision", "recall", "f1", "support")}})
+        writer.close()
+    else:
+        from skinfood_cli.evaluation_view import print_evaluation
+
+        print_evaluation(result, normalize=normalize)
+    if result["unreadable"]:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+# --- explain ------------------------------------------------------------------------
+
+
+@command()
+def explain(
+    inputs: List[str] = typer.Argument(..., help="Image files, folders, glob patterns, or - for stdin."),
+    model: Optional[str] = ModelOpt,
+    target_class: Optional[str] = typer.Option(None, "--class", help="Explain this class instead of the top one."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="PNG file to write (one input only)."),
+    output_dir: Path = typer.Option(Path("skinfood-explain"), "--output-dir", help="Folder for the PNGs."),
+    fmt: PredictFormat = typer.Option(PredictFormat.human, "--format", "-f", help="human or json."),
+    top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="Alternatives to list."),
+    lang: Optional[Lang] = LangOpt,
+    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Look inside sub-folders."),
+    device: Optional[str] = DeviceOpt,
+    descriptions: Optional[Path] = DescriptionsOpt,
+):
+    """Show where the model looked (Grad-CAM) and what the condition is.
+
+    Writes PNGs (photo | heatmap overlay) and prints the top answers with the full description.
+
+    Examples:
+
+        skinfood explain photo.jpg
+
+        skinfood explain photo.jpg --class psoriasis --output why.png
+    """
+    from skinfood_cli.errors import UsageError
+    from skinfood_cli.explanation import HEATMAP_NOTE, explain_items
+    from skinfood_cli.output import RecordWriter, print_explanation, warn
+    from skinfood_cli.prediction import NOT_A_DIAGNOSIS, expand_inputs
+
+    if fmt not in (PredictFormat.human, PredictFormat.json, PredictFormat.jsonl):
+        raise UsageError("explain writes --format human, json or jsonl")
+    language = _lang(lang)
+    items = expand_inputs(inputs, recursive=recursive)
+    if output and len(items) > 1:
+        raise UsageError(f"--output names one file but there are {len(items)} inputs: use --output-dir")
+    book = _book(descriptions)
+    engine = _load_engine(model, device, Precision.fp32)
+    _warn_missing_descriptions(engine.classes, book)
+    records = explain_items(items, engine, book, lang=language, top_k=top_k, target_class=target_class,
+                            output=str(output) if output else None, output_dir=output_dir)
+    failed = 0
+    writer = RecordWriter(fmt.value, sys.stdout) if fmt is not PredictFormat.human else None
+    for record, _cam in records:
+        failed += record["error"] is not None
+        if writer:
+            writer.write({k: record[k] for k in ("path", "label", "disease_name", "confidence", "uncertain",
+                                                 "top_k", "heatmap", "error")})
+        else:
+            print_explanation(record, book, language, HEATMAP_NOTE[language])
+    if writer:
+        writer.close()
+    else:
+        from skinfood_cli.output import console
+
+        console().print(f"[dim]{NOT_A_DIAGNOSIS[language]}[/dim]")
+    if failed:
+        warn(f"{failed} of {len(items)} input(s) could not be explained")
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+# --- demo -----------------------------------------------------------------------------
+
+
+@command()
+def demo(
+    workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where to write the synthetic photos "
+                                           "(default: a new temporary folder)."),
+    epochs: int = typer.Option(8, "--epochs", min=1, help="Training epochs."),
+):
+    """A first run with no data of your own: generate, train, evaluate, predict, explain.
+
+    The photos are SYNTHETIC (coloured blobs on skin-toned noise), made up so the
+    whole pipeline runs in about a minute on a laptop CPU. The trained model is
+    saved as a run named demo-<time>, so `skinfood predict` works afterwards.
+    """
+    import tempfile
+    import time
+
+    from skinfood_cli.output import console
+    from skinfood_cli.synthetic import make_dataset
+
+    err = console(stderr=True)
+    root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="skinfood-demo-"))
+    data = make_dataset(root / "data", ("acne", "psoriasis", "vitiligo"), train_per_class=40,
+                        test_per_class=10, size=(128, 96), lesion_scale=0.4)
+    err.print(f"[bold]1/4[/bold] wrote a SYNTHETIC photo set (not real skin photos) to {data}: "
+              "train/ and test/ folders of acne, psoriasis, vitiligo")
+    name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    photo = sorted((data / "test" / "vitiligo").glob("*.jpg"))[0]
+    steps = [
+        (f"[bold]2/4[/bold] training ResNet50 from scratch at 64 px on the CPU as run {name!r}",
+         ["train", "--data", str(data), "--name", name, "--epochs", str(epochs), "--image-size", "64",
+          "--batch-size", "16", "--lr", "2e-3", "--no-pretrained", "--device", "cpu"]),
+        ("[bold]3/4[/bold] evaluating it on the held-out test/ photos",
+         ["evaluate", "--model", name, "--bootstrap", "200"]),
+        (f"[bold]4/4[/bold] predicting and explaining one test photo: {photo}",
+         ["predict", str(photo), "--model", name]),
+        (None, ["explain", str(photo), "--model", name, "--output-dir", str(root / "explain")]),
+    ]
+    cli = typer.main.get_command(app)
+    for message, args in steps:
+        if message:
+            err.print(message)
+        code = cli.main(args=args, prog_name="skinfood", standalone_mode=False)
+        if code:
+            raise typer.Exit(code)
+    err.print(f"\ndone. Everything the demo wrote is in {root}; the model is run {name!r} "
+              "(see `skinfood models`). Next: `skinfood train --data YOUR_PHOTOS/`.")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,207 @@
+"""The streaming inference engine shared by predict, evaluate, explain and serve.
+
+    paths -> DataLoader (workers decode ahead) -> batches (B, 3, S, S)
+          -> model under inference_mode + autocast, channels_last -> logits (B, K)
+
+Only a few batches are in flight at a time, so memory stays flat however many
+photos a folder holds. A photo that fails to load becomes an error result in its
+place; the rest of its batch goes on. Results come out in input order.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from skinfood_cli.errors import ImageError, ModelError
+
+DEFAULT_THRESHOLD = 0.5
+
+
+@dataclass
+class LoadedModel:
+    """A checkpoint made ready to run: the network plus its preprocessing recipe."""
+
+    path: Path
+    module: object  # torch.nn.Module, on the CPU in eval mode
+    classes: list[str]
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    temperature: float = 1.0
+    threshold: float = DEFAULT_THRESHOLD
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def run_name(self) -> str:
+        return self.meta.get("run_name") or self.path.parent.name
+
+
+def load_model(path: str | os.PathLike) -> LoadedModel:
+    """Load a validated checkpoint (see `checkpoint.load_checkpoint`)."""
+    from skinfood_cli.checkpoint import load_checkpoint, metadata, model_from_checkpoint
+
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        raise ModelError(f"{path}: running .onnx files needs `skinfood export` support (not installed)")
+    ckpt = load_checkpoint(path)
+    module = model_from_checkpoint(ckpt)
+    meta = metadata(ckpt)
+    return LoadedModel(
+        path=path,
+        module=module,
+        classes=list(ckpt["classes"]),
+        image_size=int(ckpt["image_size"]),
+        mean=tuple(ckpt["mean"]),
+        std=tuple(ckpt["std"]),
+        temperature=float(ckpt.get("temperature", 1.0)),
+        threshold=float(ckpt.get("threshold", DEFAULT_THRESHOLD)),
+        meta=meta,
+    )
+
+
+@dataclass
+class Result:
+    """One input's outcome: logits (K,) as a numpy array, or an error message."""
+
+    index: int
+    path: str
+    logits: object | None = None
+    error: str | None = None
+
+
+class _PathDataset:
+    """Loads and preprocesses one photo per index; errors travel as strings."""
+
+    def __init__(self, paths: list[str], transform, image_size: int):
+        self.paths = paths
+        self.transform = transform
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        try:
+            image = load_image_for_model(self.paths[index], self.image_size)
+            return index, self.transform(image), None
+        except ImageError as exc:
+            return index, None, str(exc)
+
+
+def load_image_for_model(path: str, image_size: int):
+    from skinfood_cli.images import load_image
+
+    return load_image(path, draft_size=image_size)
+
+
+def _collate(items):
+    import torch
+
+    indices = [i for i, t, _ in items if t is not None]
+    tensors = [t for _, t, _ in items if t is not None]
+    errors = [(i, e) for i, t, e in items if t is None]
+    batch = torch.stack(tensors) if tensors else None
+    return indices, batch, errors
+
+
+def _ignore_sigint(_worker_id: int) -> None:
+    # Ctrl-C is the main process's to handle; a worker dying of it mid-batch
+    # would turn a clean interruption into a "worker exited unexpectedly" error.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def default_workers(num_items: int, batch_size: int) -> int:
+    """Decoding workers: none for a handful of photos (forking costs more than it saves)."""
+    if num_items <= batch_size:
+        return 0
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+class Engine:
+    """Runs a `LoadedModel` on paths or PIL images, in batches, on one device."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        *,
+        device: str | None = None,
+        precision: str | None = None,
+        batch_size: int = 32,
+        workers: int | None = None,
+    ):
+        import torch
+
+        from skinfood_cli.data import eval_transform
+        from skinfood_cli.model import resolve_device, resolve_precision
+
+        self.model = model
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.batch_size = max(1, int(batch_size))
+        self.workers = workers
+        self.transform = eval_transform(model.image_size, model.mean, model.std)
+        # channels_last lets oneDNN / cuDNN pick their fastest convolution kernels.
+        self.module = model.module.to(self.device, memory_format=torch.channels_last).eval()
+
+    @property
+    def classes(self) -> list[str]:
+        return self.model.classes
+
+    def forward(self, batch):
+        """Logits (B, K) as float32 on the CPU for a preprocessed batch (B, 3, S, S)."""
+        import torch
+
+        with torch.inference_mode(), self.precision.autocast(self.device):
+            batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            return self.module(batch).float().cpu()
+
+    def run_paths(self, paths: Iterable[str]) -> Iterator[Result]:
+        """Stream results for `paths`, in order."""
+        import torch
+
+        paths = [str(p) for p in paths]
+        if not paths:
+            return
+        workers = self.workers if self.workers is not None else default_workers(len(paths), self.batch_size)
+        loader = torch.utils.data.DataLoader(
+            _PathDataset(paths, self.transform, self.model.image_size),
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=workers,
+            collate_fn=_collate,
+            pin_memory=self.device.type == "cuda",
+            worker_init_fn=_ignore_sigint if workers else None,
+            prefetch_factor=2 if workers else None,
+            persistent_workers=False,
+        )
+        for indices, batch, errors in loader:
+            logits = self.forward(batch).numpy() if batch is not None else []
+            out = {i: Result(i, paths[i], logits=row) for i, row in zip(indices, logits)}
+            out.update({i: Result(i, paths[i], error=e) for i, e in errors})
+            for i in sorted(out):
+                yield out[i]
+
+    def run_images(self, images: list) -> "object":
+        """Logits (N, K) numpy for already-loaded RGB PIL images (serve, explain)."""
+        import torch
+
+        batch = torch.stack([self.transform(img) for img in images])
+        return self.forward(batch).numpy()
+
+    def probabilities(self, logits):
+        """Calibrated probabilities: softmax(logits / T) along the last axis."""
+        return softmax(logits, self.model.temperature)
+
+
+def softmax(logits, temperature: float = 1.0):
+    import numpy as np
+
+    z = np.asarray(logits, dtype=np.float64) / max(temperature, 1e-6)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)

@@ -1,0 +1,58 @@
+"""The project's exceptions and the exit codes they map to.
+
+Every error a person can cause (a wrong path, a broken checkpoint, a bad YAML
+file) is a `SkinfoodError` whose message already says what to do. The CLI turns
+it into one red line on stderr and `exit_code`; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class SkinfoodError(Exception):
+    """An error with a message meant for the person at the terminal."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, *, exit_code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(SkinfoodError):
+    """Options that do not fit together, or a value out of range."""
+
+
+class DataError(SkinfoodError):
+    """A dataset folder that can't be used as given."""
+
+
+class ModelError(SkinfoodError):
+    """No model, or a model file that is not a valid skinfood checkpoint."""
+
+
+class WeightsError(SkinfoodError):
+    """Pretrained weights that can't be fetched or don't match their hash."""
+
+
+class DescriptionsError(SkinfoodError):
+    """A descriptions YAML file that fails validation."""
+
+
+class ImageError(SkinfoodError):
+    """One input image that can't be read; recorded per input, the run goes on."""
+
+    exit_code = EXIT_SOME_FAILED
+
+
+class MissingExtraError(SkinfoodError):
+    """An optional extra (serve, export) is not installed."""

@@ -1,0 +1,207 @@
+"""`skinfood evaluate`: how good a model is on held-out photos, and where it errs.
+
+The images go through the same streaming engine as `predict`; this module only
+decides which photos, maps their folders to the model's classes, and turns the
+answers into metrics (metrics.py) and report files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from skinfood_cli.errors import DataError, UsageError
+
+
+@dataclass
+class EvalSet:
+    """The photos to score: (path, model class index), plus what was left out."""
+
+    root: Path
+    split: str
+    samples: list[tuple[str, int]]
+    unknown: dict[str, int] = field(default_factory=dict)  # folder -> photos skipped
+
+
+def resolve_eval_set(meta: dict, classes: list[str], data: str | None, split: str,
+                     skip_unknown: bool = False) -> EvalSet:
+    """Which photos to evaluate: `--data`/`--split`, or the model's own test split."""
+    from skinfood_cli.data import detect_layout, gather, list_class_folders
+
+    recorded = meta.get("data") or {}
+    root_text = data or recorded.get("root")
+    if not root_text:
+        raise UsageError("this model records no dataset: pass --data DIR")
+    root = Path(root_text).expanduser()
+    folders = detect_layout(root)
+    if folders["train"] == root:  # DIR/<class>/ only: every photo in it is the test set
+        folder, split = root, "all"
+    elif split == "test":
+        if "test" not in folders:
+            raise DataError(f"{root} has no test/ folder: use --split val, or --data a folder of class folders")
+        folder = folders["test"]
+    elif split == "val" and "val" in folders:
+        folder = folders["val"]
+    else:
+        folder = folders["train"]
+    names = list_class_folders(folder)
+    index = _match_classes(names, classes)
+    unknown_names = [n for n in names if n not in index]
+    if unknown_names and not skip_unknown:
+        raise DataError(f"the model does not know the class(es) {', '.join(unknown_names)} found in {folder} "
+                        f"(it knows: {', '.join(classes)}); pass --skip-unknown to leave them out")
+    known = [n for n in names if n in index]
+    samples = [(p, index[known[label]]) for p, label in gather(folder, known)]
+    unknown = {n: len(gather(folder, [n])) for n in unknown_names}
+    if split in ("val", "train") and "val" not in folders:
+        held = set(recorded.get("val_files") or [])
+        if not held and data is None:
+            raise DataError("this model records no validation split: use --split test")
+        samples = [s for s in samples if (s[0] in held) == (split == "val")]
+    from skinfood_cli.images import is_image_path
+
+    samples = [s for s in samples if is_image_path(Path(s[0]))]
+    if not samples:
+        raise DataError(f"no images to evaluate in {folder}")
+    return EvalSet(root, split, samples, unknown)
+
+
+def _match_classes(folders: list[str], classes: list[str]) -> dict[str, int]:
+    """Folder name -> model class index, exact first, then ignoring case and spacing."""
+    def norm(s: str) -> str:
+        return "".join(ch for ch in s.lower() if ch.isalnum())
+
+    exact = {c: i for i, c in enumerate(classes)}
+    loose = {norm(c): i for i, c in enumerate(classes)}
+    out = {}
+    for name in folders:
+        if name in exact:
+            out[name] = exact[name]
+        elif norm(name) in loose:
+            out[name] = loose[norm(name)]
+    return out
+
+
+def evaluate(engine, eval_set: EvalSet, *, top_k: int = 3, bootstrap: int = 1000, seed: int = 0,
+             progress=None) -> dict:
+    """Run the engine over the set and compute every metric `evaluate` reports.
+
+    Returns the JSON-ready dict documented in the README (keys: accuracy,
+    balanced_accuracy, macro_f1, ci, top_k_accuracy, loss, ece, num_images,
+    classes, confusion_matrix, per_class, most_confused, ...).
+    """
+    import numpy as np
+
+    from skinfood_cli import metrics as M
+
+    classes = engine.classes
+    K = len(classes)
+    labels, probs, rows, failed = [], [], [], []
+    for result in engine.run_paths([p for p, _ in eval_set.samples]):
+        true = eval_set.samples[result.index][1]
+        if progress:
+            progress()
+        if result.error is not None:
+            failed.append({"path": result.path, "error": result.error})
+            continue
+        p = engine.probabilities(result.logits)
+        labels.append(true)
+        probs.append(p)
+        pred = int(np.argmax(p))
+        rows.append({"path": result.path, "true": classes[true], "predicted": classes[pred],
+                     "confidence": round(float(p[pred]), 6), "correct": pred == true})
+    if not labels:
+        raise DataError("none of the images could be read: nothing to evaluate")
+    y = np.asarray(labels)
+    P = np.stack(probs)
+    pred = P.argmax(1)
+    cm = M.confusion_matrix(y, pred, K)
+    scores = M.per_class_scores(cm)
+    k = max(1, min(top_k, K))
+    return {
+        "model": str(engine.model.path), "data": str(eval_set.root), "split": eval_set.split,
+        "num_images": int(len(y)),
+        "accuracy": M.accuracy(y, pred),
+        "balanced_accuracy": M.balanced_accuracy(y, pred, K),
+        "macro_f1": M.macro_f1(y, pred, K),
+        "ci": M.bootstrap_ci(y, pred, K, samples=bootstrap, seed=seed),
+        "top_k": k,
+        "top_k_accuracy": M.top_k_accuracy(y, P, k),
+        "loss": M.cross_entropy(y, P),
+        "ece": M.expected_calibration_error(y, P),
+        "temperature": engine.model.temperature,
+        "classes": list(classes),
+        "confusion_matrix": cm.tolist(),
+        "per_class": {
+            c: {"precision": float(scores["precision"][i]), "recall": float(scores["recall"][i]),
+                "f1": float(scores["f1"][i]), "support": int(scores["support"][i]),
+                "never_predicted": bool(cm[:, i].sum() == 0)}
+            for i, c in enumerate(classes)
+        },
+        "most_confused": M.most_confused(cm, list(classes)),
+        "unreadable": failed,
+        "skipped_unknown": eval_set.unknown,
+        "predictions": rows,
+    }
+
+
+def write_report(report: dict, folder: str | os.PathLike) -> list[Path]:
+    """metrics.json, confusion.csv, predictions.csv and confusion.png in `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    classes = report["classes"]
+    metrics = {k: v for k, v in report.items() if k != "predictions"}
+    paths = [folder / "metrics.json", folder / "confusion.csv", folder / "predictions.csv",
+             folder / "confusion.png"]
+    paths[0].write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    with open(paths[1], "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["true \\ predicted", *classes])
+        for name, row in zip(classes, report["confusion_matrix"]):
+            w.writerow([name, *row])
+    with open(paths[2], "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "true", "predicted", "confidence", "correct"])
+        w.writeheader()
+        w.writerows(report["predictions"])
+    render_confusion_png(report["confusion_matrix"], classes, paths[3])
+    return paths
+
+
+def render_confusion_png(matrix, classes: list[str], path: Path) -> Path:
+    """A row-normalised heatmap with counts, numbered axes and a legend (Pillow only)."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from skinfood_cli.explanation import font
+
+    cm = np.asarray(matrix, dtype=np.float64)
+    K = len(classes)
+    rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    cell = max(28, min(60, 900 // max(K, 1)))
+    small, label_font = font(max(10, cell // 3)), font(14)
+    legend_w = 14 * max(len(c) for c in classes) // 2 + 60
+    left, top = 60, 60
+    width = left + K * cell + 30 + legend_w
+    height = max(top + K * cell + 40, top + 20 * K + 40)
+    img = Image.new("RGB", (width, height), "white")
+    d = ImageDraw.Draw(img)
+    d.text((left, 10), "confusion matrix (rows: true class, columns: predicted; shade = row share)",
+           fill="black", font=label_font)
+    for i in range(K):
+        d.text((left - 30, top + i * cell + cell // 3), f"{i + 1}", fill="black", font=small)
+        d.text((left + i * cell + cell // 3, top - 22), f"{i + 1}", fill="black", font=small)
+        for j in range(K):
+            v = rows[i, j]
+            shade = (int(255 - 200 * v), int(255 - 120 * v), 255) if i == j else (255, int(255 - 200 * v), int(255 - 200 * v))
+            x0, y0 = left + j * cell, top + i * cell
+            d.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=shade, outline=(200, 200, 200))
+            if cm[i, j]:
+                d.text((x0 + 4, y0 + cell // 3), str(int(cm[i, j])), fill="black", font=small)
+    lx = left + K * cell + 30
+    for i, name in enumerate(classes):
+        d.text((lx, top + i * 20), f"{i + 1}  {name}", fill="black", font=label_font)
+    img.save(path)
+    return path

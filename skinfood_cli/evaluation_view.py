@@ -1,0 +1,76 @@
+"""The terminal view of an evaluation: confusion table, per-class table, summary."""
+
+from __future__ import annotations
+
+from rich.markup import escape
+from rich.table import Table
+
+from skinfood_cli.output import console
+
+NAME_WIDTH = 28
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= NAME_WIDTH else name[: NAME_WIDTH - 1] + "…"
+
+
+def print_evaluation(result: dict, *, normalize: bool = False) -> None:
+    out = console()
+    classes = result["classes"]
+    cm = result["confusion_matrix"]
+    out.print("[bold]confusion matrix[/bold] (rows: true class, columns: predicted"
+              + (", % of each row)" if normalize else ", counts)"))
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("true \\ pred", no_wrap=True)
+    for j in range(len(classes)):
+        table.add_column(str(j + 1), justify="right")
+    for i, row in enumerate(cm):
+        total = sum(row) or 1
+        cells = []
+        for j, v in enumerate(row):
+            text = f"{100 * v / total:.0f}" if normalize else str(v)
+            if i == j:
+                text = f"[bold green]{text}[/bold green]"
+            elif v:
+                text = f"[red]{text}[/red]"
+            else:
+                text = f"[dim]{text}[/dim]"
+            cells.append(text)
+        table.add_row(f"{i + 1} {escape(_short(classes[i]))}", *cells)
+    out.print(table)
+    if any(len(c) > NAME_WIDTH for c in classes):
+        for i, c in enumerate(classes):
+            out.print(f"[dim]{i + 1} = {escape(c)}[/dim]")
+
+    per = Table(show_edge=False, header_style="bold")
+    for col, justify in (("class", "left"), ("precision", "right"), ("recall", "right"),
+                         ("F1", "right"), ("support", "right")):
+        per.add_column(col, justify=justify)
+    never = False
+    for name, s in result["per_class"].items():
+        mark = ""
+        if s["never_predicted"]:
+            mark, never = "*", True
+        per.add_row(escape(_short(name)), f"{s['precision']:.3f}{mark}", f"{s['recall']:.3f}",
+                    f"{s['f1']:.3f}", str(s["support"]))
+    out.print(per)
+    if never:
+        out.print("[dim]* never predicted: precision is defined as 0 (no predictions to be right about)[/dim]")
+
+    ci = result.get("ci") or {}
+
+    def with_ci(key: str) -> str:
+        low_high = ci.get(key)
+        return f"{result[key]:.3f}" + (f"  (95% CI {low_high[0]:.3f}–{low_high[1]:.3f})" if low_high else "")
+
+    out.print(f"\n{result['num_images']} images ({result['split']} split of {escape(result['data'])})")
+    out.print(f"accuracy           {with_ci('accuracy')}")
+    out.print(f"balanced accuracy  {with_ci('balanced_accuracy')}")
+    out.print(f"macro-F1           {with_ci('macro_f1')}")
+    out.print(f"top-{result['top_k']} accuracy     {result['top_k_accuracy']:.3f}")
+    out.print(f"loss (mean NLL)    {result['loss']:.3f}   (calibrated, T = {result['temperature']:.2f})")
+    out.print(f"calibration (ECE)  {result['ece']:.3f}   (0 = confidences match accuracy)")
+    if result["most_confused"]:
+        out.print("\nmost confused (true → predicted: count)")
+        for pair in result["most_confused"]:
+            out.print(f"  {escape(pair['true'])} → {escape(pair['predicted'])}: {pair['count']}")

@@ -1,0 +1,211 @@
+"""Grad-CAM: where in the photo the model found evidence for a class.
+
+Grad-CAM (Selvaraju et al., 2017) on ResNet50's last convolutional stage
+(`layer4`, a (2048, S/32, S/32) map): a forward hook keeps the activations A,
+autograd gives dScore/dA, and
+
+    weights_c = mean over positions of dScore/dA_c        (2048,)
+    cam       = ReLU(sum_c weights_c * A_c)               (S/32, S/32)
+
+upsampled to the photo. It is ~40 lines on two hooks, so no library is pulled
+in for it. A heatmap is a hint, not a proof: the model can key on shadows, hair
+or background (the study saw vitiligo predictions led by exactly those).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+HEATMAP_NOTE = {
+    "en": "Heatmap = where the model looked. A hint, not a proof: it can key on shadows, hair or background.",
+    "ko": "히트맵은 모델이 주목한 곳입니다. 근거가 아닌 힌트일 뿐이며, 그림자·털·배경에 반응할 수 있습니다.",
+}
+MAX_SIDE = 1024
+
+
+@dataclass
+class GradCam:
+    """The class explained, its probabilities, and the map (H, W) in [0, 1] at photo size."""
+
+    target: int
+    probs: object  # (K,) numpy, calibrated
+    cam: object  # (H, W) numpy float32
+
+
+def grad_cam(engine, image, target: int | None = None) -> GradCam:
+    """Grad-CAM for one RGB PIL image on `engine`'s model, in fp32.
+
+    Autocast is off here on purpose: gradients of a bf16 forward are coarse, and
+    one image costs a fraction of a second in fp32.
+    """
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    model = engine.module
+    stage = model.layer4
+    saved = {}
+    handle = stage.register_forward_hook(lambda _m, _i, out: saved.__setitem__("act", out))
+    try:
+        x = engine.transform(image).unsqueeze(0).to(engine.device)  # (1, 3, S, S)
+        with torch.enable_grad():
+            logits = model(x)  # (1, K)
+            act = saved["act"]  # (1, 2048, S/32, S/32)
+            if target is None:
+                target = int(logits[0].argmax())
+            (grads,) = torch.autograd.grad(logits[0, target], act)
+        weights = grads.mean(dim=(2, 3), keepdim=True)  # (1, 2048, 1, 1)
+        cam = F.relu((weights * act).sum(dim=1, keepdim=True)).detach()  # (1, 1, h, w)
+        cam = F.interpolate(cam, size=(image.height, image.width), mode="bilinear", align_corners=False)
+        cam = cam[0, 0].float().cpu().numpy()
+        peak = cam.max()
+        cam = cam / peak if peak > 0 else cam
+        probs = engine.probabilities(logits.detach().float().cpu().numpy()[0])
+    finally:
+        handle.remove()
+    return GradCam(target=target, probs=probs, cam=cam.astype(np.float32))
+
+
+def colormap(values):
+    """A perceptual blue-to-red ramp (turbo-like) for values in [0, 1] -> (H, W, 3) uint8."""
+    import numpy as np
+
+    v = np.clip(values, 0, 1)[..., None]
+    stops = np.array([[48, 18, 59], [50, 136, 255], [26, 228, 182], [165, 252, 60],
+                      [250, 186, 57], [228, 70, 10], [122, 4, 3]], dtype=np.float32)
+    pos = v * (len(stops) - 1)
+    lo = np.floor(pos).astype(int).clip(0, len(stops) - 2)
+    frac = pos - lo
+    return (stops[lo[..., 0]] * (1 - frac) + stops[lo[..., 0] + 1] * frac).astype(np.uint8)
+
+
+def font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one bitmap size
+        return ImageFont.load_default()
+
+
+def render_explanation(image, cam, caption: str, note: str) -> "object":
+    """Photo | photo with heatmap overlay, side by side, caption and note underneath.
+
+    Kept at the photo's own resolution unless its long side exceeds MAX_SIDE.
+    """
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    scale = min(1.0, MAX_SIDE / max(image.width, image.height))
+    if scale < 1.0:
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.BILINEAR)
+        cam = np.asarray(Image.fromarray((cam * 255).astype(np.uint8)).resize(size, Image.BILINEAR)) / 255.0
+    w, h = image.size
+    heat = colormap(cam)
+    alpha = (0.25 + 0.45 * np.asarray(cam))[..., None]  # stronger where the model looked
+    overlay = (np.asarray(image, dtype=np.float32) * (1 - alpha) + heat * alpha).astype(np.uint8)
+    text_size = max(12, min(28, w // 20))
+    note_size = max(10, text_size * 2 // 3)
+    big, small = font(text_size), font(note_size)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    caption_lines = _wrap(probe, caption, big, 2 * w - 16)
+    note_lines = _wrap(probe, note, small, 2 * w - 16)
+    band = 8 + len(caption_lines) * int(text_size * 1.3) + len(note_lines) * int(note_size * 1.3) + 6
+    canvas = Image.new("RGB", (2 * w, h + band), "white")
+    canvas.paste(image, (0, 0))
+    canvas.paste(Image.fromarray(overlay), (w, 0))
+    draw = ImageDraw.Draw(canvas)
+    y = h + 4
+    for line in caption_lines:
+        draw.text((8, y), line, fill="black", font=big)
+        y += int(text_size * 1.3)
+    for line in note_lines:
+        draw.text((8, y), line, fill=(90, 90, 90), font=small)
+        y += int(note_size * 1.3)
+    return canvas
+
+
+def _wrap(draw, text: str, font_, width: int) -> list[str]:
+    """Greedy word wrap to a pixel width (a long word gets a line of its own)."""
+    lines, line = [], ""
+    for word in text.split():
+        trial = f"{line} {word}".strip()
+        if line and draw.textlength(trial, font=font_) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = trial
+    return lines + ([line] if line else [])
+
+
+def output_path_for(source: str, output: str | None, output_dir: str | Path, used: set) -> Path:
+    """Where an explanation PNG goes; never the input itself, never a name used twice in a run."""
+    if output:
+        path = Path(output)
+    else:
+        path = Path(output_dir) / f"{Path(source).stem}.explain.png"
+        n = 1
+        while path in used:
+            n += 1
+            path = Path(output_dir) / f"{Path(source).stem}.explain-{n}.png"
+    if path.resolve() == Path(source).resolve():
+        from skinfood_cli.errors import UsageError
+
+        raise UsageError(f"--output {path} is the input photo: choose another file name")
+    used.add(path)
+    return path
+
+
+def explain_items(items, engine, book, *, lang: str, top_k: int, target_class: str | None,
+                  output: str | None, output_dir: str | Path, threshold: float | None = None):
+    """Yield (Prediction record dict with `heatmap`, GradCam or None) per input, in order."""
+    from skinfood_cli.errors import ImageError, UsageError
+    from skinfood_cli.images import load_image
+    from skinfood_cli.prediction import Prediction, make_prediction
+
+    target = None
+    if target_class is not None:
+        target = _class_index(target_class, engine.classes, book)
+        if target is None:
+            raise UsageError(f"--class {target_class!r} is not one of the model's classes: "
+                             f"{', '.join(engine.classes)}")
+    threshold = engine.model.threshold if threshold is None else threshold
+    used: set = set()
+    for item in items:
+        if item.error is not None:
+            yield {**Prediction(item.path, error=item.error).to_dict(), "heatmap": None}, None
+            continue
+        try:
+            image = load_image(item.path)
+        except ImageError as exc:
+            yield {**Prediction(item.path, error=str(exc)).to_dict(), "heatmap": None}, None
+            continue
+        result = grad_cam(engine, image, target)
+        record = make_prediction(item.path, result.probs, engine.classes, book, lang=lang,
+                                 top_k=top_k, threshold=threshold).to_dict()
+        explained = engine.classes[result.target]
+        entry = book.get(explained, lang) if book is not None else None
+        name = entry.name if entry else explained
+        caption = f"{name}: {result.probs[result.target] * 100:.1f}%"
+        if target is not None and result.target != int(result.probs.argmax()):
+            caption += f"  (explaining --class; the top answer is {record['disease_name']})"
+        path = output_path_for(item.path, output, output_dir, used)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        render_explanation(image, result.cam, caption, HEATMAP_NOTE.get(lang, HEATMAP_NOTE["en"])).save(path)
+        yield {**record, "explained_label": explained, "heatmap": str(path)}, result
+
+
+def _class_index(name: str, classes: list[str], book) -> int | None:
+    if name in classes:
+        return classes.index(name)
+    lowered = [c.lower() for c in classes]
+    if name.lower() in lowered:
+        return lowered.index(name.lower())
+    if book is not None:
+        key = book.resolve_key(name)
+        for i, c in enumerate(classes):
+            if key is not None and book.resolve_key(c) == key:
+                return i
+    return None

@@ -1,0 +1,146 @@
+"""The one image loader: every photo skinfood reads goes through `load_image`.
+
+It turns anything Pillow can open into an RGB image the way training saw it, or
+raises `ImageError` with a one-line reason; it never lets another exception out
+(a fuzz test holds it to that).
+
+* EXIF orientation is applied, so a phone photo stands the right way up.
+* Transparency is composited on white; 16-bit and float images are scaled to
+  8 bits instead of being clipped to white; CMYK, palette, grayscale -> RGB.
+* Animated images use their first frame.
+* Pixel count is checked from the header before decoding (decompression bombs).
+* JPEGs much larger than the model input are decoded at a reduced scale
+  (libjpeg's DCT scaling), which is several times faster than decoding the full
+  photo and then shrinking it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from skinfood_cli.errors import ImageError
+
+# 100 megapixels: above any phone or DSLR photo, far below what a crafted
+# 50 kB PNG can claim to hold (gigapixels).
+MAX_PIXELS = 100_000_000
+
+IMAGE_EXTENSIONS = frozenset(
+    ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN
+) | {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+
+# Pillow's own guard warns at MAX_IMAGE_PIXELS and raises at twice that; ours is
+# checked explicitly, so lift Pillow's to keep a single, clear limit.
+Image.MAX_IMAGE_PIXELS = None
+
+
+def is_image_path(path: Path) -> bool:
+    """Whether a file name looks like an image (case-insensitive extension)."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def load_image(
+    source: str | os.PathLike | bytes,
+    *,
+    draft_size: int | None = None,
+    max_pixels: int = MAX_PIXELS,
+) -> Image.Image:
+    """Open an image file (or bytes) and return it as an RGB `PIL.Image`.
+
+    Args:
+        source: a path, or the file's bytes (uploads).
+        draft_size: the model's input size; a JPEG at least twice as large on
+            both sides is decoded at a reduced scale that stays >= 2x this size.
+        max_pixels: refuse images whose header claims more pixels than this.
+
+    Raises:
+        ImageError: the file is missing, not an image, truncated, or too large.
+    """
+    try:
+        return _load(source, draft_size, max_pixels)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError("file not found") from None
+    except IsADirectoryError:
+        raise ImageError("is a directory, not an image") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except UnidentifiedImageError:
+        raise ImageError("not an image file (unrecognised format)") from None
+    except Image.DecompressionBombError:
+        raise ImageError("image is too large (decompression bomb guard)") from None
+    except OSError as exc:
+        # Pillow reports truncation and decoder failures as OSError.
+        text = str(exc) or exc.__class__.__name__
+        if "truncated" in text:
+            raise ImageError("truncated or corrupt image") from None
+        raise ImageError(f"could not decode image: {text}") from None
+    except MemoryError:
+        raise ImageError("image is too large to decode") from None
+    except Exception as exc:  # noqa: BLE001 - malformed files raise anything from
+        # struct.error to ValueError deep inside the format plugins.
+        raise ImageError(f"corrupt image ({exc.__class__.__name__}: {exc})") from None
+
+
+def _load(source, draft_size: int | None, max_pixels: int) -> Image.Image:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if not source:
+            raise ImageError("empty file")
+        fp = io.BytesIO(source)
+    else:
+        path = Path(source)
+        if path.is_dir():
+            raise ImageError("is a directory, not an image")
+        if path.stat().st_size == 0:
+            raise ImageError("empty file (0 bytes)")
+        fp = path
+    with warnings.catch_warnings():
+        # Corrupt EXIF blocks and odd palettes warn; they are not our user's problem.
+        warnings.simplefilter("ignore")
+        with Image.open(fp) as img:
+            width, height = img.size
+            if width <= 0 or height <= 0:
+                raise ImageError("image has no pixels")
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"image is too large ({width}x{height} = {width * height / 1e6:.0f} "
+                    f"megapixels, limit {max_pixels / 1e6:.0f})"
+                )
+            if draft_size and img.format == "JPEG" and min(width, height) >= 4 * draft_size:
+                # draft() picks the largest DCT scale (1/2, 1/4, 1/8) that keeps the
+                # image >= the requested size, so it never decodes below 2x the input.
+                img.draft("RGB", (2 * draft_size, 2 * draft_size))
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparency goes on white."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        import numpy as np
+
+        arr = np.asarray(img, dtype=np.float64)
+        if img.mode.startswith("I;16"):
+            arr = arr / 257.0
+        else:
+            # 32-bit int / float images have no fixed range: stretch what is there.
+            lo, hi = float(arr.min()), float(arr.max())
+            arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), mode="L")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("LA", "PA", "La"):
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "RGBa"):
+        background = Image.new("RGB", img.size, (255, 255, 255))
+        background.paste(img, mask=img.getchannel("A"))
+        return background
+    return img.convert("RGB")

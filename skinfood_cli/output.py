@@ -1,0 +1,185 @@
+"""Printing: data on stdout, chatter on stderr; machine formats and Rich tables.
+
+Machine formats (json, jsonl, csv, tsv) write only data, so `| jq` and
+`> out.csv` work; progress bars, warnings and notes go to the stderr console.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from typing import IO, Iterable
+
+MACHINE_FORMATS = ("json", "jsonl", "csv", "tsv")
+RECORD_COLUMNS = ["path", "label", "disease_name", "confidence", "uncertain", "top_k",
+                  "description", "urgency", "advice", "error"]
+
+_consoles: dict = {}
+
+
+def console(stderr: bool = False):
+    """The shared Rich console for stdout (data) or stderr (progress, warnings)."""
+    key = "err" if stderr else "out"
+    if key not in _consoles:
+        from rich.console import Console
+
+        width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else None
+        _consoles[key] = Console(stderr=stderr, width=width, highlight=False)
+    return _consoles[key]
+
+
+def warn(message: str) -> None:
+    console(stderr=True).print(f"[yellow]warning:[/yellow] {message}", soft_wrap=True)
+
+
+def note(message: str) -> None:
+    console(stderr=True).print(message, soft_wrap=True)
+
+
+def error_line(message: str) -> None:
+    from rich.markup import escape
+
+    console(stderr=True).print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
+
+
+class RecordWriter:
+    """Writes dict records in one machine format, streaming where the format allows."""
+
+    def __init__(self, fmt: str, stream: IO[str], columns: list[str] = RECORD_COLUMNS):
+        self.fmt, self.stream, self.columns = fmt, stream, columns
+        self._buffer: list[dict] = []
+        self._writer = None
+        if fmt in ("csv", "tsv"):
+            self._writer = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore",
+                                          delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
+            self._writer.writeheader()
+
+    def write(self, record: dict) -> None:
+        if self.fmt == "json":
+            self._buffer.append(record)
+        elif self.fmt == "jsonl":
+            self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.stream.flush()
+        else:
+            self._writer.writerow({k: _flat(record.get(k)) for k in self.columns})
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            json.dump(self._buffer, self.stream, ensure_ascii=False, indent=2)
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _flat(value):
+    """A CSV cell: top-k lists as `label:prob|label:prob`, None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "|".join(f"{v['label']}:{v['probability']:.4f}" for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def open_output(path: str | None) -> IO[str]:
+    if not path or path == "-":
+        return sys.stdout
+    return open(path, "w", encoding="utf-8", newline="")
+
+
+def print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+URGENCY_STYLE = {"routine": "green", "soon": "yellow", "urgent": "bold red"}
+URGENCY_TEXT = {
+    "en": {"routine": "routine", "soon": "see a doctor soon", "urgent": "urgent: see a doctor promptly"},
+    "ko": {"routine": "일반", "soon": "곧 진료를 받으세요", "urgent": "긴급: 빨리 진료를 받으세요"},
+}
+
+
+def print_prediction(rec: dict, lang: str, footer: str) -> None:
+    """The detailed human answer for one image."""
+    from rich.markup import escape
+    from rich.panel import Panel
+    from rich.table import Table
+
+    out = console()
+    if rec["error"]:
+        out.print(f"[red]{escape(rec['path'])}: {escape(rec['error'])}[/red]")
+        return
+    pct = f"{rec['confidence'] * 100:.1f}%"
+    sure = "[yellow](the model is not sure)[/yellow]" if rec["uncertain"] else ""
+    body = Table.grid(padding=(0, 1))
+    body.add_column(style="bold")
+    body.add_column()
+    body.add_row("condition", f"[bold]{escape(rec['disease_name'])}[/bold]  {pct} {sure}")
+    alts = ", ".join(f"{escape(a['disease_name'])} {a['probability'] * 100:.1f}%" for a in rec["top_k"][1:])
+    if alts:
+        body.add_row("alternatives", alts)
+    body.add_row("about", escape(rec["description"] or ""))
+    if rec.get("advice"):
+        urgency = rec.get("urgency") or "routine"
+        label = URGENCY_TEXT.get(lang, URGENCY_TEXT["en"]).get(urgency, urgency)
+        body.add_row("what to do", f"[{URGENCY_STYLE.get(urgency, '')}]{escape(label)}[/] — {escape(rec['advice'])}")
+    out.print(Panel(body, title=escape(rec["path"]), title_align="left", expand=False))
+    out.print(f"[dim]{escape(footer)}[/dim]")
+
+
+def print_prediction_table(records: list[dict], footer: str) -> None:
+    """A compact table for many images, with a summary line."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("image", overflow="fold")
+    table.add_column("condition")
+    table.add_column("confidence", justify="right")
+    table.add_column("next best")
+    for rec in records:
+        if rec["error"]:
+            table.add_row(escape(rec["path"]), f"[red]error: {escape(rec['error'])}[/red]", "", "")
+            continue
+        conf = f"{rec['confidence'] * 100:.1f}%" + (" [yellow]?[/yellow]" if rec["uncertain"] else "")
+        nxt = rec["top_k"][1] if len(rec["top_k"]) > 1 else None
+        table.add_row(escape(rec["path"]), escape(rec["disease_name"]), conf,
+                      f"{escape(nxt['disease_name'])} {nxt['probability'] * 100:.0f}%" if nxt else "")
+    out = console()
+    out.print(table)
+    failed = sum(1 for r in records if r["error"])
+    uncertain = sum(1 for r in records if not r["error"] and r["uncertain"])
+    out.print(f"{len(records)} image(s): {len(records) - failed} classified"
+              f"{f', {uncertain} uncertain (?)' if uncertain else ''}"
+              f"{f', [red]{failed} failed[/red]' if failed else ''}")
+    out.print(f"[dim]{escape(footer)}[/dim]")
+
+
+def print_explanation(rec: dict, book, lang: str, note_text: str) -> None:
+    """Top-k, the full description and where the picture went, for one explained image."""
+    from rich.markup import escape
+
+    out = console()
+    if rec["error"]:
+        out.print(f"[red]{escape(rec['path'])}: {escape(rec['error'])}[/red]")
+        return
+    sure = " [yellow](the model is not sure)[/yellow]" if rec["uncertain"] else ""
+    out.print(f"[bold]{escape(rec['path'])}[/bold]")
+    for i, alt in enumerate(rec["top_k"]):
+        out.print(f"  {i + 1}. {escape(alt['disease_name'])}  {alt['probability'] * 100:.1f}%"
+                  f"{sure if i == 0 else ''}")
+    entry = book.get(rec["label"], lang) if book is not None else None
+    if entry:
+        out.print(f"\n[bold]{escape(entry.name)}[/bold]: {escape(entry.summary)}")
+        for title, items in (("signs", entry.signs), ("look-alikes", entry.look_alikes),
+                             ("self-care", entry.self_care)):
+            if items:
+                out.print(f"  [bold]{title}:[/bold] {escape('; '.join(items))}")
+        urgency = URGENCY_TEXT.get(lang, URGENCY_TEXT["en"]).get(entry.urgency, entry.urgency)
+        out.print(f"  [bold]when to see a doctor[/bold] [{URGENCY_STYLE.get(entry.urgency, '')}]"
+                  f"({escape(urgency)})[/]: {escape(entry.see_a_doctor)}")
+    else:
+        out.print(f"\n{escape(rec['description'] or '')}")
+    out.print(f"\nheatmap: {escape(rec['heatmap'])}")
+    out.print(f"[dim]{escape(note_text)}[/dim]\n")

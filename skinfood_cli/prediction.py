@@ -1,0 +1,188 @@
+"""Prediction records: inputs -> engine -> `Prediction`, one shape for every command.
+
+`predict`, `explain` and `serve` all build their answers with `make_prediction`,
+so a record means the same thing whichever way it was asked for.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from skinfood_cli.errors import UsageError
+from skinfood_cli.images import is_image_path
+
+NOT_A_DIAGNOSIS = {
+    "en": "Not a diagnosis: skinfood is not a medical device. See a doctor about any skin change that worries you.",
+    "ko": "진단이 아닙니다: skinfood는 의료기기가 아닙니다. 걱정되는 피부 변화는 의사와 상담하세요.",
+}
+
+
+@dataclass
+class Prediction:
+    """One input's answer. `error` is set (and the rest empty) when it failed."""
+
+    path: str
+    label: str | None = None
+    disease_name: str | None = None
+    confidence: float | None = None
+    uncertain: bool | None = None
+    top_k: list[dict] = field(default_factory=list)
+    description: str | None = None
+    urgency: str | None = None
+    advice: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """An input path, or the reason it can't be one (a missing file, an empty glob)."""
+
+    path: str
+    error: str | None = None
+
+
+def expand_inputs(inputs: Iterable[str], *, recursive: bool = True, stdin=None,
+                  shard: tuple[int, int] | None = None) -> list[InputItem]:
+    """Files, folders, glob patterns and `-` (paths on stdin) -> an ordered list.
+
+    Folders are walked in sorted order and contribute only files with an image
+    extension; a file named explicitly is always tried, whatever its name.
+    `shard=(i, n)` keeps every n-th item starting at i, for job arrays.
+    """
+    items: list[InputItem] = []
+    for raw in inputs:
+        if raw == "-":
+            stream = stdin if stdin is not None else sys.stdin
+            items.extend(_expand_one(line.rstrip("\r\n"), recursive)
+                         for line in stream if line.strip())
+            continue
+        items.extend(_expand_group(raw, recursive))
+    flat: list[InputItem] = []
+    for item in items:
+        flat.extend(item if isinstance(item, list) else [item])
+    if shard is not None:
+        index, count = shard
+        flat = flat[index::count]
+    return flat
+
+
+def _expand_group(raw: str, recursive: bool) -> list[InputItem]:
+    if not os.path.lexists(raw) and glob.has_magic(raw):
+        matches = sorted(glob.glob(raw, recursive=True))
+        if not matches:
+            return [InputItem(raw, "no files match this pattern")]
+        out: list[InputItem] = []
+        for m in matches:
+            out.extend(_flatten(_expand_one(m, recursive)))
+        return out
+    return _flatten(_expand_one(raw, recursive))
+
+
+def _flatten(x) -> list[InputItem]:
+    return x if isinstance(x, list) else [x]
+
+
+def _expand_one(raw: str, recursive: bool):
+    path = Path(raw).expanduser()
+    try:
+        if path.is_dir():
+            files = _folder_images(path, recursive)
+            return files or [InputItem(str(path), "folder holds no image files")]
+        if path.is_file():
+            return InputItem(str(path))
+        if os.path.lexists(path):
+            return InputItem(str(path), "not a regular file (broken link or special file)")
+        return InputItem(str(path), "file not found")
+    except OSError as exc:  # symlink loops, permission problems
+        return InputItem(str(path), exc.strerror or str(exc))
+
+
+def _folder_images(folder: Path, recursive: bool) -> list[InputItem]:
+    found = []
+    if recursive:
+        for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            found.extend(Path(dirpath) / f for f in sorted(filenames)
+                         if not f.startswith(".") and is_image_path(Path(f)))
+    else:
+        found = sorted(p for p in folder.iterdir()
+                       if p.is_file() and not p.name.startswith(".") and is_image_path(p))
+    return [InputItem(str(p)) for p in found]
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'I/N' -> (I, N) with 0 <= I < N."""
+    if not text:
+        return None
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard takes I/N, like 0/4, not {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise UsageError(f"--shard {text}: need 0 <= I < N")
+    return index, count
+
+
+def make_prediction(path: str, probs, classes: list[str], book, *, lang: str = "en",
+                    top_k: int = 3, threshold: float = 0.5) -> Prediction:
+    """Build the record for one image from its calibrated probabilities (K,)."""
+    import numpy as np
+
+    from skinfood_cli.descriptions import NO_DESCRIPTION
+
+    probs = np.asarray(probs, dtype=np.float64)
+    order = np.argsort(-probs, kind="stable")[: max(1, min(top_k, len(classes)))]
+
+    def describe(label: str):
+        return book.get(label, lang) if book is not None else None
+
+    best = classes[order[0]]
+    entry = describe(best)
+    alternatives = []
+    for i in order:
+        e = describe(classes[i])
+        alternatives.append({"label": classes[i], "disease_name": e.name if e else classes[i],
+                             "probability": round(float(probs[i]), 6)})
+    confidence = float(probs[order[0]])
+    return Prediction(
+        path=path,
+        label=best,
+        disease_name=entry.name if entry else best,
+        confidence=round(confidence, 6),
+        uncertain=bool(confidence < threshold),
+        top_k=alternatives,
+        description=entry.summary if entry else NO_DESCRIPTION.get(lang, NO_DESCRIPTION["en"]),
+        urgency=entry.urgency if entry else None,
+        advice=entry.see_a_doctor if entry else None,
+    )
+
+
+def predict_items(items: list[InputItem], engine, book, *, lang: str = "en", top_k: int = 3,
+                  threshold: float | None = None) -> Iterator[Prediction]:
+    """Stream records for `items` in order; failures become error records."""
+    threshold = engine.model.threshold if threshold is None else threshold
+    runnable = [item.path for item in items if item.error is None]
+    results = engine.run_paths(runnable)
+    for item in items:
+        if item.error is not None:
+            yield Prediction(path=item.path, error=item.error)
+            continue
+        result = next(results)
+        if result.error is not None:
+            yield Prediction(path=item.path, error=result.error)
+        else:
+            yield make_prediction(item.path, engine.probabilities(result.logits), engine.classes, book,
+                                  lang=lang, top_k=top_k, threshold=threshold)
+
+
+def missing_descriptions(classes: list[str], book) -> list[str]:
+    """Classes with no entry in the descriptions (each gets one warning)."""
+    return [c for c in classes if book.resolve_key(c) is None]

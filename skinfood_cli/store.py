@@ -1,0 +1,54 @@
+"""What `skinfood models` shows about each run, read from its text files.
+
+Reading config.yaml and metrics.csv instead of the checkpoints keeps the listing
+instant (no torch import, no 100 MB loads).
+"""
+
+from __future__ import annotations
+
+import csv
+
+from skinfood_cli.paths import list_runs
+
+
+def describe_runs() -> list[dict]:
+    """One row per run, newest first; `default` marks the one used without --model."""
+    import yaml
+
+    rows = []
+    for i, run in enumerate(list_runs()):
+        config, best, epochs = {}, None, None
+        try:
+            config = yaml.safe_load((run.path / "config.yaml").read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            pass
+        try:
+            with open(run.path / "metrics.csv", newline="", encoding="utf-8") as f:
+                history = list(csv.DictReader(f))
+            epochs = len(history)
+            if history:
+                best = max(history, key=lambda r: float(r.get("val_macro_f1") or "nan")
+                           if (r.get("val_macro_f1") or "nan") != "nan" else -1.0)
+        except (OSError, csv.Error):
+            pass
+        classes = list(config.get("classes") or [])
+        rows.append({
+            "name": run.name,
+            "default": i == 0,
+            "created": run.modified.strftime("%Y-%m-%d %H:%M"),
+            "classes": classes,
+            "num_classes": len(classes),
+            "val_macro_f1": _float(best, "val_macro_f1"),
+            "val_acc": _float(best, "val_acc"),
+            "epochs": epochs,
+            "path": str(run.best if run.best.is_file() else run.last),
+        })
+    return rows
+
+
+def _float(row: dict | None, key: str) -> float | None:
+    try:
+        value = float(row[key]) if row else None
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None if value is None or value != value else value
