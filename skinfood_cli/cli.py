@@ -25,7 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="markdown",
+    rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 diseases_app = typer.Typer(help="The bundled disease descriptions (English and Korean).",
@@ -176,12 +176,12 @@ def train(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Dataset folder: DIR/train + DIR/test "
                                         "(DermNet), DIR/train + DIR/val, or DIR/<class>/ folders."),
     name: Optional[str] = typer.Option(None, "--name", help="Run name (default: a timestamp)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Total epochs [default: 10]."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Total epochs (default: 10)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per step (per process)."),
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate of the head; the backbone gets a tenth."),
     image_size: int = typer.Option(224, "--image-size", help="Side of the square model input, in pixels."),
     freeze_epochs: Optional[int] = typer.Option(None, "--freeze-epochs", help="Epochs training the new "
-                                                "head alone first [default: 1, or 0 with --no-pretrained]."),
+                                                "head alone first (default: 1, or 0 with --no-pretrained)."),
     freeze_backbone: bool = typer.Option(False, "--freeze-backbone", help="Train the head only, on backbone "
                                          "features computed once (fast)."),
     balance: bool = typer.Option(False, "--balance", help="Weight the loss by inverse class frequency."),
@@ -227,7 +227,7 @@ def train(
             if data is None:
                 raise UsageError("--data DIR is required (or --resume NAME to continue a run)")
             cfg = TrainConfig(
-                data=str(data), name=name, epochs=epochs or 10, batch_size=batch_size, lr=lr,
+                data=str(data), name=name, epochs=10 if epochs is None else epochs, batch_size=batch_size, lr=lr,
                 image_size=image_size, freeze_epochs=freeze_epochs, freeze_backbone=freeze_backbone,
                 balance=balance, patience=patience, val_fraction=val_fraction, seed=seed,
                 classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
@@ -457,7 +457,7 @@ def diseases_show(
     from rich.markup import escape
 
     from skinfood_cli.errors import UsageError
-    from skinfood_cli.output import URGENCY_TEXT, console, print_json
+    from skinfood_cli.output import URGENCY_TEXT, console, label, print_json
 
     language = _lang(lang)
     entry = _book(descriptions).get(name, language)
@@ -471,11 +471,12 @@ def diseases_show(
     out.print(escape(entry.summary))
     for title, items in (("signs", entry.signs), ("look-alikes", entry.look_alikes),
                          ("self-care", entry.self_care)):
-        out.print(f"\n[bold]{title}[/bold]")
+        out.print(f"\n[bold]{label(language, title)}[/bold]")
         for item in items:
             out.print(f"  • {escape(item)}")
     urgency = URGENCY_TEXT.get(language, URGENCY_TEXT["en"]).get(entry.urgency, entry.urgency)
-    out.print(f"\n[bold]when to see a doctor[/bold] ({escape(urgency)})\n  {escape(entry.see_a_doctor)}")
+    out.print(f"\n[bold]{label(language, 'when to see a doctor')}[/bold] ({escape(urgency)})\n"
+              f"  {escape(entry.see_a_doctor)}")
     for link in entry.links:
         out.print(f"  {link}")
 
@@ -557,7 +558,7 @@ def explain(
     target_class: Optional[str] = typer.Option(None, "--class", help="Explain this class instead of the top one."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="PNG file to write (one input only)."),
     output_dir: Path = typer.Option(Path("skinfood-explain"), "--output-dir", help="Folder for the PNGs."),
-    fmt: PredictFormat = typer.Option(PredictFormat.human, "--format", "-f", help="human or json."),
+    fmt: PredictFormat = typer.Option(PredictFormat.human, "--format", "-f", help="human, json or jsonl."),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="Alternatives to list."),
     lang: Optional[Lang] = LangOpt,
     recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Look inside sub-folders."),
@@ -595,8 +596,8 @@ def explain(
     for record, _cam in records:
         failed += record["error"] is not None
         if writer:
-            writer.write({k: record[k] for k in ("path", "label", "disease_name", "confidence", "uncertain",
-                                                 "top_k", "heatmap", "error")})
+            writer.write({k: record.get(k) for k in ("path", "label", "disease_name", "confidence", "uncertain",
+                                                     "top_k", "explained_label", "heatmap", "error")})
         else:
             print_explanation(record, book, language, HEATMAP_NOTE[language])
     if writer:

@@ -114,6 +114,15 @@ def gather(folder: Path, classes: list[str]) -> list[tuple[str, int]]:
     return samples
 
 
+def relative_key(path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """A photo's path relative to the dataset root, '/'-separated.
+
+    The validation split is recorded in this form, so it still matches when the
+    dataset is given as a relative path, from another directory, or moved.
+    """
+    return Path(os.path.relpath(Path(path).resolve(), Path(root).resolve())).as_posix()
+
+
 def stratified_split(
     samples: list[tuple[str, int]], fraction: float, seed: int
 ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
@@ -145,7 +154,8 @@ def discover_dataset(
     """Find classes and files; split val off train when there is no val folder.
 
     Args:
-        val_files: a recorded validation list (from a checkpoint) to reuse
+        val_files: a recorded validation list (from a checkpoint, paths as
+            `relative_key` gives them) to reuse
             instead of drawing a new split.
     """
     root = Path(root).expanduser()
@@ -168,8 +178,8 @@ def discover_dataset(
         val, val_source = gather(folders["val"], chosen), "folder"
     elif val_files is not None:
         held = set(val_files)
-        val = [s for s in train if s[0] in held]
-        train = [s for s in train if s[0] not in held]
+        val = [s for s in train if relative_key(s[0], root) in held]
+        train = [s for s in train if relative_key(s[0], root) not in held]
         val_source = "split"
     else:
         train, val = stratified_split(train, val_fraction, seed)

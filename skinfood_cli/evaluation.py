@@ -29,7 +29,8 @@ class EvalSet:
 def resolve_eval_set(meta: dict, classes: list[str], data: str | None, split: str,
                      skip_unknown: bool = False) -> EvalSet:
     """Which photos to evaluate: `--data`/`--split`, or the model's own test split."""
-    from skinfood_cli.data import detect_layout, gather, list_class_folders
+    from skinfood_cli.data import detect_layout, gather, list_class_folders, relative_key
+    from skinfood_cli.images import is_image_path
 
     recorded = meta.get("data") or {}
     root_text = data or recorded.get("root")
@@ -55,14 +56,12 @@ def resolve_eval_set(meta: dict, classes: list[str], data: str | None, split: st
                         f"(it knows: {', '.join(classes)}); pass --skip-unknown to leave them out")
     known = [n for n in names if n in index]
     samples = [(p, index[known[label]]) for p, label in gather(folder, known)]
-    unknown = {n: len(gather(folder, [n])) for n in unknown_names}
+    unknown = {n: sum(is_image_path(Path(p)) for p, _ in gather(folder, [n])) for n in unknown_names}
     if split in ("val", "train") and "val" not in folders:
         held = set(recorded.get("val_files") or [])
         if not held and data is None:
             raise DataError("this model records no validation split: use --split test")
-        samples = [s for s in samples if (s[0] in held) == (split == "val")]
-    from skinfood_cli.images import is_image_path
-
+        samples = [s for s in samples if (relative_key(s[0], root) in held) == (split == "val")]
     samples = [s for s in samples if is_image_path(Path(s[0]))]
     if not samples:
         raise DataError(f"no images to evaluate in {folder}")

@@ -77,7 +77,7 @@ def load_image(
     except OSError as exc:
         # Pillow reports truncation and decoder failures as OSError.
         text = str(exc) or exc.__class__.__name__
-        if "truncated" in text:
+        if "truncat" in text.lower():
             raise ImageError("truncated or corrupt image") from None
         raise ImageError(f"could not decode image: {text}") from None
     except MemoryError:

@@ -93,6 +93,23 @@ def print_json(data) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
+LABELS = {
+    "en": {"condition": "condition", "alternatives": "alternatives", "about": "about",
+           "what to do": "what to do", "signs": "signs", "look-alikes": "look-alikes",
+           "self-care": "self-care", "when to see a doctor": "when to see a doctor",
+           "heatmap": "heatmap", "heatmap for": "heatmap shows the evidence for",
+           "not sure": "(the model is not sure)"},
+    "ko": {"condition": "상태", "alternatives": "다른 가능성", "about": "설명", "what to do": "대처",
+           "signs": "증상", "look-alikes": "비슷한 질환", "self-care": "자가 관리",
+           "when to see a doctor": "진료가 필요한 때", "heatmap": "히트맵",
+           "heatmap for": "히트맵이 보여주는 근거", "not sure": "(모델이 확신하지 못합니다)"},
+}
+
+
+def label(lang: str, key: str) -> str:
+    return LABELS.get(lang, LABELS["en"]).get(key, key)
+
+
 URGENCY_STYLE = {"routine": "green", "soon": "yellow", "urgent": "bold red"}
 URGENCY_TEXT = {
     "en": {"routine": "routine", "soon": "see a doctor soon", "urgent": "urgent: see a doctor promptly"},
@@ -111,19 +128,20 @@ def print_prediction(rec: dict, lang: str, footer: str) -> None:
         out.print(f"[red]{escape(rec['path'])}: {escape(rec['error'])}[/red]")
         return
     pct = f"{rec['confidence'] * 100:.1f}%"
-    sure = "[yellow](the model is not sure)[/yellow]" if rec["uncertain"] else ""
+    sure = f"[yellow]{label(lang, 'not sure')}[/yellow]" if rec["uncertain"] else ""
     body = Table.grid(padding=(0, 1))
     body.add_column(style="bold")
     body.add_column()
-    body.add_row("condition", f"[bold]{escape(rec['disease_name'])}[/bold]  {pct} {sure}")
+    body.add_row(label(lang, "condition"), f"[bold]{escape(rec['disease_name'])}[/bold]  {pct} {sure}")
     alts = ", ".join(f"{escape(a['disease_name'])} {a['probability'] * 100:.1f}%" for a in rec["top_k"][1:])
     if alts:
-        body.add_row("alternatives", alts)
-    body.add_row("about", escape(rec["description"] or ""))
+        body.add_row(label(lang, "alternatives"), alts)
+    body.add_row(label(lang, "about"), escape(rec["description"] or ""))
     if rec.get("advice"):
         urgency = rec.get("urgency") or "routine"
-        label = URGENCY_TEXT.get(lang, URGENCY_TEXT["en"]).get(urgency, urgency)
-        body.add_row("what to do", f"[{URGENCY_STYLE.get(urgency, '')}]{escape(label)}[/] — {escape(rec['advice'])}")
+        text = URGENCY_TEXT.get(lang, URGENCY_TEXT["en"]).get(urgency, urgency)
+        body.add_row(label(lang, "what to do"),
+                     f"[{URGENCY_STYLE.get(urgency, '')}]{escape(text)}[/] — {escape(rec['advice'])}")
     out.print(Panel(body, title=escape(rec["path"]), title_align="left", expand=False))
     out.print(f"[dim]{escape(footer)}[/dim]")
 
@@ -164,7 +182,7 @@ def print_explanation(rec: dict, book, lang: str, note_text: str) -> None:
     if rec["error"]:
         out.print(f"[red]{escape(rec['path'])}: {escape(rec['error'])}[/red]")
         return
-    sure = " [yellow](the model is not sure)[/yellow]" if rec["uncertain"] else ""
+    sure = f" [yellow]{label(lang, 'not sure')}[/yellow]" if rec["uncertain"] else ""
     out.print(f"[bold]{escape(rec['path'])}[/bold]")
     for i, alt in enumerate(rec["top_k"]):
         out.print(f"  {i + 1}. {escape(alt['disease_name'])}  {alt['probability'] * 100:.1f}%"
@@ -175,11 +193,14 @@ def print_explanation(rec: dict, book, lang: str, note_text: str) -> None:
         for title, items in (("signs", entry.signs), ("look-alikes", entry.look_alikes),
                              ("self-care", entry.self_care)):
             if items:
-                out.print(f"  [bold]{title}:[/bold] {escape('; '.join(items))}")
+                out.print(f"  [bold]{label(lang, title)}:[/bold] {escape('; '.join(items))}")
         urgency = URGENCY_TEXT.get(lang, URGENCY_TEXT["en"]).get(entry.urgency, entry.urgency)
-        out.print(f"  [bold]when to see a doctor[/bold] [{URGENCY_STYLE.get(entry.urgency, '')}]"
+        out.print(f"  [bold]{label(lang, 'when to see a doctor')}[/bold] [{URGENCY_STYLE.get(entry.urgency, '')}]"
                   f"({escape(urgency)})[/]: {escape(entry.see_a_doctor)}")
     else:
         out.print(f"\n{escape(rec['description'] or '')}")
-    out.print(f"\nheatmap: {escape(rec['heatmap'])}")
+    explained = rec.get("explained_label")
+    if explained and explained != rec["label"]:
+        out.print(f"\n[bold]{label(lang, 'heatmap for')}: {escape(explained)}[/bold] (--class)")
+    out.print(f"\n{label(lang, 'heatmap')}: {escape(rec['heatmap'])}")
     out.print(f"[dim]{escape(note_text)}[/dim]\n")

@@ -110,8 +110,10 @@ def _folder_images(folder: Path, recursive: bool) -> list[InputItem]:
     if recursive:
         for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            found.extend(Path(dirpath) / f for f in sorted(filenames)
+            found.extend(Path(dirpath) / f for f in filenames
                          if not f.startswith(".") and is_image_path(Path(f)))
+        # One sorted order over the whole tree (by path components), as `find | sort` gives.
+        found.sort(key=lambda p: p.relative_to(folder).parts)
     else:
         found = sorted(p for p in folder.iterdir()
                        if p.is_file() and not p.name.startswith(".") and is_image_path(p))

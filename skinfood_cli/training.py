@@ -27,6 +27,7 @@ from pathlib import Path
 
 from skinfood_cli import __version__
 from skinfood_cli.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
+from skinfood_cli.data import relative_key
 from skinfood_cli.errors import DataError, UsageError
 from skinfood_cli.model import ARCH, IMAGENET_MEAN, IMAGENET_STD
 
@@ -396,10 +397,14 @@ class Trainer:
         return np.concatenate(outs), np.concatenate(labels)
 
     def validate(self, stop: _StopFlag) -> dict | None:
+        """Validation metrics; in --freeze-backbone mode from the cached features."""
         from skinfood_cli.engine import softmax
         from skinfood_cli.metrics import accuracy, cross_entropy, macro_f1
 
-        logits, labels = self.predict_logits(self.val_set, stop)
+        if self.cfg.freeze_backbone:
+            logits, labels = _head_logits_on_cached_val(self)
+        else:
+            logits, labels = self.predict_logits(self.val_set, stop)
         if logits is None:
             return None
         if not len(labels):
@@ -439,7 +444,8 @@ class Trainer:
             "weights_source": self.weights_source,
             "data": {"root": str(Path(self.ds.root).resolve()), "layout": self.ds.layout,
                      "val_source": self.ds.val_source,
-                     "val_files": [p for p, _ in self.ds.val] if self.ds.val_source == "split" else None,
+                     "val_files": ([relative_key(p, self.ds.root) for p, _ in self.ds.val]
+                                   if self.ds.val_source == "split" else None),
                      "num_train": len(self.ds.train), "num_val": len(self.ds.val)},
             "metrics": best or {}, "epoch": st.epoch, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
@@ -601,6 +607,17 @@ def _train_head_on_features(trainer: Trainer, stop: _StopFlag) -> dict | None:
             return None
     return {"train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
             "images_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
+
+
+def _head_logits_on_cached_val(trainer: Trainer):
+    """(N, K) logits of the head on the cached validation features, and labels."""
+    import torch
+
+    _, (x_val, y_val) = trainer._features
+    trainer.model.fc.eval()
+    with torch.inference_mode():
+        logits = trainer.model.fc(x_val.to(trainer.device)).float().cpu().numpy()
+    return logits, y_val.numpy()
 
 
 def _features(trainer: Trainer, dataset, stop: _StopFlag):

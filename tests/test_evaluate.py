@@ -1,0 +1,398 @@
+"""`skinfood evaluate`: the confusion table and the error analysis.
+
+Every test here scores the session model (trained once in conftest) on the
+generated photos; none trains a model of its own.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import CLASSES, PHOTO_SIZE
+from skinfood_cli.synthetic import make_image
+
+TEST_PER_CLASS = 8
+NUM_TEST = TEST_PER_CLASS * len(CLASSES)  # 24
+SPLIT_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def evaluate_json(cli, *args):
+    r = cli("evaluate", "--format", "json", *args)
+    data = json.loads(r.stdout) if r.stdout.strip() else None
+    return r, data
+
+
+def copy_test_set(dataset: Path, tmp_path: Path) -> Path:
+    """A writable copy of the dataset's test/ folder (a folder of class folders)."""
+    target = tmp_path / "testcopy"
+    shutil.copytree(dataset / "test", target)
+    return target
+
+
+def recorded_val_files(model_path: Path) -> list[str]:
+    from skinfood_cli.checkpoint import load_checkpoint
+
+    data = load_checkpoint(model_path)["data"]
+    assert data["val_files"], "the session model should record the val split it drew from train"
+    assert len(data["val_files"]) == data["num_val"]
+    root = Path(data["root"])
+    return [str(root / rel) for rel in data["val_files"]]
+
+
+def confusion_rows(stdout: str, classes) -> list[list[int]]:
+    """The numbers of each row of the printed confusion table ("1 acne │ 8 │ 0 │ 0")."""
+    rows = []
+    for i, name in enumerate(classes):
+        match = re.search(rf"^\s*{i + 1} {re.escape(name)}\b(.*)$", stdout, re.MULTILINE)
+        assert match, f"no confusion-table row for {name!r} in:\n{stdout}"
+        rows.append([int(x) for x in re.findall(r"\d+", match.group(1))])
+    return rows
+
+
+def summary_value(stdout: str, label: str) -> str:
+    match = re.search(rf"^{re.escape(label)}\s+(\d+\.\d{{3}})", stdout, re.MULTILINE)
+    assert match, f"no {label!r} line in:\n{stdout}"
+    return match.group(1)
+
+
+def assert_internally_consistent(data: dict) -> None:
+    classes = data["classes"]
+    cm = data["confusion_matrix"]
+    K = len(classes)
+    assert len(cm) == K and all(len(row) == K for row in cm)
+    total = sum(map(sum, cm))
+    assert total == data["num_images"]
+    trace = sum(cm[i][i] for i in range(K))
+    assert data["accuracy"] == pytest.approx(trace / total)
+    recalls = []
+    for i, name in enumerate(classes):
+        s = data["per_class"][name]
+        assert s["support"] == sum(cm[i])
+        column = sum(cm[r][i] for r in range(K))
+        assert s["recall"] == pytest.approx(cm[i][i] / s["support"] if s["support"] else 0.0)
+        assert s["precision"] == pytest.approx(cm[i][i] / column if column else 0.0)
+        recalls.append(s["recall"])
+    present = [r for r, name in zip(recalls, classes) if data["per_class"][name]["support"]]
+    assert data["balanced_accuracy"] == pytest.approx(sum(present) / len(present))
+
+
+# --- the default run ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_bare_evaluate_scores_the_latest_model_on_its_test_split(cli, installed_run, dataset):
+    r = cli("evaluate")
+    assert r.exit_code == 0, r.stderr
+    out = r.stdout
+    assert "confusion matrix" in out
+    rows = confusion_rows(out, CLASSES)
+    assert [sum(row) for row in rows] == [TEST_PER_CLASS] * len(CLASSES)
+    # the test split recorded in the checkpoint: the dataset's own test/ folder
+    assert f"{NUM_TEST} images (test split of {dataset.resolve()})" in " ".join(out.split())
+    for name in CLASSES:
+        assert re.search(rf"^\s*{name}\b", out, re.MULTILINE), f"no per-class row for {name}"
+
+
+@pytest.mark.slow
+def test_json_report_has_every_key_and_adds_up(cli, installed_run):
+    r, data = evaluate_json(cli)
+    assert r.exit_code == 0, r.stderr
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "ci", "top_k_accuracy", "loss", "ece",
+                "num_images", "classes", "confusion_matrix", "per_class", "most_confused"):
+        assert key in data, key
+    assert "predictions" not in data  # the per-photo rows go to --report, not to stdout
+    assert data["num_images"] == NUM_TEST
+    assert data["classes"] == list(CLASSES)
+    assert data["split"] == "test"
+
+    assert set(data["ci"]) == set(SPLIT_KEYS)
+    for key in SPLIT_KEYS:
+        low, high = data["ci"][key]
+        assert 0.0 <= low <= data[key] <= high <= 1.0, (key, low, data[key], high)
+
+    assert_internally_consistent(data)
+    assert set(data["per_class"]) == set(CLASSES)
+    for name, s in data["per_class"].items():
+        assert {"precision", "recall", "f1", "support"} <= set(s)
+        assert s["support"] == TEST_PER_CLASS
+        p, rc = s["precision"], s["recall"]
+        assert s["f1"] == pytest.approx(2 * p * rc / (p + rc) if p + rc else 0.0)
+
+    assert data["accuracy"] <= data["top_k_accuracy"] <= 1.0
+    assert data["loss"] >= 0.0
+    assert 0.0 <= data["ece"] <= 1.0
+    # the model learned the lesion colours: far better than the 1/3 of guessing
+    assert data["accuracy"] >= 0.6
+
+    cm = data["confusion_matrix"]
+    index = {c: i for i, c in enumerate(CLASSES)}
+    off_diagonal = sum(cm[i][j] for i in range(3) for j in range(3) if i != j)
+    assert sum(p["count"] for p in data["most_confused"]) == off_diagonal
+    for pair in data["most_confused"]:
+        assert set(pair) == {"true", "predicted", "count"}
+        assert pair["true"] != pair["predicted"]
+        assert pair["count"] == cm[index[pair["true"]]][index[pair["predicted"]]] > 0
+    counts = [p["count"] for p in data["most_confused"]]
+    assert counts == sorted(counts, reverse=True)
+
+
+@pytest.mark.slow
+def test_table_and_json_show_the_same_numbers(cli, model_path):
+    # fp32 on both runs, so the two runs can't differ by a reduced-precision kernel choice
+    table = cli("evaluate", "--model", model_path, "--precision", "fp32")
+    assert table.exit_code == 0, table.stderr
+    r, data = evaluate_json(cli, "--model", model_path, "--precision", "fp32")
+    assert r.exit_code == 0, r.stderr
+    out = table.stdout
+
+    assert confusion_rows(out, data["classes"]) == data["confusion_matrix"]
+    assert summary_value(out, "accuracy") == f"{data['accuracy']:.3f}"
+    assert summary_value(out, "balanced accuracy") == f"{data['balanced_accuracy']:.3f}"
+    assert summary_value(out, "macro-F1") == f"{data['macro_f1']:.3f}"
+    assert summary_value(out, f"top-{data['top_k']} accuracy") == f"{data['top_k_accuracy']:.3f}"
+    assert summary_value(out, "calibration (ECE)") == f"{data['ece']:.3f}"
+    # the bootstrap is seeded, so the intervals match too
+    low, high = data["ci"]["accuracy"]
+    assert f"(95% CI {low:.3f}–{high:.3f})" in out
+    # per-class rows: precision, recall, F1, support
+    for name, s in data["per_class"].items():
+        match = re.search(rf"^\s*{re.escape(name)}\b(.*)$", out, re.MULTILINE)
+        assert match, name
+        numbers = re.findall(r"\d+\.\d{3}|\d+", match.group(1))
+        assert numbers[:4] == [f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}",
+                               str(s["support"])]
+    for pair in data["most_confused"]:
+        assert f"{pair['true']} → {pair['predicted']}: {pair['count']}" in out
+
+
+@pytest.mark.slow
+def test_normalize_prints_row_percentages(cli, model_path):
+    r = cli("evaluate", "--model", model_path, "--normalize", "--precision", "fp32")
+    assert r.exit_code == 0, r.stderr
+    _, data = evaluate_json(cli, "--model", model_path, "--precision", "fp32")
+    assert "% of each row" in r.stdout
+    rows = confusion_rows(r.stdout, CLASSES)
+    for row, counts in zip(rows, data["confusion_matrix"]):
+        total = sum(counts)
+        assert row == [round(100 * v / total) for v in counts]
+        assert abs(sum(row) - 100) <= len(row)  # percentages, up to rounding
+    # correct answers: a row with all 8 right reads 100, not 8
+    for i, counts in enumerate(data["confusion_matrix"]):
+        if counts[i] == sum(counts):
+            assert rows[i][i] == 100
+
+
+# --- report files -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_report_writes_metrics_confusion_predictions_and_png(cli, model_path, tmp_path):
+    report = tmp_path / "report"
+    r, data = evaluate_json(cli, "--model", model_path, "--report", report)
+    assert r.exit_code == 0, r.stderr
+
+    metrics = json.loads((report / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["accuracy"] == data["accuracy"]
+    assert metrics["confusion_matrix"] == data["confusion_matrix"]
+
+    with open(report / "confusion.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][1:] == list(CLASSES)
+    assert len(rows) == 1 + len(CLASSES)
+    for name, row, counts in zip(CLASSES, rows[1:], data["confusion_matrix"]):
+        assert row[0] == name
+        assert [int(x) for x in row[1:]] == counts
+
+    with open(report / "predictions.csv", newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == ["path", "true", "predicted", "confidence", "correct"]
+        preds = list(reader)
+    assert len(preds) == NUM_TEST
+    assert len({p["path"] for p in preds}) == NUM_TEST
+    for p in preds:
+        assert Path(p["path"]).is_file()
+        assert p["true"] == Path(p["path"]).parent.name
+        assert p["predicted"] in CLASSES
+        assert 0.0 < float(p["confidence"]) <= 1.0
+        assert p["correct"] == str(p["true"] == p["predicted"])
+    right = sum(p["true"] == p["predicted"] for p in preds)
+    assert right / NUM_TEST == pytest.approx(data["accuracy"])
+
+    with Image.open(report / "confusion.png") as png:
+        png.load()
+        assert png.width >= 150 and png.height >= 150
+        assert png.getextrema() != ((255, 255), (255, 255), (255, 255))  # not a blank page
+
+    # where the files went is said on stderr, not mixed into the JSON on stdout
+    assert "metrics.json" in r.stderr
+
+
+# --- which photos --------------------------------------------------------------------------------
+
+
+def add_unknown_class(folder: Path, name: str = "eczema", count: int = 3) -> Path:
+    target = folder / name
+    target.mkdir()
+    for i in range(count):
+        img, _ = make_image(name, PHOTO_SIZE, random.Random(100 + i), lesion_scale=0.4)
+        img.save(target / f"{name}_{i}.jpg", quality=92)
+    return target
+
+
+@pytest.mark.slow
+def test_unknown_class_folder_is_an_error_that_names_it(cli, model_path, dataset, tmp_path):
+    data_dir = copy_test_set(dataset, tmp_path)
+    add_unknown_class(data_dir)
+    r = cli("evaluate", "--model", model_path, "--data", data_dir)
+    assert r.exit_code == 2, r.stdout
+    assert "eczema" in r.stderr
+    assert "--skip-unknown" in r.stderr  # says how to go on
+    assert r.stdout.strip() == ""
+
+
+@pytest.mark.slow
+def test_skip_unknown_leaves_the_folder_out_and_says_how_many(cli, model_path, dataset, tmp_path):
+    data_dir = copy_test_set(dataset, tmp_path)
+    add_unknown_class(data_dir, count=3)
+    r, data = evaluate_json(cli, "--model", model_path, "--data", data_dir, "--skip-unknown")
+    assert r.exit_code == 0, r.stderr
+    assert data["num_images"] == NUM_TEST
+    assert data["skipped_unknown"] == {"eczema": 3}
+    line = next((ln for ln in r.stderr.splitlines() if "eczema" in ln), None)
+    assert line is not None, r.stderr
+    assert re.search(r"\b3\b", line), line
+
+
+@pytest.mark.slow
+def test_skipped_unknown_count_is_photos_only(cli, model_path, dataset, tmp_path):
+    data_dir = copy_test_set(dataset, tmp_path)
+    folder = add_unknown_class(data_dir, count=3)
+    (folder / "notes.txt").write_text("where these photos came from\n", encoding="utf-8")
+    r, data = evaluate_json(cli, "--model", model_path, "--data", data_dir, "--skip-unknown")
+    assert r.exit_code == 0, r.stderr
+    assert data["skipped_unknown"] == {"eczema": 3}
+
+
+@pytest.mark.slow
+def test_data_folder_of_class_folders_evaluates_every_photo_in_it(cli, model_path, dataset, tmp_path):
+    data_dir = tmp_path / "flat"
+    for name in CLASSES:
+        (data_dir / name).mkdir(parents=True)
+        for src in sorted((dataset / "train" / name).glob("*.jpg"))[:3]:
+            shutil.copy(src, data_dir / name / src.name)
+    r, data = evaluate_json(cli, "--model", model_path, "--data", data_dir)
+    assert r.exit_code == 0, r.stderr
+    assert data["num_images"] == 9
+    assert data["split"] == "all"
+    assert [sum(row) for row in data["confusion_matrix"]] == [3, 3, 3]
+    assert_internally_consistent(data)
+
+
+@pytest.mark.slow
+def test_unreadable_images_are_listed_and_the_rest_evaluated(cli, model_path, dataset, tmp_path):
+    data_dir = copy_test_set(dataset, tmp_path)
+    (data_dir / "acne" / "empty.jpg").write_bytes(b"")
+    (data_dir / "psoriasis" / "notes.jpg").write_text("this is not a photo\n", encoding="utf-8")
+    r, data = evaluate_json(cli, "--model", model_path, "--data", data_dir)
+    assert r.exit_code == 1, r.stderr
+    assert data["num_images"] == NUM_TEST
+    assert [sum(row) for row in data["confusion_matrix"]] == [TEST_PER_CLASS] * 3
+    assert "empty.jpg" in r.stderr and "notes.jpg" in r.stderr
+    assert {Path(item["path"]).name for item in data["unreadable"]} == {"empty.jpg", "notes.jpg"}
+
+
+@pytest.mark.slow
+def test_unreadable_images_still_print_the_table(cli, model_path, dataset, tmp_path):
+    data_dir = copy_test_set(dataset, tmp_path)
+    (data_dir / "acne" / "empty.jpg").write_bytes(b"")
+    r = cli("evaluate", "--model", model_path, "--data", data_dir)
+    assert r.exit_code == 1, r.stderr
+    assert [sum(row) for row in confusion_rows(r.stdout, CLASSES)] == [TEST_PER_CLASS] * 3
+    assert "empty.jpg" in r.stderr
+
+
+@pytest.mark.slow
+def test_split_val_scores_the_validation_photos_recorded_in_the_checkpoint(cli, installed_run, model_path,
+                                                                           tmp_path):
+    val_files = recorded_val_files(model_path)
+    report = tmp_path / "val-report"
+    r, data = evaluate_json(cli, "--split", "val", "--report", report)
+    assert r.exit_code == 0, r.stderr
+    assert data["split"] == "val"
+    assert data["num_images"] == len(val_files)
+    with open(report / "predictions.csv", newline="", encoding="utf-8") as f:
+        scored = {row["path"] for row in csv.DictReader(f)}
+    assert scored == set(val_files)
+    assert all("/train/" in Path(p).as_posix() for p in scored)  # drawn from train/, not test/
+
+
+@pytest.mark.slow
+def test_split_train_leaves_out_the_validation_photos(cli, model_path, dataset):
+    val_files = recorded_val_files(model_path)
+    r, data = evaluate_json(cli, "--model", model_path, "--split", "train", "--bootstrap", "0")
+    assert r.exit_code == 0, r.stderr
+    train_total = sum(1 for _ in (dataset / "train").rglob("*.jpg"))
+    assert data["num_images"] == train_total - len(val_files)
+
+
+@pytest.mark.slow
+def test_split_val_with_a_relative_data_path(cli, model_path, dataset, monkeypatch):
+    val_files = recorded_val_files(model_path)
+    monkeypatch.chdir(dataset.parent)
+    r, data = evaluate_json(cli, "--model", model_path, "--data", dataset.name, "--split", "val",
+                            "--bootstrap", "0")
+    assert r.exit_code == 0, r.stderr
+    assert data["num_images"] == len(val_files)
+
+
+@pytest.mark.slow
+def test_split_val_survives_a_moved_dataset(cli, model_path, dataset, tmp_path):
+    """The val split is recorded relative to the dataset root, so it follows the data."""
+    from skinfood_cli.checkpoint import load_checkpoint
+
+    recorded = load_checkpoint(model_path)["data"]["val_files"]
+    assert all(not Path(p).is_absolute() and p.startswith("train/") for p in recorded)
+    moved = tmp_path / "moved"
+    shutil.copytree(dataset, moved)
+    r, data = evaluate_json(cli, "--model", model_path, "--data", moved, "--split", "val", "--bootstrap", "0")
+    assert r.exit_code == 0, r.stderr
+    assert data["num_images"] == len(recorded)
+
+
+# --- options --------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_top_k_larger_than_the_number_of_classes_is_clamped(cli, model_path):
+    r, data = evaluate_json(cli, "--model", model_path, "--top-k", "10", "--bootstrap", "0")
+    assert r.exit_code == 0, r.stderr
+    assert data["top_k"] == 3
+    assert data["top_k_accuracy"] == 1.0
+
+
+@pytest.mark.slow
+def test_bootstrap_zero_gives_no_intervals(cli, model_path):
+    r, data = evaluate_json(cli, "--model", model_path, "--bootstrap", "0")
+    assert r.exit_code == 0, r.stderr
+    assert data["ci"] == {}
+
+
+def test_no_model_at_all_says_to_train_one(cli):
+    r = cli("evaluate")
+    assert r.exit_code == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "skinfood train" in lines[0]
+    assert "Traceback" not in r.stderr
+    assert r.stdout.strip() == ""
