@@ -349,18 +349,27 @@ class Trainer:
         frozen = st.epoch < self.freeze_epochs
         self._set_trainable(frozen)
         self.batches.epoch, self.batches.start = st.epoch, st.batch
-        steps = self.batches.steps()
-        self.reporter.epoch_start(st.epoch, self.cfg.epochs, steps, "head only" if frozen else "full")
+        batches = ((x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last),
+                    y.to(self.device, non_blocking=True)) for x, y in self._train_loader())
+        return self.run_steps(batches, self.model, self.batches.steps(), "head only" if frozen else "full", stop)
+
+    def run_steps(self, batches, forward, steps: int, phase: str, stop: _StopFlag) -> dict | None:
+        """One epoch's optimizer steps over (x, y) batches; `forward(x)` gives logits (B, K).
+
+        Shared by full training and the head-on-cached-features mode, so both get
+        the same schedule, mixed precision, bookkeeping and Ctrl-C handling.
+        Returns the epoch's training metrics, or None if Ctrl-C stopped it.
+        """
+        st = self.state
+        self.reporter.epoch_start(st.epoch, self.cfg.epochs, steps, phase)
         seen = correct = 0
         loss_sum = 0.0
         t0 = time.perf_counter()
-        for x, y in self._train_loader():
-            x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            y = y.to(self.device, non_blocking=True)
+        for x, y in batches:
             for group, lr in zip(self.optimizer.param_groups, self.get_lr(st.step)):
                 group["lr"] = lr
             with self.precision.autocast(self.device):
-                logits = self.model(x)  # (B, K)
+                logits = forward(x)  # (B, K)
                 loss = self.criterion(logits.float(), y)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -371,8 +380,8 @@ class Trainer:
             seen += len(y)
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
-            rate = seen / max(time.perf_counter() - t0, 1e-9)
-            self.reporter.step(st.batch, steps, loss_sum / seen, correct / seen, rate)
+            self.reporter.step(st.batch, steps, loss_sum / seen, correct / seen,
+                               seen / max(time.perf_counter() - t0, 1e-9))
             if stop.set:
                 return None
         return {"train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
@@ -402,7 +411,9 @@ class Trainer:
         from skinfood_cli.metrics import accuracy, cross_entropy, macro_f1
 
         if self.cfg.freeze_backbone:
-            logits, labels = _head_logits_on_cached_val(self)
+            from skinfood_cli.feature_cache import head_logits_on_cached_val
+
+            logits, labels = head_logits_on_cached_val(self)
         else:
             logits, labels = self.predict_logits(self.val_set, stop)
         if logits is None:
@@ -499,13 +510,15 @@ def _default_workers(device) -> int:
 
 def fit(trainer: Trainer) -> TrainResult:
     """Run epochs until done, early-stopped, or interrupted; then calibrate best.pt."""
+    from skinfood_cli.feature_cache import train_head_on_features
+
     cfg, st = trainer.cfg, trainer.state
     run_dir = trainer.run_dir
     with _StopFlag() as stop:
         while st.epoch < cfg.epochs:
             t0 = time.perf_counter()
             train_metrics = (
-                _train_head_on_features(trainer, stop) if cfg.freeze_backbone
+                train_head_on_features(trainer, stop) if cfg.freeze_backbone
                 else trainer.train_one_epoch(stop))
             val = trainer.validate(stop) if train_metrics is not None else None
             if train_metrics is None or val is None:
@@ -551,96 +564,6 @@ def _finish(trainer: Trainer) -> TrainResult:
 
 def _best_row(st: _State) -> dict | None:
     return next((h for h in st.history if h["epoch"] == st.best_epoch + 1), None)
-
-
-def _train_head_on_features(trainer: Trainer, stop: _StopFlag) -> dict | None:
-    """One epoch of head-only training on cached backbone features.
-
-    The first call runs the (frozen, eval-mode) backbone once over train and val
-    and keeps the 2048-d pooled features; every later epoch trains only the
-    2048 -> K linear head on them, which takes seconds instead of minutes.
-    Augmentation is therefore applied once, not per epoch: the price of the speed.
-    """
-    import torch
-
-    from skinfood_cli.data import ImageDataset, eval_transform
-
-    cache = getattr(trainer, "_features", None)
-    if cache is None:
-        trainer.reporter.message("computing backbone features once (later epochs reuse them)")
-        plain = ImageDataset(trainer.ds.train, eval_transform(trainer.cfg.image_size, trainer.mean, trainer.std),
-                             trainer.cfg.image_size, trainer.cfg.seed)
-        feats = _features(trainer, plain, stop)
-        val_feats = _features(trainer, trainer.val_set, stop) if feats is not None else None
-        if feats is None or val_feats is None:
-            return None
-        cache = trainer._features = (feats, val_feats)
-    (x_all, y_all), _ = cache
-    st, cfg, fc = trainer.state, trainer.cfg, trainer.model.fc
-    fc.train()
-    steps = trainer.batches.steps()
-    trainer.reporter.epoch_start(st.epoch, cfg.epochs, steps, "head on cached features")
-    g = torch.Generator().manual_seed(cfg.seed * 7919 + st.epoch)
-    order = torch.randperm(len(y_all), generator=g)
-    size = min(cfg.batch_size, len(y_all))
-    seen = correct = 0
-    loss_sum = 0.0
-    t0 = time.perf_counter()
-    for b in range(st.batch, steps):
-        idx = order[b * size:(b + 1) * size]
-        x, y = x_all[idx].to(trainer.device), y_all[idx].to(trainer.device)
-        for group, lr in zip(trainer.optimizer.param_groups, trainer.get_lr(st.step)):
-            group["lr"] = lr
-        logits = fc(x)
-        loss = trainer.criterion(logits, y)
-        trainer.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        trainer.optimizer.step()
-        st.step += 1
-        st.batch += 1
-        seen += len(y)
-        loss_sum += loss.item() * len(y)
-        correct += (logits.argmax(1) == y).sum().item()
-        trainer.reporter.step(st.batch, steps, loss_sum / seen, correct / seen,
-                              seen / max(time.perf_counter() - t0, 1e-9))
-        if stop.set:
-            return None
-    return {"train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-            "images_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
-
-
-def _head_logits_on_cached_val(trainer: Trainer):
-    """(N, K) logits of the head on the cached validation features, and labels."""
-    import torch
-
-    _, (x_val, y_val) = trainer._features
-    trainer.model.fc.eval()
-    with torch.inference_mode():
-        logits = trainer.model.fc(x_val.to(trainer.device)).float().cpu().numpy()
-    return logits, y_val.numpy()
-
-
-def _features(trainer: Trainer, dataset, stop: _StopFlag):
-    """Pooled (N, 2048) backbone features and (N,) labels, as float32 CPU tensors."""
-    import torch
-
-    model = trainer.model
-    head, model.fc = model.fc, torch.nn.Identity()
-    try:
-        model.eval()
-        feats, labels = [], []
-        with torch.inference_mode(), trainer.precision.autocast(trainer.device):
-            for x, y in trainer._val_loader(dataset):
-                if stop.set:
-                    return None
-                x = x.to(trainer.device).contiguous(memory_format=torch.channels_last)
-                feats.append(model(x).float().cpu())
-                labels.append(y)
-    finally:
-        model.fc = head
-    if not feats:
-        return torch.zeros(0, 2048), torch.zeros(0, dtype=torch.long)
-    return torch.cat(feats).clone(), torch.cat(labels).clone()
 
 
 # --- entry points ------------------------------------------------------------------

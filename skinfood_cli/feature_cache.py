@@ -1,0 +1,72 @@
+"""`--freeze-backbone`: train the head on backbone features computed once.
+
+The first epoch runs the frozen, eval-mode backbone once over train and val and
+keeps the 2048-d pooled features (N, 2048); every later epoch trains only the
+2048 -> K linear head on them, which takes seconds instead of minutes.
+Augmentation is therefore applied once, not per epoch: the price of the speed.
+The cache lives in memory; a resumed run computes it again.
+"""
+
+from __future__ import annotations
+
+
+def train_head_on_features(trainer, stop) -> dict | None:
+    """One epoch of head-only training on the cached features (computed on first use)."""
+    import torch
+
+    from skinfood_cli.data import ImageDataset, eval_transform
+
+    if getattr(trainer, "_features", None) is None:
+        trainer.reporter.message("computing backbone features once (later epochs reuse them)")
+        plain = ImageDataset(trainer.ds.train, eval_transform(trainer.cfg.image_size, trainer.mean, trainer.std),
+                             trainer.cfg.image_size, trainer.cfg.seed)
+        feats = compute_features(trainer, plain, stop)
+        val_feats = compute_features(trainer, trainer.val_set, stop) if feats is not None else None
+        if feats is None or val_feats is None:
+            return None
+        trainer._features = (feats, val_feats)
+    (x_all, y_all), _ = trainer._features
+    st, cfg = trainer.state, trainer.cfg
+    trainer.model.fc.train()
+    steps = trainer.batches.steps()
+    # The same shuffle rule as the image batches: by (seed, epoch), resumable mid-epoch.
+    order = torch.randperm(len(y_all), generator=torch.Generator().manual_seed(cfg.seed * 7919 + st.epoch))
+    size = min(cfg.batch_size, len(y_all))
+    batches = ((x_all[idx].to(trainer.device), y_all[idx].to(trainer.device))
+               for idx in (order[b * size:(b + 1) * size] for b in range(st.batch, steps)))
+    return trainer.run_steps(batches, trainer.model.fc, steps, "head on cached features", stop)
+
+
+def head_logits_on_cached_val(trainer):
+    """(N, K) logits of the head on the cached validation features, and labels (N,)."""
+    import torch
+
+    _, (x_val, y_val) = trainer._features
+    trainer.model.fc.eval()
+    with torch.inference_mode():
+        logits = trainer.model.fc(x_val.to(trainer.device)).float().cpu().numpy()
+    return logits, y_val.numpy()
+
+
+def compute_features(trainer, dataset, stop):
+    """Pooled (N, 2048) backbone features and (N,) labels as float32 CPU tensors; None on Ctrl-C."""
+    import torch
+
+    model = trainer.model
+    head, model.fc = model.fc, torch.nn.Identity()
+    try:
+        model.eval()
+        feats, labels = [], []
+        with torch.inference_mode(), trainer.precision.autocast(trainer.device):
+            for x, y in trainer._val_loader(dataset):
+                if stop.set:
+                    return None
+                x = x.to(trainer.device).contiguous(memory_format=torch.channels_last)
+                feats.append(model(x).float().cpu())
+                labels.append(y)
+    finally:
+        model.fc = head
+    if not feats:
+        return torch.zeros(0, 2048), torch.zeros(0, dtype=torch.long)
+    # clone() outside inference mode: inference tensors can't take part in autograd later.
+    return torch.cat(feats).clone(), torch.cat(labels).clone()
