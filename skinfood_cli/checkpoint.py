@@ -40,16 +40,18 @@ def save_checkpoint(payload: dict, path: str | os.PathLike) -> Path:
     import torch
 
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        with _suppress():
-            os.unlink(tmp)
+        if tmp is not None:
+            with _suppress():
+                os.unlink(tmp)
         if isinstance(exc, OSError):
             raise SkinfoodError(
                 f"could not write {path}: {exc.strerror or exc} (the previous file is intact)"
@@ -76,12 +78,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         ckpt = _torch_load(path)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        # Only a blocked global means "this file wants to run code"; any other
+        # weights-only failure is plain corruption.
+        if "unsupported global" in str(exc).lower():
             raise ModelError(
                 f"{path} is not a skinfood checkpoint: it holds Python objects that need "
                 "code to load, which skinfood refuses to run"
             ) from None
-        raise ModelError(f"{path} is not a skinfood checkpoint (unreadable pickle)") from None
+        raise ModelError(f"{path} is not a valid checkpoint (corrupt): retrain or copy it again") from None
     except Exception as exc:  # noqa: BLE001 - a malformed file makes the unpickler raise anything
         hint = "truncated or corrupt" if "zip" in str(exc) or isinstance(exc, EOFError) else "unreadable"
         raise ModelError(f"{path} is not a valid checkpoint ({hint}): retrain or copy it again") from None

@@ -31,11 +31,16 @@ def console(stderr: bool = False):
 
 
 def warn(message: str) -> None:
-    console(stderr=True).print(f"[yellow]warning:[/yellow] {message}", soft_wrap=True)
+    """A yellow warning line on stderr; the message is plain text (file names may hold [brackets])."""
+    from rich.markup import escape
+
+    console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
 
 
 def note(message: str) -> None:
-    console(stderr=True).print(message, soft_wrap=True)
+    from rich.markup import escape
+
+    console(stderr=True).print(escape(message), soft_wrap=True)
 
 
 def error_line(message: str) -> None:

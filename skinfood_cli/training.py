@@ -28,7 +28,7 @@ from pathlib import Path
 from skinfood_cli import __version__
 from skinfood_cli.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
 from skinfood_cli.data import relative_key
-from skinfood_cli.errors import DataError, UsageError
+from skinfood_cli.errors import DataError, SkinfoodError, UsageError
 from skinfood_cli.model import ARCH, IMAGENET_MEAN, IMAGENET_STD
 
 # The backbone learns 10x slower than the head once unfrozen: its ImageNet
@@ -239,6 +239,9 @@ class _State:
     best_epoch: int = -1
     stale_epochs: int = 0
     history: list = field(default_factory=list)
+    # Running totals of the epoch in progress (seen, correct, loss_sum, seconds),
+    # so an epoch resumed mid-way still reports figures for the whole epoch.
+    partial: dict = field(default_factory=dict)
 
 
 class Trainer:
@@ -362,9 +365,10 @@ class Trainer:
         """
         st = self.state
         self.reporter.epoch_start(st.epoch, self.cfg.epochs, steps, phase)
-        seen = correct = 0
-        loss_sum = 0.0
-        t0 = time.perf_counter()
+        done = st.partial if st.batch else {}
+        seen, correct = done.get("seen", 0), done.get("correct", 0)
+        loss_sum, before = done.get("loss_sum", 0.0), done.get("seconds", 0.0)
+        t0 = time.perf_counter() - before
         for x, y in batches:
             for group, lr in zip(self.optimizer.param_groups, self.get_lr(st.step)):
                 group["lr"] = lr
@@ -382,6 +386,8 @@ class Trainer:
             correct += (logits.argmax(1) == y).sum().item()
             self.reporter.step(st.batch, steps, loss_sum / seen, correct / seen,
                                seen / max(time.perf_counter() - t0, 1e-9))
+            st.partial = {"seen": seen, "correct": correct, "loss_sum": loss_sum,
+                          "seconds": time.perf_counter() - t0}
             if stop.set:
                 return None
         return {"train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
@@ -489,6 +495,12 @@ class Trainer:
         return save_checkpoint(self.payload(resumable=True), self.run_dir / "last.pt")
 
     def write_metrics(self) -> None:
+        try:
+            self._write_metrics()
+        except OSError as exc:
+            raise SkinfoodError(f"could not write {self.run_dir / 'metrics.csv'}: {exc.strerror or exc}") from None
+
+    def _write_metrics(self) -> None:
         columns = ["epoch", "phase", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
                    "val_macro_f1", "images_per_s", "seconds"]
         tmp = self.run_dir / ".metrics.csv.tmp"
@@ -537,6 +549,7 @@ def fit(trainer: Trainer) -> TrainResult:
                 st.stale_epochs += 1
             st.epoch += 1
             st.batch = 0
+            st.partial = {}
             if improved:
                 save_checkpoint(trainer.payload(resumable=False), run_dir / "best.pt")
             trainer.save_last()
@@ -622,6 +635,13 @@ def resume(name: str, epochs: int | None = None, reporter: Reporter | None = Non
 
 
 def _write_run_files(run_dir: Path, cfg: TrainConfig, ds, source: str) -> None:
+    try:
+        _write_config_and_skips(run_dir, cfg, ds, source)
+    except OSError as exc:
+        raise SkinfoodError(f"could not write to the run folder {run_dir}: {exc.strerror or exc}") from None
+
+
+def _write_config_and_skips(run_dir: Path, cfg: TrainConfig, ds, source: str) -> None:
     import torch
     import yaml
 
