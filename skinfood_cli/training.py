@@ -15,6 +15,7 @@ best.pt is the epoch with the best validation macro-F1 (never test).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
@@ -211,6 +212,8 @@ class _StopFlag:
     def __init__(self):
         self.set = False
         self._previous = None
+        self._saving = False
+        self._pending = False
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -218,9 +221,23 @@ class _StopFlag:
         return self
 
     def _handle(self, signum, frame):
-        if self.set:
+        if not self.set:
+            self.set = True
+        elif self._saving:
+            self._pending = True  # never tear a checkpoint in half: stop right after it
+        else:
             raise KeyboardInterrupt
-        self.set = True
+
+    @contextlib.contextmanager
+    def saving(self):
+        """A section a second Ctrl-C waits for (writing checkpoints and metrics)."""
+        self._saving = True
+        try:
+            yield
+        finally:
+            self._saving = False
+        if self._pending:
+            raise KeyboardInterrupt
 
     def __exit__(self, *exc):
         if self._previous is not None:
@@ -536,7 +553,8 @@ def fit(trainer: Trainer) -> TrainResult:
                 else trainer.train_one_epoch(stop))
             val = trainer.validate(stop) if train_metrics is not None else None
             if train_metrics is None or val is None:
-                trainer.save_last()
+                with stop.saving():
+                    trainer.save_last()
                 return TrainResult(run_dir, run_dir / "best.pt", run_dir / "last.pt", st.history,
                                    _best_row(st), interrupted=True)
             row = {"epoch": st.epoch + 1, "phase": "head" if st.epoch < trainer.freeze_epochs else "full",
@@ -552,10 +570,11 @@ def fit(trainer: Trainer) -> TrainResult:
             st.epoch += 1
             st.batch = 0
             st.partial = {}
-            if improved:
-                save_checkpoint(trainer.payload(resumable=False), run_dir / "best.pt")
-            trainer.save_last()
-            trainer.write_metrics()
+            with stop.saving():
+                if improved:
+                    save_checkpoint(trainer.payload(resumable=False), run_dir / "best.pt")
+                trainer.save_last()
+                trainer.write_metrics()
             trainer.reporter.epoch_end({**row, "best": improved})
             if cfg.patience and st.stale_epochs >= cfg.patience:
                 trainer.reporter.message(
