@@ -36,6 +36,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from skinfood_cli.weights import sha256_of
 from skinfood_cli.checkpoint import load_checkpoint
 from skinfood_cli.errors import ImageError, WeightsError
 from skinfood_cli.images import load_image
@@ -73,11 +74,7 @@ def home() -> Path:
 
 
 def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_of(path)
 
 
 def metrics_epochs(run_dir: Path) -> list[int]:
