@@ -636,6 +636,9 @@ def resume(name: str, epochs: int | None = None, reporter: Reporter | None = Non
     if not last.is_file():
         raise ModelError(f"run {name!r} has no last.pt to resume from")
     ckpt = load_checkpoint(last)
+    # Half-written checkpoints from a killed run (never loaded, ~100 MB each).
+    for stale in run_dir.glob(".*.pt.*.tmp"):
+        stale.unlink(missing_ok=True)
     if "train_state" not in ckpt:
         raise ModelError(f"{last} was not saved by a training run that can be resumed")
     cfg = TrainConfig(**ckpt["config"])

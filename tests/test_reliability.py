@@ -623,6 +623,7 @@ def test_sigkill_at_random_moments_never_breaks_a_checkpoint(tiny_data, tmp_path
     assert metrics_epochs(run) == list(range(1, epochs + 1))
     for ckpt in sorted(run.glob("*.pt")):
         load_checkpoint(ckpt)
+    assert not list(run.glob(".*.pt.*.tmp")), "resume should clear half-written files of killed runs"
     print(f"kills that left a half-written temp file behind: {len(temp_files)}")
 
 
