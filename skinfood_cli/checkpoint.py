@@ -12,6 +12,7 @@ or a full disk leaves the previous file whole.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -50,7 +51,7 @@ def save_checkpoint(payload: dict, path: str | os.PathLike) -> Path:
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None:
-            with _suppress():
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
         if isinstance(exc, OSError):
             raise SkinfoodError(
@@ -171,11 +172,3 @@ def metadata(ckpt: dict) -> dict:
     """The checkpoint without its tensors: what `skinfood models` and reports show."""
     skip = {"state_dict", "optimizer", "scheduler", "rng", "scaler"}
     return {k: v for k, v in ckpt.items() if k not in skip}
-
-
-class _suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return True

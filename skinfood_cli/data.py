@@ -178,8 +178,9 @@ def discover_dataset(
         val, val_source = gather(folders["val"], chosen), "folder"
     elif val_files is not None:
         held = set(val_files)
-        val = [s for s in train if relative_key(s[0], root) in held]
-        train = [s for s in train if relative_key(s[0], root) not in held]
+        in_val = [relative_key(path, root) in held for path, _ in train]  # one resolve per photo
+        val = [s for s, v in zip(train, in_val) if v]
+        train = [s for s, v in zip(train, in_val) if not v]
         val_source = "split"
     else:
         train, val = stratified_split(train, val_fraction, seed)
