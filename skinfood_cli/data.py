@@ -244,6 +244,13 @@ def eval_transform(image_size: int, mean, std):
     ])
 
 
+def pixel_transform(image_size: int):
+    """Resize only, to uint8 (3, S, S): for exported graphs that normalise inside."""
+    from torchvision import transforms as T
+
+    return T.Compose([T.Resize((image_size, image_size)), T.PILToTensor()])
+
+
 def train_transform(image_size: int, mean, std):
     """The study's augmentation: flip, rotate ±15°, translate 10%, crop with 10 px padding."""
     from torchvision import transforms as T

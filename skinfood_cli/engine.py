@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from skinfood_cli.errors import ImageError, ModelError
+from skinfood_cli.errors import ImageError
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -33,6 +33,7 @@ class LoadedModel:
     temperature: float = 1.0
     threshold: float = DEFAULT_THRESHOLD
     meta: dict = field(default_factory=dict)
+    backend: str = "torch"  # or "onnx": module is then an `onnx_model.OnnxRunner`
 
     @property
     def run_name(self) -> str:
@@ -40,12 +41,14 @@ class LoadedModel:
 
 
 def load_model(path: str | os.PathLike) -> LoadedModel:
-    """Load a validated checkpoint (see `checkpoint.load_checkpoint`)."""
+    """Load a validated checkpoint (see `checkpoint.load_checkpoint`), or an exported `.onnx` file."""
     from skinfood_cli.checkpoint import load_checkpoint, metadata, model_from_checkpoint
 
     path = Path(path)
     if path.suffix.lower() == ".onnx":
-        raise ModelError(f"{path}: running .onnx files needs `skinfood export` support (not installed)")
+        from skinfood_cli.onnx_model import load_onnx_model
+
+        return load_onnx_model(path)
     ckpt = load_checkpoint(path)
     module = model_from_checkpoint(ckpt)
     meta = metadata(ckpt)
@@ -136,14 +139,27 @@ class Engine:
     ):
         import torch
 
-        from skinfood_cli.data import eval_transform
-        from skinfood_cli.model import resolve_device, resolve_precision
+        from skinfood_cli.data import eval_transform, pixel_transform
+        from skinfood_cli.model import Precision, resolve_device, resolve_precision
 
         self.model = model
         self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
         self.batch_size = max(1, int(batch_size))
         self.workers = workers
+        if model.backend == "onnx":
+            from skinfood_cli.onnx_model import UINT8_NHWC, create_session
+
+            if self.device.type == "cuda":
+                model.module.session = create_session(model.path, self.device)
+            elif self.device.type != "cpu":
+                self.device = torch.device("cpu")  # ONNX Runtime has no MPS provider
+            # The file fixes its own arithmetic (fp32, or int8 when quantised).
+            self.precision = Precision(model.meta.get("precision", "fp32"), None)
+            self.module = model.module
+            self.transform = (pixel_transform(model.image_size) if model.module.input_kind == UINT8_NHWC
+                              else eval_transform(model.image_size, model.mean, model.std))
+            return
+        self.precision = resolve_precision(precision, self.device)
         self.transform = eval_transform(model.image_size, model.mean, model.std)
         # BN folded into the convolutions, and channels_last, which lets oneDNN /
         # cuDNN pick their fastest convolution kernels.
@@ -159,6 +175,8 @@ class Engine:
         """Logits (B, K) as float32 on the CPU for a preprocessed batch (B, 3, S, S)."""
         import torch
 
+        if self.model.backend == "onnx":
+            return self.module.forward(batch)
         with torch.inference_mode(), self.precision.autocast(self.device):
             batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             return self.module(batch).float().cpu()

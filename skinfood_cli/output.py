@@ -209,3 +209,25 @@ def print_explanation(rec: dict, book, lang: str, note_text: str) -> None:
         out.print(f"\n[bold]{label(lang, 'heatmap for')}: {escape(explained)}[/bold] (--class)")
     out.print(f"\n{label(lang, 'heatmap')}: {escape(rec['heatmap'])}")
     out.print(f"[dim]{escape(note_text)}[/dim]\n")
+
+
+def print_export(result) -> None:
+    """What `skinfood export` wrote and how it compared with PyTorch."""
+    from rich.markup import escape
+
+    out = console()
+    for r in (result.fp32, result):
+        if r is None:
+            continue
+        v = r.verification
+        mark = "[green]verified[/green]" if v.passed else "[bold red]FAILED verification[/bold red]"
+        out.print(f"[bold]{escape(str(r.path))}[/bold]  {r.precision}, {r.size_bytes / 1e6:.1f} MB")
+        out.print(f"  {mark} against PyTorch fp32 on {v.images} {v.source}: max |Δp| {v.max_abs_diff:.1e}, "
+                  f"top-1 agreement {v.agreement:.1%} (needs {v.criterion})")
+        out.print(f"  sha256 {r.sha256}")
+        if r.sidecar:
+            out.print(f"  metadata: {escape(str(r.sidecar))}")
+    if result.fp32 is not None:
+        out.print(f"int8 is {result.fp32.size_bytes / max(result.size_bytes, 1):.1f}x smaller than fp32")
+    if result.verification.passed and (result.fp32 is None or result.fp32.verification.passed):
+        out.print(f"[dim]took {result.seconds:.0f} s. Try it: skinfood predict PHOTO --model {escape(str(result.path))}[/dim]")

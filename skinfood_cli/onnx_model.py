@@ -1,0 +1,146 @@
+"""Running an exported `.onnx` file through ONNX Runtime, inside the one engine.
+
+`skinfood export` writes everything a consumer needs into the file's
+`metadata_props` (JSON strings: classes, image size, resize rule, mean/std,
+temperature, ...). `load_onnx_model` reads them back, so `predict`, `evaluate`
+and `serve --model file.onnx` preprocess exactly as the checkpoint did and
+produce the same records. Only the network runs elsewhere: `OnnxRunner.forward`
+takes the engine's batch tensor and returns logits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from skinfood_cli.errors import MissingExtraError, ModelError
+
+ONNX_FORMAT = "skinfood-onnx"
+# Inputs an exported graph can take (metadata key "input"):
+#   float_nchw: (B, 3, S, S) float32, resized and normalised (the checkpoint's own input)
+#   uint8_nhwc: (B, S, S, 3) uint8 RGB pixels, resized only (`--with-preprocessing`)
+FLOAT_NCHW = "float_nchw"
+UINT8_NHWC = "uint8_nhwc"
+EXPORT_INSTALL = 'pip install "skinfood[export]"'
+
+
+def require_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise MissingExtraError(f"running .onnx files needs ONNX Runtime: {EXPORT_INSTALL}") from None
+    return onnxruntime
+
+
+def read_metadata(props: dict[str, str]) -> dict:
+    """metadata_props (str -> JSON str) -> plain values; non-JSON values stay strings."""
+    out = {}
+    for key, text in props.items():
+        try:
+            out[key] = json.loads(text)
+        except (TypeError, ValueError):
+            out[key] = text
+    return out
+
+
+def create_session(path: str | os.PathLike, device=None):
+    """An ONNX Runtime session on the CPU, or CUDA when asked for and available."""
+    ort = require_onnxruntime()
+    providers = ["CPUExecutionProvider"]
+    if device is not None and device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # warnings about unused initialisers are not the user's business
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: not a loadable ONNX model ({first[:200]})") from None
+
+
+class OnnxRunner:
+    """Callable network: (B, 3, S, S) float or (B, 3, S, S) uint8 tensor -> logits tensor (B, K)."""
+
+    def __init__(self, session, input_kind: str, outputs_probabilities: bool):
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+        self.input_kind = input_kind
+        self.outputs_probabilities = outputs_probabilities
+        dim = session.get_inputs()[0].shape[0]
+        self.fixed_batch = dim if isinstance(dim, int) and dim > 0 else None  # `export --batch N`
+
+    def forward(self, batch):
+        import numpy as np
+        import torch
+
+        x = batch.cpu()
+        if self.input_kind == UINT8_NHWC:
+            x = x.permute(0, 2, 3, 1)  # (B, 3, S, S) -> (B, S, S, 3)
+        x = np.ascontiguousarray(x.numpy())
+        out = self._run(x).astype(np.float32)
+        if self.outputs_probabilities:
+            # The graph already applied softmax(logits / T): its log is a logit vector
+            # whose plain softmax gives the same probabilities back.
+            out = np.log(np.clip(out, 1e-30, None))
+        return torch.from_numpy(out)
+
+
+    def _run(self, x):
+        """Run `x`; a fixed-batch graph gets it in chunks of its size, the last one zero-padded."""
+        import numpy as np
+
+        n = self.fixed_batch
+        if n is None or len(x) == n:
+            return self.session.run(None, {self.input_name: x})[0]
+        outs = []
+        for start in range(0, len(x), n):
+            chunk = x[start: start + n]
+            pad = n - len(chunk)
+            if pad:
+                chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), dtype=chunk.dtype)])
+            outs.append(self.session.run(None, {self.input_name: chunk})[0][: n - pad])
+        return np.concatenate(outs)
+
+
+def load_onnx_model(path: str | os.PathLike):
+    """An exported file -> `LoadedModel` whose module is an `OnnxRunner`.
+
+    Raises:
+        ModelError: not ONNX, damaged, or an ONNX file without skinfood's metadata.
+        MissingExtraError: onnxruntime is not installed.
+    """
+    from skinfood_cli.engine import DEFAULT_THRESHOLD, LoadedModel
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    session = create_session(path)
+    meta = read_metadata(session.get_modelmeta().custom_metadata_map)
+    if meta.get("format") != ONNX_FORMAT or not isinstance(meta.get("classes"), list):
+        raise ModelError(f"{path}: an ONNX file without skinfood's metadata (class names, image size); "
+                         "export it with `skinfood export`")
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or len(inputs[0].shape) != 4:
+        raise ModelError(f"{path}: expected one image-batch input, found {[i.shape for i in inputs]}")
+    input_kind = meta.get("input", FLOAT_NCHW)
+    probs_out = meta.get("output") == "probabilities"
+    try:
+        image_size = int(meta["image_size"])
+        mean, std = tuple(float(v) for v in meta["mean"]), tuple(float(v) for v in meta["std"])
+    except (KeyError, TypeError, ValueError):
+        raise ModelError(f"{path}: its metadata lacks a valid image_size/mean/std") from None
+    meta = {**meta, "run_name": meta.get("run"), "backend": "onnx"}
+    return LoadedModel(
+        path=path,
+        module=OnnxRunner(session, input_kind, probs_out),
+        classes=[str(c) for c in meta["classes"]],
+        image_size=image_size,
+        mean=mean,
+        std=std,
+        # A graph with the tempered softmax built in needs no second temperature.
+        temperature=1.0 if probs_out else float(meta.get("temperature", 1.0)),
+        threshold=float(meta.get("threshold", DEFAULT_THRESHOLD)),
+        meta=meta,
+        backend="onnx",
+    )
