@@ -677,6 +677,112 @@ def export(
     check_passed(result)
 
 
+# --- serve --------------------------------------------------------------------------
+
+
+@command()
+def serve(
+    model: Optional[str] = ModelOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 for phones on your "
+                             "network (then a token is required)."),
+    port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="Port to listen on."),
+    device: Optional[str] = DeviceOpt,
+    precision: Precision = PrecisionOpt,
+    max_batch_size: int = typer.Option(16, "--max-batch-size", min=1, max=256, help="Most photos per forward pass "
+                                       "(1 turns dynamic batching off)."),
+    batch_timeout_ms: float = typer.Option(5.0, "--batch-timeout-ms", min=0, max=1000, help="How long a batch waits "
+                                           "to fill."),
+    max_queue: int = typer.Option(256, "--max-queue", min=1, help="Photos that may wait; beyond it: 503."),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.01, help="Largest upload accepted (413)."),
+    request_timeout: float = typer.Option(30.0, "--request-timeout", min=0.001, help="Seconds a request may wait "
+                                          "before 504."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="SKINFOOD_TOKEN", show_envvar=True,
+                                        help="Bearer token clients must send. Off loopback one is made up "
+                                        "if you give none."),
+    no_auth: bool = typer.Option(False, "--no-auth", help="Serve a non-loopback address without a token "
+                                 "(anyone on the network can use it)."),
+    cors_origin: List[str] = typer.Option([], "--cors-origin", help="Allow browser pages from this origin "
+                                          "(repeatable); CORS is off by default."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log method, path and status "
+                                    "(never photos)."),
+    descriptions: Optional[Path] = DescriptionsOpt,
+):
+    """Serve the model: an HTTP API for programs and a page a phone opens.
+
+    The page is at / (take or choose a photo, read the answer in English or
+    Korean); the API is POST /v1/predict and /v1/explain, with its docs at
+    /docs. Requests are batched dynamically on one inference thread. Photos stay
+    in memory, are never written to disk and never logged. Ctrl-C or SIGTERM
+    finishes the requests in flight and exits 0.
+    Needs the extra: pip install "skinfood[serve]".
+
+    Examples:
+
+        skinfood serve
+
+        skinfood serve --host 0.0.0.0        # for phones on the same Wi-Fi
+
+        curl -F file=@photo.jpg http://127.0.0.1:8000/v1/predict
+    """
+    import secrets
+
+    from skinfood_cli.errors import MissingExtraError
+    from skinfood_cli.output import console
+    from skinfood_cli.paths import resolve_model
+
+    try:
+        import fastapi  # noqa: F401
+        import python_multipart  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise MissingExtraError('serve needs FastAPI, uvicorn and python-multipart: pip install "skinfood[serve]"') \
+            from None
+    from skinfood_cli.server import LOOPBACK, ServeConfig, lan_address, run_server
+
+    err = console(stderr=True)
+    exposed = host not in LOOPBACK
+    made_up = False
+    if exposed and not token and not no_auth:
+        token, made_up = secrets.token_urlsafe(16), True
+    cfg = ServeConfig(model=str(resolve_model(model)), device=device,
+                      precision=precision.value if precision else None, max_batch_size=max_batch_size,
+                      batch_timeout_ms=batch_timeout_ms, max_queue=max_queue, max_upload_mb=max_upload_mb,
+                      request_timeout_s=request_timeout, token=token or None, cors_origins=list(_cors_origins(cors_origin)),
+                      descriptions=str(descriptions) if descriptions else None)
+    err.print(f"[dim]loading {cfg.model} and warming up...[/dim]")
+
+    def announce(state, sock):
+        bound_port = sock.getsockname()[1]
+        shown = (lan_address() or host) if host in ("0.0.0.0", "::") else host
+        shown = f"[{shown}]" if ":" in shown else shown
+        url = f"http://{shown}:{bound_port}/"
+        e = state.engine
+        err.print(f"[bold green]ready[/bold green]: run {e.model.run_name} on {e.device} ({e.precision.name}), "
+                  f"batches of up to {max_batch_size}, listening on {host}:{bound_port}")
+        if token:
+            err.print(f"open [bold]{url}#token={token}[/bold] on a phone on the same network" if exposed
+                      else f"open [bold]{url}#token={token}[/bold]")
+            if made_up:
+                err.print("[dim]the token was made up for this run; pass --token or set SKINFOOD_TOKEN to keep "
+                          "one[/dim]")
+        else:
+            err.print(f"open [bold]{url}[/bold]" + ("  [yellow](no token: anyone on the network can use it)"
+                                                     "[/yellow]" if exposed else ""))
+        err.print(f"API docs {url}docs · Ctrl-C stops (requests in flight finish)")
+
+    run_server(cfg, host, port, announce, access_log=access_log)
+    err.print("stopped")
+
+
+def _cors_origins(origins):
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            from skinfood_cli.errors import UsageError
+
+            raise UsageError(f"--cors-origin {origin!r}: give an origin like https://app.example.com")
+        yield origin.rstrip("/")
+
+
 # --- demo -----------------------------------------------------------------------------
 
 

@@ -49,9 +49,17 @@ class DescriptionsError(SkinfoodError):
 
 
 class ImageError(SkinfoodError):
-    """One input image that can't be read; recorded per input, the run goes on."""
+    """One input image that can't be read; recorded per input, the run goes on.
+
+    `reason` sorts the failure for callers that answer differently (the server's
+    HTTP status): "not_image", "too_large", "empty" or "unreadable".
+    """
 
     exit_code = EXIT_SOME_FAILED
+
+    def __init__(self, message: str, *, reason: str = "unreadable"):
+        super().__init__(message)
+        self.reason = reason
 
 
 class MissingExtraError(SkinfoodError):

@@ -43,6 +43,11 @@ def grad_cam(engine, image, target: int | None = None) -> GradCam:
     import torch
     import torch.nn.functional as F
 
+    if engine.model.backend != "torch":
+        from skinfood_cli.errors import UsageError
+
+        raise UsageError("explain needs the PyTorch checkpoint (.pt): Grad-CAM needs gradients, "
+                         "which an exported file does not carry")
     model = engine.module
     stage = model.layer4
     saved = {}
@@ -163,7 +168,7 @@ def explain_items(items, engine, book, *, lang: str, top_k: int, target_class: s
     """Yield (Prediction record dict with `heatmap`, GradCam or None) per input, in order."""
     from skinfood_cli.errors import ImageError, UsageError
     from skinfood_cli.images import load_image
-    from skinfood_cli.prediction import Prediction, make_prediction
+    from skinfood_cli.prediction import Prediction
 
     target = None
     if target_class is not None:
@@ -182,19 +187,29 @@ def explain_items(items, engine, book, *, lang: str, top_k: int, target_class: s
         except ImageError as exc:
             yield {**Prediction(item.path, error=str(exc)).to_dict(), "heatmap": None}, None
             continue
-        result = grad_cam(engine, image, target)
-        record = make_prediction(item.path, result.probs, engine.classes, book, lang=lang,
-                                 top_k=top_k, threshold=threshold).to_dict()
-        explained = engine.classes[result.target]
-        entry = book.get(explained, lang) if book is not None else None
-        name = entry.name if entry else explained
-        caption = f"{name}: {result.probs[result.target] * 100:.1f}%"
-        if target is not None and result.target != int(result.probs.argmax()):
-            caption += f"  (explaining --class; the top answer is {record['disease_name']})"
+        record, result, picture = explain_image(engine, image, book, item.path, lang=lang, top_k=top_k,
+                                                target=target, threshold=threshold)
         path = output_path_for(item.path, output, output_dir, used)
         path.parent.mkdir(parents=True, exist_ok=True)
-        render_explanation(image, result.cam, caption, HEATMAP_NOTE.get(lang, HEATMAP_NOTE["en"])).save(path)
-        yield {**record, "explained_label": explained, "heatmap": str(path)}, result
+        picture.save(path)
+        yield {**record, "heatmap": str(path)}, result
+
+
+def explain_image(engine, image, book, name: str, *, lang: str, top_k: int, target: int | None,
+                  threshold: float):
+    """One loaded photo -> (record with `explained_label`, GradCam, the rendered PIL picture)."""
+    from skinfood_cli.prediction import make_prediction
+
+    result = grad_cam(engine, image, target)
+    record = make_prediction(name, result.probs, engine.classes, book, lang=lang,
+                             top_k=top_k, threshold=threshold).to_dict()
+    explained = engine.classes[result.target]
+    entry = book.get(explained, lang) if book is not None else None
+    caption = f"{entry.name if entry else explained}: {result.probs[result.target] * 100:.1f}%"
+    if target is not None and result.target != int(result.probs.argmax()):
+        caption += f"  (explaining --class; the top answer is {record['disease_name']})"
+    picture = render_explanation(image, result.cam, caption, HEATMAP_NOTE.get(lang, HEATMAP_NOTE["en"]))
+    return {**record, "explained_label": explained}, result, picture
 
 
 def _class_index(name: str, classes: list[str], book) -> int | None:

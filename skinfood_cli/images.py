@@ -71,9 +71,9 @@ def load_image(
     except PermissionError:
         raise ImageError("permission denied") from None
     except UnidentifiedImageError:
-        raise ImageError("not an image file (unrecognised format)") from None
+        raise ImageError("not an image file (unrecognised format)", reason="not_image") from None
     except Image.DecompressionBombError:
-        raise ImageError("image is too large (decompression bomb guard)") from None
+        raise ImageError("image is too large (decompression bomb guard)", reason="too_large") from None
     except OSError as exc:
         # Pillow reports truncation and decoder failures as OSError.
         text = str(exc) or exc.__class__.__name__
@@ -81,7 +81,7 @@ def load_image(
             raise ImageError("truncated or corrupt image") from None
         raise ImageError(f"could not decode image: {text}") from None
     except MemoryError:
-        raise ImageError("image is too large to decode") from None
+        raise ImageError("image is too large to decode", reason="too_large") from None
     except Exception as exc:  # noqa: BLE001 - malformed files raise anything from
         # struct.error to ValueError deep inside the format plugins.
         raise ImageError(f"corrupt image ({exc.__class__.__name__}: {exc})") from None
@@ -90,14 +90,14 @@ def load_image(
 def _load(source, draft_size: int | None, max_pixels: int) -> Image.Image:
     if isinstance(source, (bytes, bytearray, memoryview)):
         if not source:
-            raise ImageError("empty file")
+            raise ImageError("empty file", reason="empty")
         fp = io.BytesIO(source)
     else:
         path = Path(source)
         if path.is_dir():
             raise ImageError("is a directory, not an image")
         if path.stat().st_size == 0:
-            raise ImageError("empty file (0 bytes)")
+            raise ImageError("empty file (0 bytes)", reason="empty")
         fp = path
     with warnings.catch_warnings():
         # Corrupt EXIF blocks and odd palettes warn; they are not our user's problem.
@@ -109,7 +109,7 @@ def _load(source, draft_size: int | None, max_pixels: int) -> Image.Image:
             if width * height > max_pixels:
                 raise ImageError(
                     f"image is too large ({width}x{height} = {width * height / 1e6:.0f} "
-                    f"megapixels, limit {max_pixels / 1e6:.0f})"
+                    f"megapixels, limit {max_pixels / 1e6:.0f})", reason="too_large"
                 )
             if draft_size and img.format == "JPEG" and min(width, height) >= 2 * draft_size:
                 # draft() picks the strongest DCT scaling (1/2, 1/4, 1/8) that keeps

@@ -1,0 +1,394 @@
+"""`skinfood serve`: a real server in a subprocess on 127.0.0.1, driven over real HTTP.
+
+Each server is started with --port 0 and announces the port it got, so tests never
+race for a free port. The session model (96 px) answers in a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import parse_json
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+pytestmark = pytest.mark.slow
+RECORD_KEYS = {"path", "label", "disease_name", "confidence", "uncertain", "top_k", "description", "urgency",
+               "advice", "error"}
+
+
+class Server:
+    """`skinfood serve ...` in a subprocess; stderr collected; the URL parsed from its ready line."""
+
+    def __init__(self, model: Path, home: Path, *args: str, host: str = "127.0.0.1"):
+        env = {**os.environ, "SKINFOOD_HOME": str(home), "SKINFOOD_DEVICE": "cpu", "COLUMNS": "200"}
+        env.pop("SKINFOOD_TOKEN", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "skinfood_cli", "serve", "--model", str(model), "--host", host, "--port", "0",
+             *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self.ready.wait(180):
+            self.stop()
+            raise AssertionError("server never became ready:\n" + "".join(self.lines))
+        port = re.search(r"listening on [\d.]+:(\d+)", self.stderr).group(1)
+        self.url = f"http://{host}:{port}"
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            if line.startswith("API docs"):  # the last line of the announcement
+                self.ready.set()
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+def _start(request, *args, host="127.0.0.1"):
+    trained = request.getfixturevalue("trained")
+    home = request.getfixturevalue("tmp_path_factory").mktemp("serve-home")
+    server = Server(trained.best_path, home, *args, host=host)
+    request.addfinalizer(server.stop)
+    return server
+
+
+@pytest.fixture(scope="module")
+def server(request):
+    """fp32, so its records can be compared with the CLI's; a 2 MB upload limit to test 413 cheaply."""
+    return _start(request, "--precision", "fp32", "--max-batch-size", "8", "--batch-timeout-ms", "50",
+                  "--max-upload-mb", "2")
+
+
+@pytest.fixture(scope="module")
+def photos(dataset) -> list[Path]:
+    return sorted((dataset / "test").rglob("*.jpg"))
+
+
+def _post(url, path: Path, **kwargs):
+    with open(path, "rb") as f:
+        return httpx.post(url, files={"file": (path.name, f, "image/jpeg")}, timeout=60, **kwargs)
+
+
+def _batch_stats(server) -> tuple[int, float]:
+    text = httpx.get(f"{server.url}/metrics").text
+    count = float(re.search(r"^skinfood_batch_size_count (\S+)$", text, re.M).group(1))
+    total = float(re.search(r"^skinfood_batch_size_sum (\S+)$", text, re.M).group(1))
+    return int(count), total
+
+
+def test_health_ready_model_and_openapi(server):
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{server.url}/readyz").json() == {"status": "ready"}
+    info = httpx.get(f"{server.url}/v1/model").json()
+    assert info["classes"] == ["acne", "psoriasis", "vitiligo"] and info["image_size"] == 96
+    assert info["precision"] == "fp32" and info["batching"]["max_batch_size"] == 8
+    assert "val_macro_f1" in info["metrics"]
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    assert {"/v1/predict", "/v1/explain", "/v1/diseases", "/v1/diseases/{name}", "/v1/model", "/healthz",
+            "/readyz", "/metrics"} <= set(spec["paths"])
+    assert "multipart/form-data" in spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
+    assert "swagger" in httpx.get(f"{server.url}/docs").text.lower()
+
+
+def test_predict_record_equals_the_clis(server, photos, cli, model_path):
+    photo = photos[0]
+    answer = _post(f"{server.url}/v1/predict", photo)
+    assert answer.status_code == 200
+    record = answer.json()
+    assert set(record) == RECORD_KEYS | {"model", "latency_ms"}
+    assert record["model"] == model_path.parent.name and record["latency_ms"] > 0
+    [expected] = parse_json(cli("predict", photo, "--model", model_path, "--precision", "fp32",
+                                "--format", "json").stdout)
+    for key in RECORD_KEYS - {"path", "confidence", "top_k"}:
+        assert record[key] == expected[key], key
+    assert record["path"] == photo.name
+    assert record["confidence"] == pytest.approx(expected["confidence"], abs=1e-5)
+    assert [a["label"] for a in record["top_k"]] == [a["label"] for a in expected["top_k"]]
+
+    raw = httpx.post(f"{server.url}/v1/predict", content=photo.read_bytes(),
+                     headers={"Content-Type": "image/jpeg"}, params={"lang": "ko", "top_k": 1})
+    assert raw.status_code == 200
+    assert raw.json()["label"] == record["label"] and len(raw.json()["top_k"]) == 1
+    assert raw.json()["disease_name"] != record["disease_name"]  # Korean
+    assert re.search("[가-힣]", raw.json()["description"])
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(server, photos, cli, model_path):
+    sample = photos[::2]  # 12 photos, all three classes
+    expected = {Path(r["path"]).name: r["label"] for r in parse_json(
+        cli("predict", *sample, "--model", model_path, "--precision", "fp32", "--format", "json").stdout)}
+    before_count, before_sum = _batch_stats(server)
+    with concurrent.futures.ThreadPoolExecutor(len(sample)) as pool:
+        answers = list(pool.map(lambda p: _post(f"{server.url}/v1/predict", p), sample))
+    assert all(a.status_code == 200 for a in answers)
+    assert {a.json()["path"]: a.json()["label"] for a in answers} == expected
+    count, total = _batch_stats(server)
+    assert total - before_sum == len(sample)
+    assert count - before_count < len(sample), "concurrent requests should share forward passes"
+
+
+def test_explain_returns_png_or_json(server, photos):
+    png = _post(f"{server.url}/v1/explain", photos[0])
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    picture = Image.open(io.BytesIO(png.content))
+    assert picture.width >= 2 * 128  # photo | overlay
+    as_json = _post(f"{server.url}/v1/explain", photos[0], headers={"Accept": "application/json"},
+                    params={"lang": "ko"})
+    body = as_json.json()
+    assert body["label"] == png.headers["x-skinfood-label"] and body["explained_label"] == body["label"]
+    import base64
+
+    assert base64.b64decode(body["image_png_base64"]).startswith(b"\x89PNG")
+
+
+def test_descriptions_endpoints(server):
+    listing = httpx.get(f"{server.url}/v1/diseases", params={"lang": "ko"}).json()
+    assert any(d["key"] == "vitiligo" and d["name"] == "백반증" for d in listing)
+    entry = httpx.get(f"{server.url}/v1/diseases/Eczema Photos").json()
+    assert entry["key"] == "dermnet_eczema" and entry["summary"]
+    missing = httpx.get(f"{server.url}/v1/diseases/no-such-thing")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+def _bomb_png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(buf, "PNG")  # ~50 kB claiming 400 megapixels
+    return buf.getvalue()
+
+
+def test_bad_uploads_get_their_status_and_the_server_keeps_serving(server, photos, tmp_path):
+    url = f"{server.url}/v1/predict"
+    good = photos[0].read_bytes()
+    big = b"\xff\xd8" + os.urandom(int(2.5 * (1 << 20)))
+
+    def chunked():  # no Content-Length: the limit must hold on the bytes actually streamed
+        for i in range(0, len(big), 65536):
+            yield big[i: i + 65536]
+
+    cases = {
+        "oversized with length": (413, lambda: httpx.post(url, content=big, headers={"Content-Type": "image/jpeg"})),
+        "oversized, chunked": (413, lambda: httpx.post(url, content=chunked(), headers={"Content-Type": "image/jpeg"})),
+        "text file": (415, lambda: httpx.post(url, files={"file": ("notes.txt", b"just text\n", "text/plain")})),
+        "text body": (415, lambda: httpx.post(url, content=b"hello", headers={"Content-Type": "text/plain"})),
+        "truncated jpeg": (422, lambda: httpx.post(url, files={"file": ("t.jpg", good[: len(good) // 2], "image/jpeg")})),
+        "decompression bomb": (413, lambda: httpx.post(url, files={"file": ("bomb.png", _bomb_png(), "image/png")})),
+        "empty body": (400, lambda: httpx.post(url, content=b"", headers={"Content-Type": "image/jpeg"})),
+        "empty file": (400, lambda: httpx.post(url, files={"file": ("e.jpg", b"", "image/jpeg")})),
+        "no file field": (400, lambda: httpx.post(url, files={"photo": ("a.jpg", good, "image/jpeg")})),
+        "broken multipart": (400, lambda: httpx.post(url, content=b"--x\r\ngarbage",
+                                                     headers={"Content-Type": "multipart/form-data; boundary=x"})),
+        "bad lang": (400, lambda: httpx.post(url, params={"lang": "fr"}, content=good,
+                                             headers={"Content-Type": "image/jpeg"})),
+        "bad top_k": (400, lambda: httpx.post(url, params={"top_k": 0}, content=good,
+                                              headers={"Content-Type": "image/jpeg"})),
+    }
+    for name, (status, send) in cases.items():
+        answer = send()
+        assert answer.status_code == status, (name, answer.status_code, answer.text)
+        error = answer.json()["error"]
+        assert error["code"] and error["message"] and "Traceback" not in answer.text, name
+        assert _post(url, photos[0]).status_code == 200, f"server stopped serving after {name}"
+    assert "Traceback" not in server.stderr
+
+
+def test_metrics_count_requests_by_status(server):
+    httpx.get(f"{server.url}/v1/diseases/nope")
+    text = httpx.get(f"{server.url}/metrics").text
+    assert re.search(r'skinfood_requests_total\{endpoint="/v1/diseases/\{name\}",status="404"\} [1-9]', text)
+    assert "skinfood_request_latency_seconds_bucket" in text and "skinfood_queue_depth 0" in text
+
+
+def test_token_is_required_and_checked(request, photos):
+    server = _start(request, "--token", "s3cret")
+    assert _post(f"{server.url}/v1/predict", photos[0]).status_code == 401
+    wrong = _post(f"{server.url}/v1/predict", photos[0], headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+    assert _post(f"{server.url}/v1/predict", photos[0], headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert httpx.get(f"{server.url}/healthz").status_code == 200  # probes need no token
+    assert httpx.get(f"{server.url}/metrics").status_code == 401
+
+
+def test_off_loopback_a_token_is_made_up_and_required(request, photos):
+    # 127.0.0.2 is still this machine, but not the default loopback address: it
+    # takes the "exposed" path (as 0.0.0.0 would) without opening a port to the network.
+    server = _start(request, host="127.0.0.2")
+    token = re.search(r"#token=(\S+)", server.stderr).group(1)
+    assert _post(f"{server.url}/v1/predict", photos[0]).status_code == 401
+    assert _post(f"{server.url}/v1/predict", photos[0],
+                 headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_full_queue_is_503_and_slow_requests_504(request, photos):
+    server = _start(request, "--max-batch-size", "1", "--max-queue", "2", "--request-timeout", "0.05")
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda p: _post(f"{server.url}/v1/explain", p), photos[:16]))
+    statuses = {a.status_code for a in answers}
+    assert statuses <= {200, 503, 504} and {503, 504} <= statuses, statuses
+    busy = next(a for a in answers if a.status_code == 503)
+    assert busy.headers["retry-after"] == "1" and busy.json()["error"]["code"] == "busy"
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+
+
+def test_cors_is_off_unless_an_origin_is_named(server, request):
+    headers = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
+    assert "access-control-allow-origin" not in httpx.options(f"{server.url}/v1/predict", headers=headers).headers
+    allowed = _start(request, "--cors-origin", "https://app.example.com")
+    answer = httpx.options(f"{allowed.url}/v1/predict", headers=headers)
+    assert answer.headers["access-control-allow-origin"] == "https://app.example.com"
+
+
+def test_sigterm_finishes_requests_in_flight_and_exits_0(request, photos):
+    server = _start(request, "--max-batch-size", "1")
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(_post, f"{server.url}/v1/explain", p) for p in photos[:6]]
+        time.sleep(0.3)  # let them reach the server
+        server.proc.send_signal(signal.SIGTERM)
+        answers = [f.result() for f in futures]
+    assert [a.status_code for a in answers] == [200] * 6
+    assert server.proc.wait(60) == 0
+    assert "Traceback" not in server.stderr
+
+
+def test_photos_are_never_written_to_disk(server):
+    """A 1.5 MB upload (beyond multipart parsers' 1 MB spooling threshold) leaves no temp file."""
+    import tempfile
+
+    import numpy as np
+
+    noise = np.random.default_rng(0).integers(0, 256, (1000, 1000, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "JPEG", quality=95)
+    assert 1 << 20 < len(buf.getvalue()) < 2 << 20
+    before = set(Path(tempfile.gettempdir()).iterdir())
+    answer = httpx.post(f"{server.url}/v1/predict", files={"file": ("big.jpg", buf.getvalue(), "image/jpeg")},
+                        timeout=60)
+    assert answer.status_code == 200
+    assert set(Path(tempfile.gettempdir()).iterdir()) - before == set()
+
+
+def test_schemathesis_finds_no_server_error(server, tmp_path):
+    """Property-based run of the OpenAPI schema, bounded in examples and time."""
+    cli = Path(sys.executable).with_name("schemathesis")
+    if not cli.exists():
+        pytest.skip("schemathesis is not installed")
+    result = subprocess.run(
+        [str(cli), "run", f"{server.url}/openapi.json", "--checks", "not_a_server_error", "--max-examples", "15",
+         "--seed", "7", "--generation-database", "none", "--request-timeout", "30"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_bad_model_and_taken_port_exit_2_with_one_line(tmp_path, trained):
+    import socket
+
+    env = {**os.environ, "SKINFOOD_HOME": str(tmp_path)}
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    result = subprocess.run([sys.executable, "-m", "skinfood_cli", "serve", "--model", str(bad), "--port", "0"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "skinfood_cli", "serve", "--model", str(trained.best_path),
+                                 "--port", str(port)], capture_output=True, text=True, env=env, timeout=180)
+    assert result.returncode == 2 and "cannot listen" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_without_the_extra_serve_names_the_install_line(cli, monkeypatch, model_path):
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    result = cli("serve", "--model", model_path)
+    assert result.exit_code == 2 and 'pip install "skinfood[serve]"' in result.stderr
+
+
+def test_json_error_shape_for_unknown_routes(server):
+    answer = httpx.get(f"{server.url}/no/such/route")
+    assert answer.status_code == 404 and json.loads(answer.text)["error"]["code"] == "not_found"
+
+
+# --- the page, in a real browser ------------------------------------------------------
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--lang=en-US",
+                "--window-size=390,844", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    yield driver
+    driver.quit()
+
+
+def _wait_state(driver, state: str, timeout: float = 60):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout).until(lambda d: d.execute_script("return document.body.dataset.state") == state)
+
+
+def test_page_classifies_a_chosen_photo_and_switches_to_korean(server, browser, dataset, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    photo = sorted((dataset / "test" / "vitiligo").glob("*.jpg"))[0]
+    expected = _post(f"{server.url}/v1/predict", photo).json()
+    browser.get(f"{server.url}/")
+    _wait_state(browser, "idle")
+    browser.find_element(By.ID, "file").send_keys(str(photo))
+    _wait_state(browser, "result")
+    text = lambda element_id: browser.find_element(By.ID, element_id).text  # noqa: E731
+    assert text("disease-name") == expected["disease_name"] == "Vitiligo"
+    assert text("description") == expected["description"]
+    assert text("confidence") == f"{round(expected['confidence'] * 100)}%"
+    assert "Not a diagnosis" in text("not-diagnosis")
+
+    browser.find_element(By.ID, "lang-ko").click()
+    korean = _post(f"{server.url}/v1/predict", photo, params={"lang": "ko"}).json()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "disease-name").text == korean["disease_name"])
+    _wait_state(browser, "result")
+    assert text("disease-name") == "백반증" and text("description") == korean["description"]
+    assert browser.execute_script("return document.documentElement.lang") == "ko"
+
+    browser.find_element(By.ID, "explain").click()
+    WebDriverWait(browser, 60).until(
+        lambda d: d.execute_script("const h = document.getElementById('heatmap');"
+                                   "return h.complete && h.naturalWidth > 0 && !h.closest('[hidden]')"))
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo\n")
+    browser.find_element(By.ID, "file").send_keys(str(notes))
+    _wait_state(browser, "error")
+    assert browser.find_element(By.ID, "error").is_displayed()
