@@ -32,6 +32,8 @@ BARS = {  # metric: (comparison, bar)
     "help_seconds": ("<=", 0.5),
     "cold_predict_overhead_seconds": ("<=", 1.0),
     "rss_ratio": ("<=", 1.3),
+    "onnx_int8_speedup": (">=", 3.0),
+    "onnx_int8_agreement": (">=", 0.99),
 }
 CLASSES = ("acne", "psoriasis", "vitiligo")
 PHOTO = (640, 480)  # DermNet's usual size
@@ -130,6 +132,22 @@ def bench_predict(ckpt_path: Path, paths: list[str], results: dict) -> None:
                    reference_class_counts=counts, predict_precision=_auto_precision())
     del reference
     torch.set_num_threads(os.cpu_count() or 1)
+    return ref_preds
+
+
+def bench_exported(ckpt_path: Path, paths: list[str], ref_preds: list[int], results: dict) -> None:
+    """predict through ONNX Runtime, fp32 and int8, against the fp32 PyTorch reference."""
+    from skinfood_cli.export import export_model
+
+    exported = export_model(ckpt_path, int8=True, output=ckpt_path.with_name("bench.int8.onnx"),
+                            verify_images=32, calibration_images=100, log=log)
+    for name, result in (("onnx_fp32", exported.fp32), ("onnx_int8", exported)):
+        preds, rate = skinfood_predict(result.path, paths)
+        agree = sum(a == b for a, b in zip(preds, ref_preds)) / len(paths)
+        log(f"{name}: {rate:.1f} img/s, agreement {agree:.3f}, {result.size_bytes / 1e6:.1f} MB")
+        results.update({f"{name}_ips": rate, f"{name}_agreement": agree, f"{name}_mb": result.size_bytes / 1e6,
+                        f"{name}_speedup": rate / results["study_predict_ips"]})
+    results["pytorch_checkpoint_mb"] = ckpt_path.stat().st_size / 1e6
 
 
 def _auto_precision() -> str:
@@ -309,14 +327,24 @@ def print_table(results: dict) -> None:
         ("predict one photo minus torch import (s)", None, results.get("cold_predict_overhead_seconds"),
          "cold_predict_overhead_seconds"),
         ("peak RSS 100 -> 2000 photos (MB)", results.get("rss_100_mb"), results.get("rss_2000_mb"), "rss_ratio"),
+        ("predict via ONNX Runtime int8 (img/s)", results.get("study_predict_ips"), results.get("onnx_int8_ips"),
+         "onnx_int8_speedup"),
+        ("ONNX int8 top-1 agreement with fp32", None, results.get("onnx_int8_agreement"), "onnx_int8_agreement"),
     ]
     print(f"{'measure':44} {'study / base':>13} {'skinfood':>10} {'ratio':>9} {'bar':>9}  ok")
     for name, base, ours, key in rows:
         value = results.get(key)
         op, bar = BARS[key]
         ok = value is not None and (value >= bar if op == ">=" else value <= bar)
-        ratio = "" if key in ("help_seconds", "cold_predict_overhead_seconds", "predict_agreement") else f"{value:.2f}x"
+        ratio = "" if key in ("help_seconds", "cold_predict_overhead_seconds", "predict_agreement",
+                              "onnx_int8_agreement") else f"{value:.2f}x"
         print(f"{name:44} {_fmt(base):>13} {_fmt(ours):>10} {ratio:>9} {op + str(bar):>9}  {'yes' if ok else 'NO'}")
+    print(f"predict, all engines (img/s, top-1 agreement with fp32 PyTorch, file MB): "
+          f"study loop {results['study_predict_ips']:.1f} (1.000, {results['pytorch_checkpoint_mb']:.0f}); "
+          f"skinfood PyTorch {results['predict_precision']} {results['predict_ips']:.1f} "
+          f"({results['predict_agreement']:.3f}); ONNX fp32 {results['onnx_fp32_ips']:.1f} "
+          f"({results['onnx_fp32_agreement']:.3f}, {results['onnx_fp32_mb']:.0f}); ONNX int8 "
+          f"{results['onnx_int8_ips']:.1f} ({results['onnx_int8_agreement']:.3f}, {results['onnx_int8_mb']:.0f})")
     print(f"predict reaches {results['predict_gflops']:.0f} GFLOP/s = {results['fraction_of_peak']:.0%} of the "
           f"estimated {results['cpu_peak_gflops']:.0f} GFLOP/s peak ({results['cpu_peak_note']})")
 
@@ -348,7 +376,9 @@ def main(argv=None) -> int:
     n = 96 if args.quick else 400
     paths = make_photos(work / "predict", n)
     log(f"1. predict on {n} generated {PHOTO[0]}x{PHOTO[1]} JPEGs")
-    bench_predict(ckpt, paths, results)
+    ref_preds = bench_predict(ckpt, paths, results)
+    log("1b. predict through exported ONNX files (fp32, int8)")
+    bench_exported(ckpt, paths, ref_preds, results)
     log("2-3. training")
     bench_train(work, args.quick, results)
     log("4. start-up")

@@ -151,8 +151,9 @@ class Engine:
 
             if self.device.type == "cuda":
                 model.module.session = create_session(model.path, self.device)
-            elif self.device.type != "cpu":
-                self.device = torch.device("cpu")  # ONNX Runtime has no MPS provider
+            if model.module.session.get_providers()[0] != "CUDAExecutionProvider":
+                # The CPU build of onnxruntime (or MPS asked for): it runs on the CPU.
+                self.device = torch.device("cpu")
             # The file fixes its own arithmetic (fp32, or int8 when quantised).
             self.precision = Precision(model.meta.get("precision", "fp32"), None)
             self.module = model.module

@@ -259,16 +259,34 @@ def test_cors_is_off_unless_an_origin_is_named(server, request):
     assert answer.headers["access-control-allow-origin"] == "https://app.example.com"
 
 
-def test_sigterm_finishes_requests_in_flight_and_exits_0(request, photos):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stop_signal_finishes_requests_in_flight_and_exits_0(request, photos, sig):
     server = _start(request, "--max-batch-size", "1")
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         futures = [pool.submit(_post, f"{server.url}/v1/explain", p) for p in photos[:6]]
         time.sleep(0.3)  # let them reach the server
-        server.proc.send_signal(signal.SIGTERM)
+        server.proc.send_signal(sig)
         answers = [f.result() for f in futures]
     assert [a.status_code for a in answers] == [200] * 6
     assert server.proc.wait(60) == 0
     assert "Traceback" not in server.stderr
+
+
+def test_serves_an_exported_onnx_model(request, server, photos, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from skinfood_cli.export import export_model
+
+    trained = request.getfixturevalue("trained")
+    exported = export_model(trained.best_path, output=tmp_path / "m.onnx", verify_images=8)
+    onnx_server = Server(exported.path, tmp_path / "home")
+    request.addfinalizer(onnx_server.stop)
+    info = httpx.get(f"{onnx_server.url}/v1/model").json()
+    assert info["backend"] == "onnx" and info["classes"] == ["acne", "psoriasis", "vitiligo"]
+    for photo in photos[::6]:
+        a, b = _post(f"{server.url}/v1/predict", photo).json(), _post(f"{onnx_server.url}/v1/predict", photo).json()
+        assert a["label"] == b["label"] and a["confidence"] == pytest.approx(b["confidence"], abs=1e-4)
+    explain = _post(f"{onnx_server.url}/v1/explain", photos[0])
+    assert explain.status_code == 501 and "PyTorch checkpoint" in explain.json()["error"]["message"]
 
 
 def test_photos_are_never_written_to_disk(server):
