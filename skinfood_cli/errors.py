@@ -17,6 +17,7 @@ class SkinfoodError(Exception):
     """An error with a message meant for the person at the terminal."""
 
     exit_code = EXIT_USAGE
+    silent = False  # True: already reported elsewhere; the CLI exits with the code, printing nothing
 
     def __init__(self, message: str, *, exit_code: int | None = None):
         super().__init__(message)
@@ -52,6 +53,12 @@ class ImageError(SkinfoodError):
     """One input image that can't be read; recorded per input, the run goes on."""
 
     exit_code = EXIT_SOME_FAILED
+
+
+class PeerError(SkinfoodError):
+    """Rank 0 of a torchrun job failed and printed why; the other ranks exit with its code, quietly."""
+
+    silent = True
 
 
 class MissingExtraError(SkinfoodError):
