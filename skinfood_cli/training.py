@@ -800,7 +800,8 @@ def _check_world(cfg: TrainConfig, num_train: int | None = None) -> None:
     if cfg.freeze_backbone:
         raise UsageError("--freeze-backbone trains the head on features cached in one process and does not "
                          "run under torchrun: start it as a plain `skinfood train` (it takes minutes on a CPU)")
-    if cfg.sync_bn and distributed.resolve_device(cfg.device).type != "cuda":
+    device = distributed.resolve_device(cfg.device)  # its errors here once, not from every rank later
+    if cfg.sync_bn and device.type != "cuda":
         raise UsageError("--sync-bn needs CUDA GPUs (SyncBatchNorm does not run on the CPU): leave it out")
     if num_train is not None and num_train < 2 * world:
         raise DataError(f"{num_train} training photo(s) can't give each of {world} processes a batch of 2")
