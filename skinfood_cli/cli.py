@@ -234,7 +234,7 @@ def train(
 
     reporter = RichTrainReporter(quiet=quiet)
     # Under torchrun the job stays joined until rank 0 has printed (a no-op alone).
-    with distributed.session():
+    with distributed.session(exiting=True):
         try:
             if resume:
                 result = resume_run(resume, epochs=epochs, reporter=reporter)

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 
 from skinfood_cli.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, PeerError, SkinfoodError, UsageError
 
@@ -67,7 +69,7 @@ def is_main() -> bool:
 
 
 @contextlib.contextmanager
-def session():
+def session(*, exiting: bool = False):
     """Join the torchrun job for the body, and leave it on the way out (also on errors).
 
     Re-entrant: an inner session inside an outer one does nothing, so the CLI can
@@ -76,6 +78,12 @@ def session():
     no process exits (and gets the job torn down) while rank 0 still writes or
     prints; after an exception there is no barrier — the other ranks may be stuck
     elsewhere, and torchrun ends them when this one exits.
+
+    Args:
+        exiting: the process ends right after (the CLI). When one rank exits
+            with a non-zero status (130 after Ctrl-C) torchrun SIGTERMs the
+            others; past the barrier they have nothing left but to exit, so
+            they ignore it and report their own status rather than "killed".
     """
     if not launched():
         yield
@@ -100,6 +108,8 @@ def session():
         try:
             if clean:
                 dist.barrier()
+                if exiting and threading.current_thread() is threading.main_thread():
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
         finally:
             dist.destroy_process_group()
 
