@@ -49,6 +49,8 @@ class ServerProcess:
             if m:
                 port = m.group(1)
                 break
+            if line.startswith("API docs"):
+                break
         if port is None:
             raise RuntimeError("server did not start")
         self.cold_start = time.perf_counter() - started
@@ -157,7 +159,7 @@ def main(argv=None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="skinfood-serve-bench-"))
     os.environ["SKINFOOD_HOME"] = str(work / "home")
-    env = {**os.environ, "SKINFOOD_DEVICE": "cpu"}
+    env = {**os.environ, "SKINFOOD_DEVICE": "cpu", "COLUMNS": "200"}
     started = time.perf_counter()
     log("training a reference model (64 px, from scratch; run at 224 px)")
     model = train_reference_model(work)

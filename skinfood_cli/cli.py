@@ -82,12 +82,16 @@ def handle_errors(func):
         except SkinfoodError as exc:
             if _debug["on"]:
                 raise
-            error_line(exc.message)
+            if not exc.silent:
+                error_line(exc.message)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             if _debug["on"]:
                 raise
-            error_line("interrupted")
+            from skinfood_cli.distributed import is_main
+
+            if is_main():  # under torchrun every rank gets the Ctrl-C; one line is enough
+                error_line("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except BrokenPipeError:
             # `skinfood predict ... | head`: the reader left; that's not our error.
@@ -177,8 +181,10 @@ def train(
                                         "(DermNet), DIR/train + DIR/val, or DIR/<class>/ folders."),
     name: Optional[str] = typer.Option(None, "--name", help="Run name (default: a timestamp)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Total epochs (default: 10)."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Images per step (per process)."),
-    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate of the head; the backbone gets a tenth."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per step and process: under torchrun "
+                                   "the global batch is N processes x this."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate of the head; the backbone gets a tenth. "
+                             "Not scaled with the number of processes."),
     image_size: int = typer.Option(224, "--image-size", help="Side of the square model input, in pixels."),
     freeze_epochs: Optional[int] = typer.Option(None, "--freeze-epochs", help="Epochs training the new "
                                                 "head alone first (default: 1, or 0 with --no-pretrained)."),
@@ -200,6 +206,8 @@ def train(
     workers: Optional[int] = typer.Option(None, "--workers", help="Image-decoding processes (default: sized "
                                           "to the machine)."),
     strict: bool = typer.Option(False, "--strict", help="Stop on unreadable images instead of skipping them."),
+    sync_bn: bool = typer.Option(False, "--sync-bn", help="Under torchrun on GPUs: BatchNorm statistics over the "
+                                 "global batch (for small per-GPU batches)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run NAME from its last.pt."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary."),
 ):
@@ -212,7 +220,12 @@ def train(
         skinfood train --data dermnet/ --classes "Eczema Photos,Psoriasis pictures Lichen Planus and related diseases"
 
         skinfood train --resume 20261125-101500
+
+    On several GPUs or machines, the same command under torchrun (see the README):
+
+        torchrun --nproc-per-node 4 -m skinfood_cli train --data dermnet/
     """
+    from skinfood_cli import distributed
     from skinfood_cli.errors import UsageError
     from skinfood_cli.reporting import RichTrainReporter
     from skinfood_cli.training import TrainConfig
@@ -220,34 +233,42 @@ def train(
     from skinfood_cli.training import train as train_run
 
     reporter = RichTrainReporter(quiet=quiet)
-    try:
-        if resume:
-            result = resume_run(resume, epochs=epochs, reporter=reporter)
-        else:
-            if data is None:
-                raise UsageError("--data DIR is required (or --resume NAME to continue a run)")
-            cfg = TrainConfig(
-                data=str(data), name=name, epochs=10 if epochs is None else epochs, batch_size=batch_size, lr=lr,
-                image_size=image_size, freeze_epochs=freeze_epochs, freeze_backbone=freeze_backbone,
-                balance=balance, patience=patience, val_fraction=val_fraction, seed=seed,
-                classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
-                pretrained=pretrained, weights=str(weights) if weights else None,
-                precision=precision.value, device=device, workers=workers, strict=strict)
-            result = train_run(cfg, reporter)
-    finally:
-        reporter.close()
-    _print_train_result(result)
+    # Under torchrun the job stays joined until rank 0 has printed (a no-op alone).
+    with distributed.session(exiting=True):
+        try:
+            if resume:
+                result = resume_run(resume, epochs=epochs, reporter=reporter)
+            else:
+                if data is None:
+                    raise UsageError("--data DIR is required (or --resume NAME to continue a run)")
+                cfg = TrainConfig(
+                    data=str(data), name=name, epochs=10 if epochs is None else epochs, batch_size=batch_size,
+                    lr=lr, image_size=image_size, freeze_epochs=freeze_epochs, freeze_backbone=freeze_backbone,
+                    balance=balance, patience=patience, val_fraction=val_fraction, seed=seed,
+                    classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
+                    pretrained=pretrained, weights=str(weights) if weights else None,
+                    precision=precision.value, device=device, workers=workers, strict=strict, sync_bn=sync_bn)
+                result = train_run(cfg, reporter)
+        finally:
+            reporter.close()
+        if distributed.is_main():
+            _print_train_result(result, torchrun=distributed.launched())
+    if result.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
-def _print_train_result(result) -> None:
+def _print_train_result(result, torchrun: bool = False) -> None:
     from skinfood_cli.output import console
 
     err = console(stderr=True)
     name = result.run_dir.name
     if result.interrupted:
         err.print(f"[yellow]interrupted:[/yellow] progress saved in {result.last_path}")
-        err.print(f"continue with: skinfood train --resume {name}")
-        raise typer.Exit(EXIT_INTERRUPTED)
+        if torchrun:
+            err.print(f"continue with: torchrun <the same torchrun options> -m skinfood_cli train --resume {name}")
+        else:
+            err.print(f"continue with: skinfood train --resume {name}")
+        return
     _print_history(result.history)
     if result.best:
         b = result.best
@@ -751,24 +772,26 @@ def serve(
                       descriptions=str(descriptions) if descriptions else None)
     err.print(f"[dim]loading {cfg.model} and warming up...[/dim]")
 
+    def say(text):
+        err.print(text, soft_wrap=True)  # addresses must stay whole to be copied
+
     def announce(state, sock):
         bound_port = sock.getsockname()[1]
         shown = (lan_address() or host) if host in ("0.0.0.0", "::") else host
         shown = f"[{shown}]" if ":" in shown else shown
         url = f"http://{shown}:{bound_port}/"
         e = state.engine
-        err.print(f"[bold green]ready[/bold green]: run {e.model.run_name} on {e.device} ({e.precision.name}), "
-                  f"batches of up to {max_batch_size}, listening on {host}:{bound_port}")
+        say(f"[bold green]ready[/bold green]: run {e.model.run_name} on {e.device} ({e.precision.name}), "
+            f"batches of up to {max_batch_size}, listening on {host}:{bound_port}")
         if token:
-            err.print(f"open [bold]{url}#token={token}[/bold] on a phone on the same network" if exposed
-                      else f"open [bold]{url}#token={token}[/bold]")
+            where = " on a phone on the same network" if exposed else ""
+            say(f"open [bold]{url}#token={token}[/bold]{where}")
             if made_up:
-                err.print("[dim]the token was made up for this run; pass --token or set SKINFOOD_TOKEN to keep "
-                          "one[/dim]")
+                say("[dim]the token was made up for this run; pass --token or set SKINFOOD_TOKEN to keep one[/dim]")
         else:
-            err.print(f"open [bold]{url}[/bold]" + ("  [yellow](no token: anyone on the network can use it)"
-                                                     "[/yellow]" if exposed else ""))
-        err.print(f"API docs {url}docs · Ctrl-C stops (requests in flight finish)")
+            warning = "  [yellow](no token: anyone on the network can use it)[/yellow]" if exposed else ""
+            say(f"open [bold]{url}[/bold]{warning}")
+        say(f"API docs {url}docs · Ctrl-C stops (requests in flight finish)")
 
     run_server(cfg, host, port, announce, access_log=access_log)
     err.print("stopped")

@@ -17,6 +17,7 @@ class SkinfoodError(Exception):
     """An error with a message meant for the person at the terminal."""
 
     exit_code = EXIT_USAGE
+    silent = False  # True: already reported elsewhere; the CLI exits with the code, printing nothing
 
     def __init__(self, message: str, *, exit_code: int | None = None):
         super().__init__(message)
@@ -60,6 +61,12 @@ class ImageError(SkinfoodError):
     def __init__(self, message: str, *, reason: str = "unreadable"):
         super().__init__(message)
         self.reason = reason
+
+
+class PeerError(SkinfoodError):
+    """Rank 0 of a torchrun job failed and printed why; the other ranks exit with its code, quietly."""
+
+    silent = True
 
 
 class MissingExtraError(SkinfoodError):

@@ -7,6 +7,9 @@
     validate          loss, accuracy, macro-F1 on the validation split
     calibrate         temperature + uncertainty threshold, fitted on validation
 
+Under torchrun the same steps run on every process, DDP averaging the
+gradients; distributed.py holds the plumbing and says which rank does what.
+
 The recipe is fastai's `fine_tune`, the study's "additional training" round
 made systematic: the new head trains alone for `freeze_epochs`, then the whole
 network trains with a 10x lower learning rate for the backbone than the head.
@@ -26,7 +29,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from skinfood_cli import __version__
+from skinfood_cli import __version__, distributed
 from skinfood_cli.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
 from skinfood_cli.data import relative_key
 from skinfood_cli.errors import DataError, SkinfoodError, UsageError
@@ -63,6 +66,7 @@ class TrainConfig:
     device: str | None = None
     workers: int | None = None
     strict: bool = False
+    sync_bn: bool = False  # torchrun on GPUs: BatchNorm statistics over the global batch
 
     def check(self) -> None:
         if self.epochs < 1:
@@ -164,15 +168,25 @@ class _EpochBatches:
 
     Starting at `start` skips the batches already trained before an
     interruption, so a resumed epoch sees exactly the batches it had left.
+
+    On `world` processes each step takes one global batch of world x batch_size
+    from the same seeded order, and rank r keeps its every world-th photo
+    (DistributedSampler's stride, applied per global batch). So N processes of
+    batch B see exactly the photos one process of batch N x B sees, step by
+    step, and a resumed epoch still starts at the right batch. Not
+    DistributedSampler itself: it pads the epoch with repeated photos and
+    knows nothing of resuming mid-epoch; the incomplete last global batch is
+    dropped here instead, as on one process.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int):
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
         self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.rank, self.world = rank, world
         self.epoch, self.start = 0, 0
 
     def steps(self) -> int:
         # Full batches only (drop_last): a last batch of one image breaks BatchNorm.
-        return max(1, self.n // self.batch_size)
+        return max(1, self.n // (self.batch_size * self.world))
 
     def __len__(self) -> int:
         return self.steps() - self.start
@@ -182,9 +196,11 @@ class _EpochBatches:
 
         g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
         order = torch.randperm(self.n, generator=g).tolist()
-        size = min(self.batch_size, self.n)
+        # Fewer photos than one global batch: one step, the same count on each rank.
+        size = min(self.batch_size, self.n // self.world) * self.world
         for b in range(self.start, self.steps()):
-            yield [(i, self.epoch) for i in order[b * size:(b + 1) * size]]
+            step = order[b * size:(b + 1) * size]
+            yield [(i, self.epoch) for i in step[self.rank::self.world]]
 
 
 class _EpochAwareDataset:
@@ -257,8 +273,10 @@ class _State:
     stale_epochs: int = 0
     history: list = field(default_factory=list)
     # Running totals of the epoch in progress (seen, correct, loss_sum, seconds),
-    # so an epoch resumed mid-way still reports figures for the whole epoch.
+    # summed over the ranks, so an epoch resumed mid-way still reports figures
+    # for the whole epoch.
     partial: dict = field(default_factory=dict)
+    world_size: int = 1  # processes that trained it: `batch` counts global batches of that many
 
 
 class Trainer:
@@ -269,11 +287,12 @@ class Trainer:
         import torch
 
         from skinfood_cli.data import ImageDataset, class_counts, eval_transform, train_transform
-        from skinfood_cli.model import build_model, resolve_device, resolve_precision
+        from skinfood_cli.model import build_model, resolve_precision
 
         self.cfg, self.ds, self.run_dir, self.reporter = cfg, ds, run_dir, reporter
         self.weights_source = weights_source
-        self.device = resolve_device(cfg.device)
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.device = distributed.resolve_device(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)
         self.freeze_epochs = cfg.freeze_epochs if cfg.freeze_epochs is not None else (
             1 if (cfg.pretrained or cfg.weights) else 0)
@@ -284,8 +303,14 @@ class Trainer:
         self.backbone_lr = cfg.lr * (BACKBONE_LR_RATIO if (cfg.pretrained or cfg.weights) else 1.0)
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
-        self.model = build_model(len(ds.classes), backbone_state).to(
-            self.device, memory_format=torch.channels_last)
+        self.model = build_model(len(ds.classes), backbone_state)
+        if cfg.sync_bn and self.world > 1:
+            # Batch statistics over the global batch, at the price of one all-reduce
+            # per BatchNorm layer (53 in ResNet50) per step: worth it when a GPU
+            # holds few photos. Off by default, as in torchvision's reference scripts.
+            self.model = distributed.convert_sync_batchnorm(self.model)
+        self.model = self.model.to(self.device, memory_format=torch.channels_last)
+        self._ddp, self._ddp_frozen = None, None
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
 
         weight = None
@@ -308,9 +333,9 @@ class Trainer:
                                       cfg.image_size, cfg.seed)
         self.val_set = ImageDataset(ds.val, eval_transform(cfg.image_size, self.mean, self.std),
                                     cfg.image_size, cfg.seed)
-        self.batches = _EpochBatches(len(ds.train), cfg.batch_size, cfg.seed)
+        self.batches = _EpochBatches(len(ds.train), cfg.batch_size, cfg.seed, self.rank, self.world)
         self.workers = cfg.workers if cfg.workers is not None else _default_workers(self.device)
-        self.state = _State()
+        self.state = _State(world_size=self.world)
         self.phases = self._phases()
 
     # -- schedule ----------------------------------------------------------------
@@ -371,21 +396,35 @@ class Trainer:
         self.batches.epoch, self.batches.start = st.epoch, st.batch
         batches = ((x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last),
                     y.to(self.device, non_blocking=True)) for x, y in self._train_loader())
-        return self.run_steps(batches, self.model, self.batches.steps(), "head only" if frozen else "full", stop)
+        return self.run_steps(batches, self._forward(frozen), self.batches.steps(),
+                              "head only" if frozen else "full", stop)
+
+    def _forward(self, frozen: bool):
+        """The module to train through: the model itself, or its DDP wrapper under torchrun."""
+        if self.world == 1:
+            return self.model
+        if self._ddp is None or self._ddp_frozen != frozen:
+            self._ddp = None  # the old wrapper's gradient hooks must go before new ones come
+            self._ddp = distributed.wrap(self.model, self.device)
+            self._ddp_frozen = frozen
+        return self._ddp
 
     def run_steps(self, batches, forward, steps: int, phase: str, stop: _StopFlag) -> dict | None:
         """One epoch's optimizer steps over (x, y) batches; `forward(x)` gives logits (B, K).
 
         Shared by full training and the head-on-cached-features mode, so both get
         the same schedule, mixed precision, bookkeeping and Ctrl-C handling.
-        Returns the epoch's training metrics, or None if Ctrl-C stopped it.
+        Returns the epoch's training metrics (summed over the ranks), or None if
+        Ctrl-C stopped it.
         """
         st = self.state
         self.reporter.epoch_start(st.epoch, self.cfg.epochs, steps, phase)
         done = st.partial if st.batch else {}
-        seen, correct = done.get("seen", 0), done.get("correct", 0)
-        loss_sum, before = done.get("loss_sum", 0.0), done.get("seconds", 0.0)
-        t0 = time.perf_counter() - before
+        # Totals of the batches trained before a resume are the whole job's: only
+        # rank 0 starts from them, so summing over the ranks counts them once.
+        base = done if self.rank == 0 else {}
+        seen, correct, loss_sum = base.get("seen", 0), base.get("correct", 0), base.get("loss_sum", 0.0)
+        t0 = time.perf_counter() - done.get("seconds", 0.0)
         for x, y in batches:
             for group, lr in zip(self.optimizer.param_groups, self.get_lr(st.step)):
                 group["lr"] = lr
@@ -401,14 +440,28 @@ class Trainer:
             seen += len(y)
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
+            # The bar shows this rank's loss and accuracy, and the whole job's speed
+            # (every rank trains the same number of photos per step).
+            images = base.get("seen", 0) + (seen - base.get("seen", 0)) * self.world
             self.reporter.step(st.batch, steps, loss_sum / seen, correct / seen,
-                               seen / max(time.perf_counter() - t0, 1e-9))
-            st.partial = {"seen": seen, "correct": correct, "loss_sum": loss_sum,
-                          "seconds": time.perf_counter() - t0}
-            if stop.set:
+                               images / max(time.perf_counter() - t0, 1e-9))
+            # One tiny all-reduce per step: a Ctrl-C seen by any rank stops all of
+            # them after the same step, so none is left waiting in DDP's next one.
+            if distributed.any_rank(stop.set):
+                st.partial = self._epoch_totals(seen, correct, loss_sum, t0)
                 return None
-        return {"train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-                "images_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
+        st.partial = self._epoch_totals(seen, correct, loss_sum, t0)
+        total = st.partial
+        return {"train_loss": total["loss_sum"] / max(total["seen"], 1),
+                "train_acc": total["correct"] / max(total["seen"], 1),
+                "images_per_s": total["seen"] / max(total["seconds"], 1e-9)}
+
+    def _epoch_totals(self, seen: int, correct: int, loss_sum: float, t0: float) -> dict:
+        """The epoch's running totals summed over the ranks (as they are, on one process)."""
+        if self.world > 1:
+            seen, correct, loss_sum = distributed.sum_ranks([seen, correct, loss_sum])
+            seen, correct = round(seen), round(correct)
+        return {"seen": seen, "correct": correct, "loss_sum": loss_sum, "seconds": time.perf_counter() - t0}
 
     def predict_logits(self, dataset, stop: _StopFlag | None = None):
         """(N, K) float32 logits and (N,) labels for a dataset, in eval mode."""
@@ -437,6 +490,11 @@ class Trainer:
             from skinfood_cli.feature_cache import head_logits_on_cached_val
 
             logits, labels = head_logits_on_cached_val(self)
+        elif self.world > 1:
+            distributed.broadcast_buffers(self.model)
+            logits, labels = self._gathered_val_logits()
+            if distributed.any_rank(stop.set):  # decided together, after the gather every rank joined
+                return None
         else:
             logits, labels = self.predict_logits(self.val_set, stop)
         if logits is None:
@@ -446,6 +504,20 @@ class Trainer:
         pred = logits.argmax(1)
         return {"val_loss": cross_entropy(labels, softmax(logits)), "val_acc": accuracy(labels, pred),
                 "val_macro_f1": macro_f1(labels, pred, len(self.ds.classes))}
+
+    def _gathered_val_logits(self):
+        """Validation logits (N, K) and labels (N,) in the split's order, each rank predicting a slice.
+
+        Every rank then computes the same metrics from the same arrays, so they
+        agree on the best epoch and on early stopping without another message.
+        """
+        import torch
+
+        part = torch.utils.data.Subset(self.val_set, distributed.shard_indices(len(self.val_set)))
+        logits, labels = self.predict_logits(part)  # the bare model: no DDP collective in eval
+        pieces = distributed.gather((logits, labels))
+        n = len(self.val_set)
+        return distributed.interleave([p[0] for p in pieces], n), distributed.interleave([p[1] for p in pieces], n)
 
     def calibrate(self) -> tuple[float, float]:
         """Temperature and uncertainty threshold for the current weights, on validation."""
@@ -507,6 +579,23 @@ class Trainer:
             torch.set_rng_state(rng["torch"])
         if "python" in rng:
             random.setstate((rng["python_version"], tuple(rng["python"]), rng["python_gauss"]))
+        if self.state.world_size != self.world:
+            self._adopt_world_size()
+
+    def _adopt_world_size(self) -> None:
+        """Continue a run saved by a different number of processes.
+
+        An epoch has a different number of (global) batches now, so the position
+        inside an interrupted epoch means nothing: that epoch starts again from
+        its first batch, and the schedule's step count is recomputed to match.
+        """
+        st, before = self.state, self.state.world_size
+        if st.batch:
+            self.reporter.message(f"the run was saved by {before} process(es), this is {self.world}: "
+                                  f"epoch {st.epoch + 1} starts again from its first batch")
+        st.batch, st.partial = 0, {}
+        st.step = st.epoch * self.batches.steps()
+        st.world_size = self.world
 
     def save_last(self) -> Path:
         return save_checkpoint(self.payload(resumable=True), self.run_dir / "last.pt")
@@ -529,7 +618,8 @@ class Trainer:
 
 
 def _default_workers(device) -> int:
-    cores = os.cpu_count() or 2
+    # Under torchrun the machine's cores are shared by its processes.
+    cores = max(1, (os.cpu_count() or 2) // distributed.local_world_size())
     # On a CPU the model needs the cores: decoding is ~5% of a 224 px step, so a
     # separate decoder process only pays once there are cores to spare. Measured
     # on 2 cores: 9.6 img/s decoding in-process vs 7.5 with one worker.
@@ -540,11 +630,15 @@ def _default_workers(device) -> int:
 
 
 def fit(trainer: Trainer) -> TrainResult:
-    """Run epochs until done, early-stopped, or interrupted; then calibrate best.pt."""
+    """Run epochs until done, early-stopped, or interrupted; then calibrate best.pt.
+
+    Under torchrun every rank runs this loop; only rank 0 writes files.
+    """
     from skinfood_cli.feature_cache import train_head_on_features
 
     cfg, st = trainer.cfg, trainer.state
     run_dir = trainer.run_dir
+    writer = distributed.is_main()
     with _StopFlag() as stop:
         while st.epoch < cfg.epochs:
             t0 = time.perf_counter()
@@ -553,8 +647,9 @@ def fit(trainer: Trainer) -> TrainResult:
                 else trainer.train_one_epoch(stop))
             val = trainer.validate(stop) if train_metrics is not None else None
             if train_metrics is None or val is None:
-                with stop.saving():
-                    trainer.save_last()
+                if writer:
+                    with stop.saving():
+                        trainer.save_last()
                 return TrainResult(run_dir, run_dir / "best.pt", run_dir / "last.pt", st.history,
                                    _best_row(st), interrupted=True)
             row = {"epoch": st.epoch + 1, "phase": "head" if st.epoch < trainer.freeze_epochs else "full",
@@ -570,11 +665,12 @@ def fit(trainer: Trainer) -> TrainResult:
             st.epoch += 1
             st.batch = 0
             st.partial = {}
-            with stop.saving():
-                if improved:
-                    save_checkpoint(trainer.payload(resumable=False), run_dir / "best.pt")
-                trainer.save_last()
-                trainer.write_metrics()
+            if writer:
+                with stop.saving():
+                    if improved:
+                        save_checkpoint(trainer.payload(resumable=False), run_dir / "best.pt")
+                    trainer.save_last()
+                    trainer.write_metrics()
             trainer.reporter.epoch_end({**row, "best": improved})
             if cfg.patience and st.stale_epochs >= cfg.patience:
                 trainer.reporter.message(
@@ -584,8 +680,16 @@ def fit(trainer: Trainer) -> TrainResult:
 
 
 def _finish(trainer: Trainer) -> TrainResult:
-    """Fit the temperature and threshold on validation for best.pt's weights."""
+    """Fit the temperature and threshold on validation for best.pt's weights.
+
+    Under torchrun rank 0 does it alone, on the whole validation split (one
+    pass, no collective); the other ranks return and wait for it at the end of
+    the session.
+    """
     run_dir = trainer.run_dir
+    if not distributed.is_main():
+        return TrainResult(run_dir, run_dir / "best.pt", run_dir / "last.pt", trainer.state.history,
+                           _best_row(trainer.state), skipped=trainer.ds.skipped)
     best = load_checkpoint(run_dir / "best.pt")
     trainer.model.load_state_dict(best["state_dict"])
     temperature, threshold = trainer.calibrate()
@@ -604,33 +708,64 @@ def _best_row(st: _State) -> dict | None:
 
 
 def train(cfg: TrainConfig, reporter: Reporter | None = None, *, opener=None) -> TrainResult:
-    """Train a new run from `cfg`. See the module docstring for the recipe."""
-    import urllib.request
+    """Train a new run from `cfg`. See the module docstring for the recipe.
 
-    from skinfood_cli.paths import new_run_dir, weights_dir
-    from skinfood_cli.weights import resolve_backbone
+    Under torchrun every process calls this; `reporter` is used on rank 0 only.
+    """
+    reporter = (reporter if distributed.is_main() else None) or Reporter()
+    with distributed.session():
+        backbone = {}
 
-    reporter = reporter or Reporter()
-    cfg.check()
-    ds = prepare_data(cfg, reporter)
-    backbone, source = resolve_backbone(
-        pretrained=cfg.pretrained, weights_file=cfg.weights, cache_dir=weights_dir(),
-        opener=opener or urllib.request.urlopen, progress=getattr(reporter, "download", None))
-    run_dir = new_run_dir(cfg.name)
-    _write_run_files(run_dir, cfg, ds, source)
-    trainer = Trainer(cfg, ds, run_dir, reporter, backbone, source)
-    reporter.message(
-        f"{len(ds.train)} training and {len(ds.val)} validation photos, {len(ds.classes)} classes; "
-        f"{trainer.device.type} {trainer.precision.name}; run folder {run_dir}")
-    return fit(trainer)
+        def start_run():  # rank 0 alone; the others get what it returns
+            import urllib.request
+
+            from skinfood_cli.paths import new_run_dir, weights_dir
+            from skinfood_cli.weights import resolve_backbone
+
+            cfg.check()
+            _check_world(cfg)
+            ds = prepare_data(cfg, reporter)
+            _check_world(cfg, len(ds.train))
+            # The ImageNet weights stay here: wrapping the model in DDP copies rank 0's
+            # parameters to every rank, so they needn't travel twice.
+            backbone["state"], source = resolve_backbone(
+                pretrained=cfg.pretrained, weights_file=cfg.weights, cache_dir=weights_dir(),
+                opener=opener or urllib.request.urlopen, progress=getattr(reporter, "download", None))
+            run_dir = new_run_dir(cfg.name)
+            _write_run_files(run_dir, cfg, ds, source)
+            return ds, source, run_dir
+
+        ds, source, run_dir = distributed.share(start_run)
+        trainer = Trainer(cfg, ds, run_dir, reporter, backbone.get("state"), source)
+        reporter.message(
+            f"{len(ds.train)} training and {len(ds.val)} validation photos, {len(ds.classes)} classes; "
+            f"{trainer.device.type} {trainer.precision.name}{_world_note(cfg)}; run folder {run_dir}")
+        return fit(trainer)
 
 
 def resume(name: str, epochs: int | None = None, reporter: Reporter | None = None) -> TrainResult:
-    """Continue run `name` from its last.pt (model, optimizer, schedule, RNG, epoch)."""
+    """Continue run `name` from its last.pt (model, optimizer, schedule, RNG, epoch).
+
+    Under torchrun rank 0 reads last.pt and sends it to the others, so only its
+    machine needs the run folder; the number of processes may differ from the
+    run's (an interrupted epoch then starts again from its first batch).
+    """
+    reporter = (reporter if distributed.is_main() else None) or Reporter()
+    with distributed.session():
+        cfg, ds, run_dir, ckpt = distributed.share(_open_run, name, epochs, reporter)
+        trainer = Trainer(cfg, ds, run_dir, reporter, None, ckpt.get("weights_source", ""))
+        trainer.restore(ckpt)
+        del ckpt  # the optimizer state alone is ~200 MB for ResNet50
+        reporter.message(f"resuming {name} at epoch {trainer.state.epoch + 1}, batch {trainer.state.batch + 1}"
+                         f"{_world_note(cfg)}")
+        return fit(trainer)
+
+
+def _open_run(name: str, epochs: int | None, reporter: Reporter):
+    """Read run `name`'s last.pt and dataset for a resume: (config, dataset, run folder, checkpoint)."""
     from skinfood_cli.errors import ModelError
     from skinfood_cli.paths import find_run
 
-    reporter = reporter or Reporter()
     run_dir = find_run(name)
     last = run_dir / "last.pt"
     if not last.is_file():
@@ -645,17 +780,38 @@ def resume(name: str, epochs: int | None = None, reporter: Reporter | None = Non
     if epochs is not None:
         cfg.epochs = epochs
     cfg.check()
+    _check_world(cfg)
     ds = prepare_data(cfg, reporter, val_files=ckpt["data"].get("val_files"))
     if list(ds.classes) != list(ckpt["classes"]):
         raise DataError(f"the classes in {cfg.data} changed since run {name!r} started")
-    trainer = Trainer(cfg, ds, run_dir, reporter, None, ckpt.get("weights_source", ""))
-    trainer.restore(ckpt)
-    if trainer.state.epoch >= cfg.epochs:
-        raise UsageError(f"run {name!r} already finished {trainer.state.epoch} epochs: "
-                         f"pass a larger --epochs to train further")
-    reporter.message(f"resuming {name} at epoch {trainer.state.epoch + 1}, batch {trainer.state.batch + 1}")
-    _write_run_files(run_dir, cfg, ds, trainer.weights_source)
-    return fit(trainer)
+    _check_world(cfg, len(ds.train))
+    done = ckpt["train_state"]["epoch"]
+    if done >= cfg.epochs:
+        raise UsageError(f"run {name!r} already finished {done} epochs: pass a larger --epochs to train further")
+    _write_run_files(run_dir, cfg, ds, ckpt.get("weights_source", ""))
+    return cfg, ds, run_dir, ckpt
+
+
+def _check_world(cfg: TrainConfig, num_train: int | None = None) -> None:
+    """Refuse, once and on rank 0, what can't run on several processes."""
+    world = distributed.world_size()
+    if world == 1:
+        return
+    if cfg.freeze_backbone:
+        raise UsageError("--freeze-backbone trains the head on features cached in one process and does not "
+                         "run under torchrun: start it as a plain `skinfood train` (it takes minutes on a CPU)")
+    device = distributed.resolve_device(cfg.device)  # its errors here once, not from every rank later
+    if cfg.sync_bn and device.type != "cuda":
+        raise UsageError("--sync-bn needs CUDA GPUs (SyncBatchNorm does not run on the CPU): leave it out")
+    if num_train is not None and num_train < 2 * world:
+        raise DataError(f"{num_train} training photo(s) can't give each of {world} processes a batch of 2")
+
+
+def _world_note(cfg: TrainConfig) -> str:
+    world = distributed.world_size()
+    if world == 1:
+        return ""
+    return f"; {world} processes x batch {cfg.batch_size} = global batch {world * cfg.batch_size}"
 
 
 def _write_run_files(run_dir: Path, cfg: TrainConfig, ds, source: str) -> None:
@@ -671,7 +827,9 @@ def _write_config_and_skips(run_dir: Path, cfg: TrainConfig, ds, source: str) ->
 
     config = {**asdict(cfg), "weights_source": source, "skinfood_version": __version__,
               "torch_version": str(torch.__version__), "classes": list(ds.classes),
-              "layout": ds.layout, "num_train": len(ds.train), "num_val": len(ds.val)}
+              "layout": ds.layout, "num_train": len(ds.train), "num_val": len(ds.val),
+              "world_size": distributed.world_size(),
+              "global_batch_size": distributed.world_size() * cfg.batch_size}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     if ds.skipped:
         (run_dir / "skipped.txt").write_text("".join(f"{p}\t{r}\n" for p, r in ds.skipped))
