@@ -161,7 +161,7 @@ def main(argv=None) -> int:
     os.environ["SKINFOOD_HOME"] = str(work / "home")
     env = {**os.environ, "SKINFOOD_DEVICE": "cpu", "COLUMNS": "200"}
     started = time.perf_counter()
-    log("training a reference model (64 px, from scratch; run at 224 px)")
+    log("training a reference model (96 px, from scratch; run at 224 px)")
     model = train_reference_model(work)
     paths = make_photos(work / "photos", 64)
     photos = [Path(p).read_bytes() for p in paths]

@@ -118,11 +118,19 @@ def _ignore_sigint(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def default_workers(num_items: int, batch_size: int) -> int:
-    """Decoding workers: none for a handful of photos (forking costs more than it saves)."""
+def default_workers(num_items: int, batch_size: int, device_type: str = "cpu") -> int:
+    """Decoding worker processes for `run_paths`.
+
+    None for a handful of photos (forking costs more than it saves). On a CPU
+    the convolutions need every core and decoding is ~3% of the work (a 640x480
+    JPEG: ~1 ms against ~30 ms of ResNet50 at 224 px), so a decoder process pays
+    only with cores to spare: on 2 cores predict ran at 36.6 img/s decoding
+    in-process against 31.1 with one worker. A GPU waits on decoding: use more.
+    """
     if num_items <= batch_size:
         return 0
-    return max(1, min(4, (os.cpu_count() or 2) // 2))
+    cores = os.cpu_count() or 2
+    return min(4, cores // 2) if device_type == "cuda" else min(4, cores // 4)
 
 
 class Engine:
@@ -189,7 +197,8 @@ class Engine:
         paths = [str(p) for p in paths]
         if not paths:
             return
-        workers = self.workers if self.workers is not None else default_workers(len(paths), self.batch_size)
+        workers = (self.workers if self.workers is not None
+                   else default_workers(len(paths), self.batch_size, self.device.type))
         loader = torch.utils.data.DataLoader(
             _PathDataset(paths, self.transform, self.model.image_size),
             batch_size=self.batch_size,
