@@ -202,7 +202,9 @@ def decode(data: bytes, engine, *, keep_image: bool = False):
     from skinfood_cli.images import load_image
 
     try:
-        image = load_image(data, draft_size=None if keep_image else engine.model.image_size)
+        # The explain picture is at most 1024 px wide, so a big JPEG decodes at a
+        # reduced scale (>= 512 px) instead of at full size into memory.
+        image = load_image(data, draft_size=512 if keep_image else engine.model.image_size)
     except ImageError as exc:
         status = IMAGE_STATUS.get(exc.reason, 422)
         code = {415: "not_an_image", 413: "too_large", 400: "empty"}.get(status, "undecodable_image")
