@@ -310,7 +310,9 @@ def _export_torchscript(loaded, path: Path, meta: dict) -> None:
         traced = torch.jit.freeze(traced.eval())
     extra = {"skinfood.json": json.dumps({**meta, "format": "skinfood-torchscript"}, ensure_ascii=False)}
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.jit.save(traced, str(tmp), _extra_files=extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.save is deprecated": said in the README
+        torch.jit.save(traced, str(tmp), _extra_files=extra)
     os.replace(tmp, path)
 
 
@@ -490,7 +492,9 @@ def _torchscript_runner(path: Path, reference):
 
     from skinfood_cli.engine import softmax
 
-    module = torch.jit.load(str(path), map_location="cpu").eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(str(path), map_location="cpu").eval()
 
     def run(images):
         batch = torch.stack([reference.transform(img) for img in images])

@@ -137,6 +137,7 @@ def test_with_preprocessing_takes_uint8_pixels_and_returns_probabilities(model_p
     assert again["confidence"] == pytest.approx(record["confidence"], abs=1e-4)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_torchscript_export_is_verified_and_carries_metadata(model_path, tmp_path, cli):
     import torch
 
