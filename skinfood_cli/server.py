@@ -119,14 +119,14 @@ async def read_body(request, limit: int) -> bytes:
     if declared is not None:
         try:
             if int(declared) > limit:
-                raise ApiError(413, "too_large", f"upload is over the {limit // (1 << 20)} MB limit")
+                raise ApiError(413, "too_large", f"upload is over the {limit / (1 << 20):g} MB limit")
         except ValueError:
             raise ApiError(400, "bad_request", "invalid Content-Length") from None
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, "too_large", f"upload is over the {limit // (1 << 20)} MB limit")
+            raise ApiError(413, "too_large", f"upload is over the {limit / (1 << 20):g} MB limit")
         chunks.append(chunk)
     return b"".join(chunks)
 
