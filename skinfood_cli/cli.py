@@ -444,8 +444,7 @@ def diseases_list(
 
     language = _lang(lang)
     book = _book(descriptions)
-    rows = [{"key": k, "name": d.name, "urgency": d.urgency} for k in book.keys()
-            if (d := book.get(k, language)) is not None]
+    rows = book.summaries(language)
     if fmt is TableFormat.json:
         print_json(rows)
         return

@@ -109,6 +109,11 @@ class DescriptionBook:
         """Returns the entry keys in file order (added entries last)."""
         return list(self._entries)
 
+    def summaries(self, lang: str = "en") -> list[dict]:
+        """Key, name and urgency of every entry in `lang`, in file order (`diseases`, GET /v1/diseases)."""
+        return [{"key": k, "name": d.name, "urgency": d.urgency} for k in self.keys()
+                if (d := self.get(k, lang)) is not None]
+
     def sources(self) -> list[Path]:
         """Returns the files that were loaded, bundled first."""
         return list(self._sources)

@@ -352,15 +352,9 @@ class _CalibrationReader:
         self.pos = 0
 
     def get_next(self):
-        from skinfood_cli.images import load_image
-
         while self.pos < len(self.paths):
-            chunk = self.paths[self.pos: self.pos + self.batch]
+            images = _load_readable(self.paths[self.pos: self.pos + self.batch], self.engine.model.image_size)
             self.pos += self.batch
-            images = []
-            for p in chunk:
-                with contextlib.suppress(SkinfoodError):
-                    images.append(load_image(p, draft_size=self.engine.model.image_size))
             if images:
                 return {self.input_name: _engine_input(self.engine, images)}
         return None
@@ -369,15 +363,22 @@ class _CalibrationReader:
         self.pos = 0
 
 
+def _load_readable(paths: list[str], image_size: int) -> list:
+    """The photos among `paths` that load, as predict loads them; unreadable ones are left out."""
+    from skinfood_cli.images import load_image
+
+    images = []
+    for p in paths:
+        with contextlib.suppress(SkinfoodError):
+            images.append(load_image(p, draft_size=image_size))
+    return images
+
+
 def _engine_input(engine, images):
     """The exact array an ONNX engine feeds its session for these PIL images."""
-    import numpy as np
     import torch
 
-    batch = torch.stack([engine.transform(img) for img in images])
-    if engine.module.input_kind == UINT8_NHWC:
-        batch = batch.permute(0, 2, 3, 1)
-    return np.ascontiguousarray(batch.numpy())
+    return engine.module.input_array(torch.stack([engine.transform(img) for img in images]))
 
 
 def _quantize(fp32_path: Path, output: Path, loaded, photos: list[str], meta: dict) -> None:
@@ -423,7 +424,6 @@ class _Photos:
         """PIL images in chunks: the same pixels for the reference and the export."""
         import random
 
-        from skinfood_cli.images import load_image
         from skinfood_cli.synthetic import make_image
 
         if self.paths is None:
@@ -435,10 +435,7 @@ class _Photos:
                 yield images[i: i + size]
             return
         for i in range(0, len(self.paths), size):
-            chunk = []
-            for p in self.paths[i: i + size]:
-                with contextlib.suppress(SkinfoodError):
-                    chunk.append(load_image(p, draft_size=self.image_size))
+            chunk = _load_readable(self.paths[i: i + size], self.image_size)
             if chunk:
                 yield chunk
 

@@ -70,15 +70,20 @@ class OnnxRunner:
         dim = session.get_inputs()[0].shape[0]
         self.fixed_batch = dim if isinstance(dim, int) and dim > 0 else None  # `export --batch N`
 
-    def forward(self, batch):
+    def input_array(self, batch):
+        """The engine's (B, 3, S, S) tensor as the array the graph takes."""
         import numpy as np
-        import torch
 
         x = batch.cpu()
         if self.input_kind == UINT8_NHWC:
             x = x.permute(0, 2, 3, 1)  # (B, 3, S, S) -> (B, S, S, 3)
-        x = np.ascontiguousarray(x.numpy())
-        out = self._run(x).astype(np.float32)
+        return np.ascontiguousarray(x.numpy())
+
+    def forward(self, batch):
+        import numpy as np
+        import torch
+
+        out = self._run(self.input_array(batch)).astype(np.float32)
         if self.outputs_probabilities:
             # The graph already applied softmax(logits / T): its log is a logit vector
             # whose plain softmax gives the same probabilities back.

@@ -274,12 +274,12 @@ def create_app(cfg: ServeConfig, state: State | None = None):
         if not state.ready:
             raise ApiError(503, "not_ready", "the model is still loading", {"Retry-After": "1"})
 
-    async def classify(tensor):
-        """Queue one tensor and wait for its logits; 503 when full, 504 when too slow."""
+    async def await_job(submit, *args):
+        """Queue a job on the inference thread and wait for it; 503 when full, 504 when too slow."""
         from skinfood_cli.batching import QueueFull
 
         try:
-            future = state.batcher.submit(tensor)
+            future = submit(*args)
         except QueueFull:
             raise ApiError(503, "busy", "the server is busy: try again shortly", {"Retry-After": "1"}) from None
         try:
@@ -287,9 +287,6 @@ def create_app(cfg: ServeConfig, state: State | None = None):
         except asyncio.TimeoutError:
             future.cancel()
             raise ApiError(504, "timeout", f"no answer within {cfg.request_timeout_s:g} s: try again") from None
-
-    def lang_of(lang: str) -> str:
-        return lang if lang in ("en", "ko") else "en"
 
     photo_body = {"requestBody": {"required": True, "content": {
         "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
@@ -314,9 +311,9 @@ def create_app(cfg: ServeConfig, state: State | None = None):
         require_ready()
         name, data = await read_photo(request, limit)
         tensor, _ = await run_in_threadpool(decode, data, state.engine)
-        logits = await classify(tensor)
+        logits = await await_job(state.batcher.submit, tensor)
         record = make_prediction(name, state.engine.probabilities(logits), state.engine.classes, state.book,
-                                 lang=lang_of(lang), top_k=top_k, threshold=state.engine.model.threshold).to_dict()
+                                 lang=lang, top_k=top_k, threshold=state.engine.model.threshold).to_dict()
         return {**record, "model": state.engine.model.run_name,
                 "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
@@ -326,7 +323,6 @@ def create_app(cfg: ServeConfig, state: State | None = None):
     async def explain(request: Request, lang: str = Query("en", pattern="^(en|ko)$"),
                       top_k: int = Query(3, ge=1, le=cfg.max_top_k)):
         """Where the model looked (Grad-CAM): a PNG, or JSON with it base64-encoded (Accept: application/json)."""
-        from skinfood_cli.batching import QueueFull
         from skinfood_cli.explanation import explain_image
 
         started = time.perf_counter()
@@ -337,21 +333,12 @@ def create_app(cfg: ServeConfig, state: State | None = None):
                                                  "exported ONNX file")
         name, data = await read_photo(request, limit)
         _, image = await run_in_threadpool(decode, data, state.engine, keep_image=True)
-        language = lang_of(lang)
 
         def run(engine):
-            return explain_image(engine, image, state.book, name, lang=language, top_k=top_k, target=None,
+            return explain_image(engine, image, state.book, name, lang=lang, top_k=top_k, target=None,
                                  threshold=engine.model.threshold)
 
-        try:
-            future = state.batcher.call(run)
-        except QueueFull:
-            raise ApiError(503, "busy", "the server is busy: try again shortly", {"Retry-After": "1"}) from None
-        try:
-            record, _cam, picture = await asyncio.wait_for(asyncio.wrap_future(future), cfg.request_timeout_s)
-        except asyncio.TimeoutError:
-            future.cancel()
-            raise ApiError(504, "timeout", f"no answer within {cfg.request_timeout_s:g} s") from None
+        record, _cam, picture = await await_job(state.batcher.call, run)
         png = io.BytesIO()
         await run_in_threadpool(picture.save, png, "PNG")
         if "application/json" in request.headers.get("accept", ""):
@@ -365,16 +352,14 @@ def create_app(cfg: ServeConfig, state: State | None = None):
     async def diseases(request: Request, lang: str = Query("en", pattern="^(en|ko)$")):
         """The bundled descriptions: key, name and urgency of each."""
         authorize(request)
-        book = state.book
-        return [{"key": k, "name": d.name, "urgency": d.urgency} for k in book.keys()
-                if (d := book.get(k, lang_of(lang))) is not None]
+        return state.book.summaries(lang)
 
     @app.get("/v1/diseases/{name}", tags=["descriptions"], responses={404: error_doc[400] | {
         "description": "No such condition"}})
     async def disease(request: Request, name: str, lang: str = Query("en", pattern="^(en|ko)$")):
         """One condition's full description, by key, alias or class name."""
         authorize(request)
-        entry = state.book.get(name, lang_of(lang))
+        entry = state.book.get(name, lang)
         if entry is None:
             raise ApiError(404, "not_found", f"no description for {name!r}: see GET /v1/diseases")
         return entry.to_dict()
