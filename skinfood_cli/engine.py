@@ -33,7 +33,10 @@ class LoadedModel:
     temperature: float = 1.0
     threshold: float = DEFAULT_THRESHOLD
     meta: dict = field(default_factory=dict)
-    backend: str = "torch"  # or "onnx": module is then an `onnx_model.OnnxRunner`
+    # "torch" (a checkpoint), "onnx" (module is an `onnx_model.OnnxRunner`) or
+    # "torchscript" (a frozen ScriptModule, fp32 or x86 int8): exported files fix
+    # their own arithmetic and carry no gradients.
+    backend: str = "torch"
 
     @property
     def run_name(self) -> str:
@@ -41,7 +44,7 @@ class LoadedModel:
 
 
 def load_model(path: str | os.PathLike) -> LoadedModel:
-    """Load a validated checkpoint (see `checkpoint.load_checkpoint`), or an exported `.onnx` file."""
+    """Load a validated checkpoint (see `checkpoint.load_checkpoint`), or an exported file."""
     from skinfood_cli.checkpoint import load_checkpoint, metadata, model_from_checkpoint
 
     path = Path(path)
@@ -49,6 +52,10 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         from skinfood_cli.onnx_model import load_onnx_model
 
         return load_onnx_model(path)
+    if path.suffix.lower() == ".torchscript":
+        from skinfood_cli.torchscript_model import load_torchscript_model
+
+        return load_torchscript_model(path)
     ckpt = load_checkpoint(path)
     module = model_from_checkpoint(ckpt)
     meta = metadata(ckpt)
@@ -62,6 +69,32 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         temperature=float(ckpt.get("temperature", 1.0)),
         threshold=float(ckpt.get("threshold", DEFAULT_THRESHOLD)),
         meta=meta,
+    )
+
+
+def loaded_from_metadata(path: Path, module, meta: dict, *, backend: str,
+                         probabilities_out: bool = False) -> LoadedModel:
+    """An exported file's module and metadata -> `LoadedModel`, or a ModelError saying what's missing."""
+    from skinfood_cli.errors import ModelError
+
+    try:
+        classes = [str(c) for c in meta["classes"]]
+        image_size = int(meta["image_size"])
+        mean, std = tuple(float(v) for v in meta["mean"]), tuple(float(v) for v in meta["std"])
+    except (KeyError, TypeError, ValueError):
+        raise ModelError(f"{path}: its metadata lacks valid classes/image_size/mean/std") from None
+    return LoadedModel(
+        path=path,
+        module=module,
+        classes=classes,
+        image_size=image_size,
+        mean=mean,
+        std=std,
+        # A graph with the tempered softmax built in needs no second temperature.
+        temperature=1.0 if probabilities_out else float(meta.get("temperature", 1.0)),
+        threshold=float(meta.get("threshold", DEFAULT_THRESHOLD)),
+        meta={**meta, "run_name": meta.get("run"), "backend": backend},
+        backend=backend,
     )
 
 
@@ -168,13 +201,42 @@ class Engine:
             self.transform = (pixel_transform(model.image_size) if model.module.input_kind == UINT8_NHWC
                               else eval_transform(model.image_size, model.mean, model.std))
             return
-        self.precision = resolve_precision(precision, self.device)
         self.transform = eval_transform(model.image_size, model.mean, model.std)
+        if model.backend == "torchscript":
+            self.precision = Precision(model.meta.get("precision", "fp32"), None)
+            self.module = self._place_torchscript(device)
+            return
+        self.precision = resolve_precision(precision, self.device)
         # BN folded into the convolutions, and channels_last, which lets oneDNN /
         # cuDNN pick their fastest convolution kernels.
         from skinfood_cli.model import fold_batchnorm
 
         self.module = fold_batchnorm(model.module.eval()).to(self.device, memory_format=torch.channels_last)
+
+    def _place_torchscript(self, device_spec: str | None):
+        """The file's module on this engine's device: int8 runs on the CPU only."""
+        import torch
+
+        from skinfood_cli.errors import UsageError
+        from skinfood_cli.model import DEVICE_ENV
+
+        if self.precision.name == "int8":
+            from skinfood_cli.quantize import use_engine
+
+            if self.device.type != "cpu":
+                spec = (device_spec or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
+                if spec != "auto":
+                    raise UsageError(f"{self.model.path.name} is int8 for x86 CPUs: run it with --device cpu, "
+                                     "or use the .pt checkpoint on the GPU")
+                self.device = torch.device("cpu")
+            use_engine()
+            return self.model.module
+        if self.device.type == "cpu":
+            return self.model.module
+        from skinfood_cli.torchscript_model import load_module
+
+        # Freezing turned the weights into graph constants: only map_location moves them.
+        return load_module(self.model.path, self.device)
 
     @property
     def classes(self) -> list[str]:
@@ -186,6 +248,9 @@ class Engine:
 
         if self.model.backend == "onnx":
             return self.module.forward(batch)
+        if self.model.backend == "torchscript":
+            with torch.inference_mode():
+                return self.module(batch.to(self.device, non_blocking=True)).float().cpu()
         with torch.inference_mode(), self.precision.autocast(self.device):
             batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             return self.module(batch).float().cpu()

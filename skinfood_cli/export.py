@@ -2,6 +2,7 @@
 
     best.pt -> fp32 module -> torch.onnx.export(dynamo=True) -> best.onnx
             [-> ONNX Runtime static quantisation (QDQ, per-channel) -> best.int8.onnx]
+    best.pt -> fp32 module [-> FX int8, x86 kernels] -> trace, freeze -> best[.int8].torchscript
             -> run the export and PyTorch fp32 on the same photos -> pass / fail
 
 Every export is checked against the PyTorch model it came from, because an
@@ -28,6 +29,7 @@ from typing import Callable
 from skinfood_cli import __version__
 from skinfood_cli.errors import EXIT_SOME_FAILED, MissingExtraError, SkinfoodError, UsageError
 from skinfood_cli.onnx_model import EXPORT_INSTALL, FLOAT_NCHW, ONNX_FORMAT, UINT8_NHWC
+from skinfood_cli.torchscript_model import METADATA_FILE, TORCHSCRIPT_FORMAT
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 18  # loads in ONNX Runtime >= 1.14 and onnxruntime-web
@@ -96,7 +98,7 @@ def export_model(
         log: receives one line per stage, for the CLI to show.
 
     Raises:
-        UsageError: options that don't fit (int8 with TorchScript, an .onnx input).
+        UsageError: options that don't fit (preprocessing in TorchScript, an exported file as input).
         SkinfoodError (exit 1): the export does not match PyTorch.
     """
     from skinfood_cli.engine import load_model
@@ -104,13 +106,19 @@ def export_model(
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}: choose {' or '.join(FORMATS)}")
-    if fmt == "torchscript" and (int8 or with_preprocessing):
-        raise UsageError("--int8 and --with-preprocessing are for ONNX; drop them or use --format onnx")
+    if fmt == "torchscript" and with_preprocessing:
+        raise UsageError("--with-preprocessing is for ONNX; drop it or use --format onnx")
     if batch is not None and batch < 1:
         raise UsageError("--batch must be at least 1")
-    if Path(model_path).suffix.lower() == ".onnx":
-        raise UsageError("export starts from a PyTorch checkpoint (.pt), not an .onnx file")
-    require_export_extra()
+    suffix = Path(model_path).suffix.lower()
+    if suffix in (".onnx", ".torchscript"):
+        raise UsageError(f"export starts from a PyTorch checkpoint (.pt), not a {suffix} file")
+    if fmt == "onnx":
+        require_export_extra()
+    elif int8:
+        from skinfood_cli.quantize import require_quantization
+
+        require_quantization()
     started = time.perf_counter()
     loaded = load_model(model_path)
     meta = build_metadata(loaded, book, with_preprocessing=with_preprocessing, batch=batch)
@@ -119,9 +127,18 @@ def export_model(
     photos = verification_photos(loaded, verify_images)
 
     if fmt == "torchscript":
+        meta = {**meta, "format": TORCHSCRIPT_FORMAT, "precision": "int8" if int8 else "fp32"}
+        cal = None
+        if int8:
+            from skinfood_cli.quantize import ENGINE, activation_bits
+
+            cal = calibration_photos(loaded, calibration, calibration_images)
+            meta.update(quantized_engine=ENGINE, activation_bits=activation_bits())
+            log(f"quantising to int8 (PyTorch FX, {ENGINE} kernels, per-channel) on {len(cal)} calibration photos")
         log(f"tracing to TorchScript: {output}")
-        _export_torchscript(loaded, output, meta)
-        result = _finish(output, "torchscript", meta, verify(loaded, output, photos, int8=False), None)
+        _export_torchscript(loaded, output, meta, cal)
+        log(f"verifying against PyTorch fp32 on {photos.count} {photos.source}")
+        result = _finish(output, meta["precision"], meta, verify(loaded, output, photos, int8=int8), None)
     else:
         target = fp32_companion(output) if int8 else output
         log(f"exporting with torch.onnx (dynamo), opset {opset}: {target}")
@@ -157,8 +174,8 @@ def check_passed(result: ExportResult) -> None:
 
 
 def default_output(checkpoint: Path, fmt: str, int8: bool) -> Path:
-    """best.pt -> best.onnx, best.int8.onnx or best.torchscript, beside the checkpoint."""
-    suffix = {"onnx": ".int8.onnx" if int8 else ".onnx", "torchscript": ".torchscript"}[fmt]
+    """best.pt -> best[.int8].onnx or best[.int8].torchscript, beside the checkpoint."""
+    suffix = (".int8." if int8 else ".") + fmt
     return checkpoint.with_name(checkpoint.stem + suffix)
 
 
@@ -300,15 +317,21 @@ def _export_onnx(loaded, path: Path, meta: dict, *, opset: int, batch: int | Non
     _set_metadata(path, meta)
 
 
-def _export_torchscript(loaded, path: Path, meta: dict) -> None:
+def _export_torchscript(loaded, path: Path, meta: dict, calibration: list[str] | None = None) -> None:
+    """Trace and freeze the fp32 network, or its int8 version calibrated on `calibration` photos."""
     import torch
 
     module = _export_module(loaded, False)
+    if calibration is not None:
+        from skinfood_cli.quantize import quantize_module
+
+        module = quantize_module(module, _calibration_batches(loaded, calibration),
+                                 _example_input(loaded, False, None))
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TorchScript's deprecation notice: the README says it
         traced = torch.jit.trace(module, _example_input(loaded, False, None))
         traced = torch.jit.freeze(traced.eval())
-    extra = {"skinfood.json": json.dumps({**meta, "format": "skinfood-torchscript"}, ensure_ascii=False)}
+    extra = {METADATA_FILE: json.dumps(meta, ensure_ascii=False)}
     tmp = path.with_name(f".{path.name}.tmp")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.save is deprecated": said in the README
@@ -361,6 +384,19 @@ class _CalibrationReader:
 
     def rewind(self):
         self.pos = 0
+
+
+def _calibration_batches(loaded, paths: list[str], size: int = 16):
+    """Batches (B, 3, S, S) of the calibration photos, preprocessed exactly as predict does."""
+    import torch
+
+    from skinfood_cli.data import eval_transform
+
+    transform = eval_transform(loaded.image_size, loaded.mean, loaded.std)
+    for i in range(0, len(paths), size):
+        images = _load_readable(paths[i: i + size], loaded.image_size)
+        if images:
+            yield torch.stack([transform(img) for img in images])
 
 
 def _load_readable(paths: list[str], image_size: int) -> list:
@@ -459,7 +495,7 @@ def verify(loaded, path: Path, photos: _Photos, *, int8: bool) -> Verification:
     from skinfood_cli.engine import Engine
 
     reference = Engine(loaded, device="cpu", precision="fp32")
-    run = _torchscript_runner(path, reference) if path.suffix == ".torchscript" else _onnx_runner(path)
+    run = _file_runner(path)
     diffs, agree, total = [], 0, 0
     for images in photos.batches():
         p_ref = reference.probabilities(reference.run_images(images))
@@ -477,25 +513,9 @@ def verify(loaded, path: Path, photos: _Photos, *, int8: bool) -> Verification:
                         passed=bool(passed and total > 0), criterion=criterion)
 
 
-def _onnx_runner(path: Path):
+def _file_runner(path: Path):
+    """Calibrated probabilities from an exported file, run by the same engine predict uses."""
     from skinfood_cli.engine import Engine, load_model
 
     engine = Engine(load_model(path), device="cpu")
     return lambda images: engine.probabilities(engine.run_images(images))
-
-
-def _torchscript_runner(path: Path, reference):
-    import torch
-
-    from skinfood_cli.engine import softmax
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        module = torch.jit.load(str(path), map_location="cpu").eval()
-
-    def run(images):
-        batch = torch.stack([reference.transform(img) for img in images])
-        with torch.inference_mode():
-            return softmax(module(batch).float().numpy(), reference.model.temperature)
-
-    return run

@@ -115,7 +115,7 @@ def load_onnx_model(path: str | os.PathLike):
         ModelError: not ONNX, damaged, or an ONNX file without skinfood's metadata.
         MissingExtraError: onnxruntime is not installed.
     """
-    from skinfood_cli.engine import DEFAULT_THRESHOLD, LoadedModel
+    from skinfood_cli.engine import loaded_from_metadata
 
     path = Path(path)
     if not path.is_file():
@@ -130,22 +130,5 @@ def load_onnx_model(path: str | os.PathLike):
         raise ModelError(f"{path}: expected one image-batch input, found {[i.shape for i in inputs]}")
     input_kind = meta.get("input", FLOAT_NCHW)
     probs_out = meta.get("output") == "probabilities"
-    try:
-        image_size = int(meta["image_size"])
-        mean, std = tuple(float(v) for v in meta["mean"]), tuple(float(v) for v in meta["std"])
-    except (KeyError, TypeError, ValueError):
-        raise ModelError(f"{path}: its metadata lacks a valid image_size/mean/std") from None
-    meta = {**meta, "run_name": meta.get("run"), "backend": "onnx"}
-    return LoadedModel(
-        path=path,
-        module=OnnxRunner(session, input_kind, probs_out),
-        classes=[str(c) for c in meta["classes"]],
-        image_size=image_size,
-        mean=mean,
-        std=std,
-        # A graph with the tempered softmax built in needs no second temperature.
-        temperature=1.0 if probs_out else float(meta.get("temperature", 1.0)),
-        threshold=float(meta.get("threshold", DEFAULT_THRESHOLD)),
-        meta=meta,
-        backend="onnx",
-    )
+    return loaded_from_metadata(path, OnnxRunner(session, input_kind, probs_out), meta, backend="onnx",
+                                probabilities_out=probs_out)

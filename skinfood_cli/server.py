@@ -330,7 +330,7 @@ def create_app(cfg: ServeConfig, state: State | None = None):
         require_ready()
         if state.engine.model.backend != "torch":
             raise ApiError(501, "not_supported", "explain needs a PyTorch checkpoint: this server runs an "
-                                                 "exported ONNX file")
+                                                 f"exported {state.engine.model.backend} file")
         name, data = await read_photo(request, limit)
         _, image = await run_in_threadpool(decode, data, state.engine, keep_image=True)
 

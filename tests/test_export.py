@@ -215,7 +215,7 @@ def test_explain_refuses_an_exported_model(exported, cli, dataset):
 
 def test_option_conflicts_are_usage_errors(model_path, cli, exported):
     assert cli("export", "--model", model_path, "--batch", "2", "--dynamic").exit_code == 2
-    assert cli("export", "--model", model_path, "--format", "torchscript", "--int8").exit_code == 2
+    assert cli("export", "--model", model_path, "--format", "torchscript", "--with-preprocessing").exit_code == 2
     result = cli("export", "--model", exported["fp32"])
     assert result.exit_code == 2 and "from a PyTorch checkpoint" in result.stderr
 

@@ -289,6 +289,26 @@ def test_serves_an_exported_onnx_model(request, server, photos, tmp_path):
     assert explain.status_code == 501 and "PyTorch checkpoint" in explain.json()["error"]["message"]
 
 
+def test_serves_an_int8_torchscript_model(request, server, photos, tmp_path):
+    from skinfood_cli.export import export_model
+
+    trained = request.getfixturevalue("trained")
+    exported = export_model(trained.best_path, fmt="torchscript", int8=True, output=tmp_path / "m.int8.torchscript",
+                            calibration_images=48, verify_images=8)
+    assert exported.verification.passed
+    int8_server = Server(exported.path, tmp_path / "home")
+    request.addfinalizer(int8_server.stop)
+    info = httpx.get(f"{int8_server.url}/v1/model").json()
+    assert info["backend"] == "torchscript" and info["precision"] == "int8"
+    assert info["classes"] == ["acne", "psoriasis", "vitiligo"]
+    labels = [(_post(f"{server.url}/v1/predict", p).json()["label"],
+               _post(f"{int8_server.url}/v1/predict", p).json()["label"]) for p in photos[::4]]
+    assert sum(a == b for a, b in labels) >= len(labels) - 1
+    explain = _post(f"{int8_server.url}/v1/explain", photos[0])
+    assert explain.status_code == 501 and "torchscript" in explain.json()["error"]["message"]
+    assert "Traceback" not in int8_server.stderr and "Warning" not in int8_server.stderr
+
+
 def test_photos_are_never_written_to_disk(server):
     """A 1.5 MB upload (beyond multipart parsers' 1 MB spooling threshold) leaves no temp file."""
     import tempfile

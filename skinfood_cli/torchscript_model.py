@@ -1,0 +1,81 @@
+"""Running an exported `.torchscript` file (fp32 or x86 int8) inside the one engine.
+
+`skinfood export --format torchscript [--int8]` writes a traced, frozen module
+with skinfood's metadata (classes, image size, mean/std, temperature, precision)
+in its `skinfood.json` extra file. `load_torchscript_model` reads both back, so
+predict, evaluate and serve preprocess exactly as the checkpoint did and give
+the same records. The int8 file is the fastest way to run skinfood on a CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+from skinfood_cli.errors import ModelError
+
+TORCHSCRIPT_FORMAT = "skinfood-torchscript"
+METADATA_FILE = "skinfood.json"
+
+
+def load_module(path: str | os.PathLike, device="cpu", extra: dict | None = None):
+    """torch.jit.load, quietly (its deprecation is stated in the README), or a ModelError."""
+    import torch
+
+    try:
+        with warnings.catch_warnings(), _native_stderr_silenced():
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(str(path), map_location=device, _extra_files=extra or {}).eval()
+    except Exception as exc:  # RuntimeError from the zip reader or the deserialiser
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: not a loadable TorchScript file ({first[:200]})") from None
+
+
+def load_torchscript_model(path: str | os.PathLike):
+    """An exported file -> `LoadedModel` with backend "torchscript", on the CPU.
+
+    Raises:
+        ModelError: not TorchScript, damaged, or a TorchScript file skinfood didn't write.
+    """
+    from skinfood_cli.engine import loaded_from_metadata
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    extra = {METADATA_FILE: ""}
+    module = load_module(path, "cpu", extra)
+    try:
+        meta = json.loads(extra[METADATA_FILE] or "{}")
+    except ValueError:
+        meta = {}
+    if not isinstance(meta, dict) or meta.get("format") != TORCHSCRIPT_FORMAT:
+        raise ModelError(f"{path}: a TorchScript file without skinfood's metadata (class names, image size); "
+                         "export it with `skinfood export --format torchscript`")
+    return loaded_from_metadata(path, module, meta, backend="torchscript")
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Keep C++ warnings off stderr (fd 2) for a moment; Python's own stderr is untouched.
+
+    Loading an int8 file makes torch's C++ side print, once per process, that
+    quantized tensors are deprecated upstream: true (the README says so) but
+    not the user's concern at every predict, and stderr is for their messages.
+    Python-level warnings can't filter it. A failed load still raises, and says why.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
