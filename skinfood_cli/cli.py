@@ -643,12 +643,13 @@ class ExportFormat(str, Enum):
 def export(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint file, run folder or run name "
                                         "(default: the most recently trained run)."),
-    fmt: ExportFormat = typer.Option(ExportFormat.onnx, "--format", "-f", help="onnx, or torchscript (deprecated "
-                                     "upstream; for older tooling)."),
+    fmt: ExportFormat = typer.Option(ExportFormat.onnx, "--format", "-f", help="onnx (apps, browsers), or "
+                                     "torchscript (PyTorch; deprecated upstream, but with --int8 the fastest "
+                                     "--model for skinfood on a CPU)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: beside the "
-                                          "checkpoint: best.onnx, best.int8.onnx, best.torchscript)."),
-    int8: bool = typer.Option(False, "--int8", help="Also quantise to int8 (ONNX Runtime, static QDQ, "
-                              "per-channel weights): ~4x smaller and faster on CPUs."),
+                                          "checkpoint: best.onnx, best.int8.onnx, best[.int8].torchscript)."),
+    int8: bool = typer.Option(False, "--int8", help="Quantise to int8, per-channel weights: ONNX Runtime QDQ "
+                              "(onnx), PyTorch's x86 kernels (torchscript). ~4x smaller, 2x faster on CPUs."),
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="Folder of photos to calibrate int8 "
                                                "on (default: the run's training photos)."),
     calibration_images: int = typer.Option(300, "--calibration-images", min=8, help="How many calibration photos."),
@@ -663,14 +664,14 @@ def export(
     verify_images: int = typer.Option(200, "--verify-images", min=8, help="Photos to check the export on."),
     descriptions: Optional[Path] = DescriptionsOpt,
 ):
-    """Export a trained model to one ONNX file for apps and browsers, and verify it.
+    """Export a trained model to one ONNX or TorchScript file, and verify it.
 
     Every export runs beside the PyTorch model on the same photos (the run's
     validation split when it is on disk, else generated images): fp32 must match
     its probabilities to 1e-4, int8 must agree on the top class for 99% of them,
     or the command fails with exit 1. The file carries its class names and
     preprocessing in its metadata; a .json sidecar repeats them with its sha256.
-    Needs the extra: pip install "skinfood[export]".
+    ONNX needs the extra: pip install "skinfood\\[export]"; TorchScript needs only torch.
 
     Examples:
 
@@ -679,6 +680,8 @@ def export(
         skinfood export --int8 --output skin.int8.onnx
 
         skinfood predict photos/ --model skin.int8.onnx
+
+        skinfood export --format torchscript --int8    # best.int8.torchscript
     """
     from skinfood_cli.errors import UsageError
     from skinfood_cli.export import check_passed, export_model
@@ -734,7 +737,7 @@ def serve(
     /docs. Requests are batched dynamically on one inference thread. Photos stay
     in memory, are never written to disk and never logged. Ctrl-C or SIGTERM
     finishes the requests in flight and exits 0.
-    Needs the extra: pip install "skinfood[serve]".
+    Needs the extra: pip install "skinfood\\[serve]".
 
     Examples:
 

@@ -308,7 +308,8 @@ def test_help_does_not_import_torch():
         "import sys\n"
         "from skinfood_cli import cli\n"
         "for args in (['--help'], ['train', '--help'], ['predict', '--help'], ['evaluate', '--help'],"
-        " ['explain', '--help'], ['models', '--help'], ['diseases', '--help'], ['demo', '--help']):\n"
+        " ['explain', '--help'], ['models', '--help'], ['diseases', '--help'], ['demo', '--help'],"
+        " ['export', '--help'], ['serve', '--help']):\n"
         "    sys.argv = ['skinfood', *args]\n"
         "    try:\n"
         "        cli.main()\n"
@@ -317,9 +318,12 @@ def test_help_does_not_import_torch():
         "heavy = [m for m in ('torch', 'torchvision', 'numpy') if m in sys.modules]\n"
         "print('HEAVY', heavy, file=sys.stderr)\n"
     )
-    r = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "COLUMNS": "200"})
     assert r.returncode == 0, r.stderr
     assert "HEAVY []" in r.stderr
+    # The install lines survive rich's markup ("[export]" is not a style tag).
+    assert 'pip install "skinfood[export]"' in r.stdout and 'pip install "skinfood[serve]"' in r.stdout
 
 
 def test_python_dash_m_and_version():
