@@ -1,6 +1,6 @@
 """`skinfood serve` under load: dynamic batching on vs off, side by side, in one run.
 
-    python benchmarks/serve.py [--quick] [--json FILE]
+    python benchmarks/serve.py [--quick] [--int8] [--json FILE]
 
 A client process (this one) sends a fixed number of photos (640x480 JPEGs, a
 224 px model) to a real server on 127.0.0.1 at concurrency 1, 4, 16 and 64,
@@ -9,6 +9,8 @@ and then with --max-batch-size 1. It reports requests/s, p50/p95/p99 latency,
 errors by status and the mean batch size (from /metrics), the cold start
 (process start to ready), `skinfood predict` on a folder of the same photos,
 a 1,000-request error check and the server's RSS after 200 and 2,000 requests.
+With --int8 the server (and the predict baseline) run the model exported by
+`skinfood export --format torchscript --int8` instead of the checkpoint.
 
 Bars (2-core CPU): at concurrency 16, batched >= 1.5x unbatched and >= 0.8x
 `skinfood predict`; no error in 1,000 requests; RSS(2000) <= 1.1x RSS(200).
@@ -154,6 +156,7 @@ def bench_endurance(model: Path, env: dict, photos: list[bytes], total: int) -> 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests per level; ~5 minutes on 2 cores")
+    parser.add_argument("--int8", action="store_true", help="serve the int8 TorchScript export of the model")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     args = parser.parse_args(argv)
 
@@ -163,10 +166,16 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     log("training a reference model (96 px, from scratch; run at 224 px)")
     model = train_reference_model(work)
+    if args.int8:
+        from skinfood_cli.export import export_model
+
+        log("exporting it to int8 TorchScript (PyTorch's x86 kernels)")
+        model = export_model(model, fmt="torchscript", int8=True, output=work / "bench.int8.torchscript",
+                             calibration_images=100, verify_images=32).path
     paths = make_photos(work / "photos", 64)
     photos = [Path(p).read_bytes() for p in paths]
     n, cap = (48, 45.0) if args.quick else (200, 120.0)
-    results: dict = {"quick": args.quick, "requests_per_level": n, "cap_s": cap}
+    results: dict = {"quick": args.quick, "model": model.name, "requests_per_level": n, "cap_s": cap}
 
     log("skinfood predict on a folder of the same photos")
     _, results["predict_ips"] = skinfood_predict(model, paths)
