@@ -365,3 +365,20 @@ def test_demo_end_to_end(tmp_path):
     assert "confusion matrix" in r.stdout and "Not a diagnosis" in r.stdout
     runs = list((tmp_path / "home" / "runs").iterdir())
     assert len(runs) == 1 and (runs[0] / "best.pt").is_file()
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_descriptions_and_the_page(tmp_path):
+    """A regular (non-editable) install gets the YAML and the phone page, not just the code."""
+    import zipfile
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([PY, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v", "-w", str(tmp_path),
+                           str(root)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "absent from the `packages` configuration" not in done.stdout + done.stderr
+    wheel = next(tmp_path.glob("skinfood-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for expected in ("skinfood_cli/descriptions/diseases.yaml", "skinfood_cli/web/index.html",
+                     "skinfood_cli/web/app.js", "skinfood_cli/web/style.css", "skinfood_cli/quantize.py"):
+        assert expected in names
