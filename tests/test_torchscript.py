@@ -14,7 +14,8 @@ import pytest
 
 from conftest import parse_json
 
-pytestmark = pytest.mark.slow
+# torch.jit.* announce their deprecation; the README says it, the tests need not.
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::FutureWarning")]
 
 
 @pytest.fixture(scope="module")
