@@ -71,8 +71,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     """
     import pickle
 
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")

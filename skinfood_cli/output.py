@@ -10,7 +10,7 @@ import csv
 import json
 import os
 import sys
-from typing import IO, Iterable
+from typing import IO
 
 MACHINE_FORMATS = ("json", "jsonl", "csv", "tsv")
 RECORD_COLUMNS = ["path", "label", "disease_name", "confidence", "uncertain", "top_k",

@@ -22,7 +22,6 @@ import pytest
 import skinfood_cli
 from skinfood_cli import distributed
 from skinfood_cli.checkpoint import load_checkpoint
-from skinfood_cli.errors import UsageError
 from skinfood_cli.synthetic import make_dataset
 from skinfood_cli.training import Reporter, TrainConfig, _EpochBatches
 

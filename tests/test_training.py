@@ -16,7 +16,6 @@ import torch
 import yaml
 
 from skinfood_cli.checkpoint import load_checkpoint
-from skinfood_cli.errors import DataError
 from skinfood_cli.synthetic import make_dataset
 from skinfood_cli.training import Reporter, TrainConfig, resume, train
 

@@ -1,0 +1,177 @@
+"""The Typer app and what every command shares: error handling, options, helpers.
+
+The commands live beside this module, one room each (train, run, catalog,
+deploy, demo); `skinfood_cli.cli` imports them all, which registers them here.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from skinfood_cli import __version__
+from skinfood_cli.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, SkinfoodError
+
+app = typer.Typer(
+    name="skinfood",
+    help="Train, evaluate and run a skin-condition photo classifier on your own machine.\n\n"
+    "Not a medical device: answers are hints to discuss with a doctor, never a diagnosis.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+diseases_app = typer.Typer(help="The bundled disease descriptions (English and Korean).",
+                           invoke_without_command=True)
+app.add_typer(diseases_app, name="diseases")
+
+_debug = {"on": os.environ.get("SKINFOOD_DEBUG", "") not in ("", "0")}
+
+
+class Lang(str, Enum):
+    en = "en"
+    ko = "ko"
+
+
+class PredictFormat(str, Enum):
+    human = "human"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+    tsv = "tsv"
+
+
+class TableFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class Split(str, Enum):
+    test = "test"
+    val = "val"
+    train = "train"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+def handle_errors(func):
+    """At the CLI boundary: SkinfoodError -> one red line and its exit code;
+    Ctrl-C -> 130; anything unexpected -> one line (the traceback with --debug)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from skinfood_cli.output import error_line
+
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except SkinfoodError as exc:
+            if _debug["on"]:
+                raise
+            if not exc.silent:
+                error_line(exc.message)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            if _debug["on"]:
+                raise
+            from skinfood_cli.distributed import is_main
+
+            if is_main():  # under torchrun every rank gets the Ctrl-C; one line is enough
+                error_line("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:
+            # `skinfood predict ... | head`: the reader left; that's not our error.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(0) from None
+        except Exception as exc:  # noqa: BLE001 - the promise is: no traceback without --debug
+            if _debug["on"]:
+                raise
+            error_line(f"internal error: {exc.__class__.__name__}: {exc} (run with --debug for the traceback)")
+            raise typer.Exit(EXIT_SOME_FAILED) from None
+
+    return wrapper
+
+
+def command(*args, **kwargs):
+    def register(func):
+        return app.command(*args, **kwargs)(handle_errors(func))
+
+    return register
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"skinfood {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+):
+    if debug:
+        _debug["on"] = True
+
+
+# --- shared option helpers ------------------------------------------------------
+
+ModelOpt = typer.Option(None, "--model", "-m", help="Checkpoint file, run folder or run name "
+                        "(default: the most recently trained run).")
+DeviceOpt = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps "
+                         "(default: $SKINFOOD_DEVICE or auto).")
+PrecisionOpt = typer.Option(Precision.auto, "--precision", help="auto: bf16 on CPUs with native "
+                            "bf16 and on GPUs, else fp32.")
+LangOpt = typer.Option(None, "--lang", help="Language of names and descriptions (default: from the locale).")
+DescriptionsOpt = typer.Option(None, "--descriptions", help="A YAML file that adds or overrides descriptions.")
+
+
+def _book(descriptions: Optional[Path]):
+    from skinfood_cli.descriptions import load_descriptions
+
+    return load_descriptions(descriptions)
+
+
+def _lang(lang: Optional[Lang]) -> str:
+    from skinfood_cli.descriptions import default_language
+
+    return lang.value if lang else default_language()
+
+
+def _load_engine(model: Optional[str], device, precision, batch_size: int = 32, workers=None):
+    from skinfood_cli.engine import Engine, load_model
+    from skinfood_cli.paths import resolve_model
+
+    loaded = load_model(resolve_model(model))
+    return Engine(loaded, device=device, precision=precision.value if precision else None,
+                  batch_size=batch_size, workers=workers)
+
+
+def _warn_missing_descriptions(classes, book) -> None:
+    from skinfood_cli.output import warn
+    from skinfood_cli.prediction import missing_descriptions
+
+    for name in missing_descriptions(classes, book):
+        warn(f"no description for class {name!r}: records say \"No description available.\" "
+             "(add one with --descriptions FILE)")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,143 @@
+"""What skinfood has: `models` (trained runs), `home` (the data home), `diseases` (the descriptions)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from skinfood_cli.cli.app import (
+    DescriptionsOpt,
+    Lang,
+    LangOpt,
+    TableFormat,
+    _book,
+    _lang,
+    command,
+    diseases_app,
+    handle_errors,
+)
+
+
+# --- models, diseases, home ------------------------------------------------------
+
+
+@command()
+def models(
+    fmt: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="table, json or csv."),
+):
+    """List trained runs; the default (used without --model) is marked."""
+    from skinfood_cli.store import describe_runs
+    from skinfood_cli.output import RecordWriter, console, print_json
+    from skinfood_cli.paths import runs_dir
+
+    rows = describe_runs()
+    if fmt is TableFormat.json:
+        print_json(rows)
+        return
+    if fmt is TableFormat.csv:
+        writer = RecordWriter("csv", sys.stdout, ["name", "default", "created", "classes", "num_classes",
+                                                  "val_macro_f1", "val_acc", "epochs", "path"])
+        for row in rows:
+            writer.write({**row, "classes": "|".join(row["classes"])})
+        writer.close()
+        return
+    from rich.table import Table
+
+    out = console()
+    if not rows:
+        out.print(f"no trained models in {runs_dir()}: run `skinfood train --data DIR` or `skinfood demo`")
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("", "name", "created", "classes", "val macro-F1", "val acc", "epochs"):
+        table.add_column(col)
+    for row in rows:
+        names = ", ".join(row["classes"][:3]) + (f" (+{row['num_classes'] - 3})" if row["num_classes"] > 3 else "")
+        f1 = "" if row["val_macro_f1"] is None else f"{row['val_macro_f1']:.3f}"
+        acc = "" if row["val_acc"] is None else f"{row['val_acc']:.3f}"
+        table.add_row("*" if row["default"] else "", row["name"], row["created"] or "", names, f1, acc,
+                      str(row["epochs"] or ""))
+    out.print(table)
+    out.print(f"[dim]* default model; runs are kept in {runs_dir()}[/dim]")
+
+
+@command()
+def home():
+    """Print the folder where skinfood keeps weights and trained runs ($SKINFOOD_HOME)."""
+    from skinfood_cli.paths import data_dir
+
+    typer.echo(str(data_dir()))
+
+
+@diseases_app.callback()
+@handle_errors
+def diseases_list(
+    ctx: typer.Context,
+    lang: Optional[Lang] = LangOpt,
+    fmt: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="table, json or csv."),
+    descriptions: Optional[Path] = DescriptionsOpt,
+):
+    """List the conditions skinfood can describe."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from skinfood_cli.output import RecordWriter, console, print_json
+
+    language = _lang(lang)
+    book = _book(descriptions)
+    rows = book.summaries(language)
+    if fmt is TableFormat.json:
+        print_json(rows)
+        return
+    if fmt is TableFormat.csv:
+        writer = RecordWriter("csv", sys.stdout, ["key", "name", "urgency"])
+        for row in rows:
+            writer.write(row)
+        writer.close()
+        return
+    from rich.table import Table
+
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("key")
+    table.add_column("name")
+    table.add_column("urgency")
+    for row in rows:
+        table.add_row(row["key"], row["name"], row["urgency"])
+    console().print(table)
+
+
+@diseases_app.command("show")
+@handle_errors
+def diseases_show(
+    name: str = typer.Argument(..., help="A key, a class folder name or an alias."),
+    lang: Optional[Lang] = LangOpt,
+    fmt: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="table or json."),
+    descriptions: Optional[Path] = DescriptionsOpt,
+):
+    """Print one condition's description, signs, look-alikes and advice."""
+    from rich.markup import escape
+
+    from skinfood_cli.errors import UsageError
+    from skinfood_cli.output import URGENCY_TEXT, console, label, print_json
+
+    language = _lang(lang)
+    entry = _book(descriptions).get(name, language)
+    if entry is None:
+        raise UsageError(f"no description for {name!r}: see `skinfood diseases`")
+    if fmt is TableFormat.json:
+        print_json(entry.to_dict())
+        return
+    out = console()
+    out.print(f"[bold]{escape(entry.name)}[/bold]  [dim]({entry.key})[/dim]")
+    out.print(escape(entry.summary))
+    for title, items in (("signs", entry.signs), ("look-alikes", entry.look_alikes),
+                         ("self-care", entry.self_care)):
+        out.print(f"\n[bold]{label(language, title)}[/bold]")
+        for item in items:
+            out.print(f"  • {escape(item)}")
+    urgency = URGENCY_TEXT.get(language, URGENCY_TEXT["en"]).get(entry.urgency, entry.urgency)
+    out.print(f"\n[bold]{label(language, 'when to see a doctor')}[/bold] ({escape(urgency)})\n"
+              f"  {escape(entry.see_a_doctor)}")
+    for link in entry.links:
+        out.print(f"  {link}")
