@@ -380,5 +380,9 @@ def test_the_wheel_carries_the_descriptions_and_the_page(tmp_path):
     wheel = next(tmp_path.glob("skinfood-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for expected in ("skinfood_cli/descriptions/diseases.yaml", "skinfood_cli/web/index.html",
-                     "skinfood_cli/web/app.js", "skinfood_cli/web/style.css", "skinfood_cli/quantize.py"):
+                     "skinfood_cli/web/app.js", "skinfood_cli/web/style.css", "skinfood_cli/quantize.py",
+                     "skinfood_cli/cli/__init__.py", "skinfood_cli/cli/app.py", "skinfood_cli/cli/run.py"):
         assert expected in names
+    # Every subpackage in the source tree made it in (a new one must be listed in pyproject.toml).
+    source = {p.parent.relative_to(root).as_posix() for p in (root / "skinfood_cli").rglob("*.py")}
+    assert source <= {n.rsplit("/", 1)[0] for n in names}
