@@ -386,3 +386,16 @@ def test_the_wheel_carries_the_descriptions_and_the_page(tmp_path):
     # Every subpackage in the source tree made it in (a new one must be listed in pyproject.toml).
     source = {p.parent.relative_to(root).as_posix() for p in (root / "skinfood_cli").rglob("*.py")}
     assert source <= {n.rsplit("/", 1)[0] for n in names}
+
+    # And what the wheel installs runs: --help, and the page's files found where the server looks.
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    code = ("import skinfood_cli, skinfood_cli.server as s; from skinfood_cli.descriptions import load_descriptions; "
+            "assert skinfood_cli.__file__.startswith(%r); assert (s.WEB_DIR / 'index.html').is_file(); "
+            "load_descriptions(None); print('OK')" % str(site))
+    done = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    assert done.returncode == 0 and "OK" in done.stdout, done.stderr
+    done = subprocess.run([PY, "-m", "skinfood_cli", "--help"], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path, env=env)
+    assert done.returncode == 0 and "predict" in done.stdout, done.stderr
