@@ -61,8 +61,9 @@ def activation_bits() -> int:
 def quantize_module(module, batches: Iterable, example):
     """An int8 copy of the fp32 `module` (eval mode), calibrated on `batches` of (B, 3, S, S).
 
-    Activation ranges are min/max over the calibration batches, so they should be
-    photos like the ones the model will see (the run's training split).
+    Activation ranges come from histograms of the calibration batches (chosen to
+    minimise the quantisation error, not just min/max), so they should be photos
+    like the ones the model will see (the run's training split).
     """
     import copy
 

@@ -61,12 +61,13 @@ def load_torchscript_model(path: str | os.PathLike):
 
 @contextlib.contextmanager
 def _native_stderr_silenced():
-    """Keep C++ warnings off stderr (fd 2) for a moment; Python's own stderr is untouched.
+    """Send whatever is written to fd 2 while this block runs (the load) nowhere.
 
     Loading an int8 file makes torch's C++ side print, once per process, that
     quantized tensors are deprecated upstream: true (the README says so) but
     not the user's concern at every predict, and stderr is for their messages.
-    Python-level warnings can't filter it. A failed load still raises, and says why.
+    Python-level warnings can't filter it. A failed load still raises, and the
+    caller says why.
     """
     sys.stderr.flush()
     saved = os.dup(2)
