@@ -62,6 +62,10 @@ def predict(
         skinfood predict photos/ --format csv > out.csv
 
         find . -name '*.jpg' | skinfood predict - --format jsonl | jq .label
+
+    Many photos on a CPU? Run `skinfood export --format torchscript --int8` once
+    and pass the file it writes (best.int8.torchscript) as --model: on CPUs with
+    VNNI about twice as fast, same answers for all but near-ties.
     """
     from skinfood_cli.output import (
         RecordWriter, open_output, print_prediction, print_prediction_table, warn,
