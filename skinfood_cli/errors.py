@@ -71,3 +71,9 @@ class PeerError(SkinfoodError):
 
 class MissingExtraError(SkinfoodError):
     """An optional extra (serve, export) is not installed."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's first line, for a one-line message (its type's name if it has no text)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

@@ -323,9 +323,11 @@ def _export_torchscript(loaded, path: Path, meta: dict, calibration: list[str] |
 
     module = _export_module(loaded, False)
     if calibration is not None:
+        from skinfood_cli.data import eval_transform
         from skinfood_cli.quantize import quantize_module
 
-        module = quantize_module(module, _calibration_batches(loaded, calibration),
+        transform = eval_transform(loaded.image_size, loaded.mean, loaded.std)
+        module = quantize_module(module, _calibration_batches(transform, calibration, loaded.image_size),
                                  _example_input(loaded, False, None))
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TorchScript's deprecation notice: the README says it
@@ -368,53 +370,42 @@ def _spread(items: list, limit: int) -> list:
 
 
 class _CalibrationReader:
-    """Feeds ONNX Runtime's calibrator batches preprocessed exactly as predict does."""
+    """Feeds ONNX Runtime's calibrator the exact arrays the fp32 file's engine feeds its session."""
 
-    def __init__(self, engine, paths: list[str], input_name: str, batch: int = 16):
-        self.engine, self.paths, self.input_name, self.batch = engine, paths, input_name, batch
-        self.pos = 0
+    def __init__(self, engine, paths: list[str], input_name: str):
+        self.engine, self.paths, self.input_name = engine, paths, input_name
+        self.rewind()
 
     def get_next(self):
-        while self.pos < len(self.paths):
-            images = _load_readable(self.paths[self.pos: self.pos + self.batch], self.engine.model.image_size)
-            self.pos += self.batch
-            if images:
-                return {self.input_name: _engine_input(self.engine, images)}
-        return None
+        batch = next(self._batches, None)
+        return None if batch is None else {self.input_name: self.engine.module.input_array(batch)}
 
     def rewind(self):
-        self.pos = 0
+        self._batches = _calibration_batches(self.engine.transform, self.paths, self.engine.model.image_size)
 
 
-def _calibration_batches(loaded, paths: list[str], size: int = 16):
-    """Batches (B, 3, S, S) of the calibration photos, preprocessed exactly as predict does."""
+def _calibration_batches(transform, paths: list[str], image_size: int):
+    """Batches of the calibration photos, preprocessed by `transform` as predict does."""
     import torch
 
-    from skinfood_cli.data import eval_transform
-
-    transform = eval_transform(loaded.image_size, loaded.mean, loaded.std)
-    for i in range(0, len(paths), size):
-        images = _load_readable(paths[i: i + size], loaded.image_size)
-        if images:
-            yield torch.stack([transform(img) for img in images])
+    for images in _readable_chunks(paths, image_size):
+        yield torch.stack([transform(img) for img in images])
 
 
-def _load_readable(paths: list[str], image_size: int) -> list:
-    """The photos among `paths` that load, as predict loads them; unreadable ones are left out."""
+def _readable_chunks(paths: list[str], image_size: int, size: int = 16):
+    """The photos among `paths` that load, as predict loads them, in chunks of up to `size` PIL images.
+
+    Unreadable photos are left out; a chunk with none left is skipped.
+    """
     from skinfood_cli.images import load_image
 
-    images = []
-    for p in paths:
-        with contextlib.suppress(SkinfoodError):
-            images.append(load_image(p, draft_size=image_size))
-    return images
-
-
-def _engine_input(engine, images):
-    """The exact array an ONNX engine feeds its session for these PIL images."""
-    import torch
-
-    return engine.module.input_array(torch.stack([engine.transform(img) for img in images]))
+    for i in range(0, len(paths), size):
+        images = []
+        for p in paths[i: i + size]:
+            with contextlib.suppress(SkinfoodError):
+                images.append(load_image(p, draft_size=image_size))
+        if images:
+            yield images
 
 
 def _quantize(fp32_path: Path, output: Path, loaded, photos: list[str], meta: dict) -> None:
@@ -470,10 +461,7 @@ class _Photos:
             for i in range(0, len(images), size):
                 yield images[i: i + size]
             return
-        for i in range(0, len(self.paths), size):
-            chunk = _load_readable(self.paths[i: i + size], self.image_size)
-            if chunk:
-                yield chunk
+        yield from _readable_chunks(self.paths, self.image_size, size)
 
 
 def verification_photos(loaded, limit: int) -> _Photos:

@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from skinfood_cli.errors import MissingExtraError, ModelError
+from skinfood_cli.errors import MissingExtraError, ModelError, first_line
 
 ONNX_FORMAT = "skinfood-onnx"
 # Inputs an exported graph can take (metadata key "input"):
@@ -55,8 +55,7 @@ def create_session(path: str | os.PathLike, device=None):
     try:
         return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: not a loadable ONNX model ({first[:200]})") from None
+        raise ModelError(f"{path}: not a loadable ONNX model ({first_line(exc)})") from None
 
 
 class OnnxRunner:

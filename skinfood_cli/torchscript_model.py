@@ -17,7 +17,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from skinfood_cli.errors import ModelError
+from skinfood_cli.errors import ModelError, first_line
 
 TORCHSCRIPT_FORMAT = "skinfood-torchscript"
 METADATA_FILE = "skinfood.json"
@@ -32,8 +32,7 @@ def load_module(path: str | os.PathLike, device="cpu", extra: dict | None = None
             warnings.simplefilter("ignore", FutureWarning)
             return torch.jit.load(str(path), map_location=device, _extra_files=extra or {}).eval()
     except Exception as exc:  # RuntimeError from the zip reader or the deserialiser
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: not a loadable TorchScript file ({first[:200]})") from None
+        raise ModelError(f"{path}: not a loadable TorchScript file ({first_line(exc)})") from None
 
 
 def load_torchscript_model(path: str | os.PathLike):
