@@ -17,7 +17,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from skinfood_cli.errors import ModelError, SkinfoodError
+from skinfood_cli.errors import ModelError, SkinfoodError, os_error_in
 from skinfood_cli.model import ARCH
 
 FORMAT = "skinfood-checkpoint"
@@ -53,9 +53,10 @@ def save_checkpoint(payload: dict, path: str | os.PathLike) -> Path:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-        if isinstance(exc, OSError):
+        reason = os_error_in(exc)
+        if reason is not None:
             raise SkinfoodError(
-                f"could not write {path}: {exc.strerror or exc} (the previous file is intact)"
+                f"could not write {path}: {reason.strerror or reason} (the previous file is intact)"
             ) from exc
         raise
     return path

@@ -77,3 +77,18 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     """An exception's first line, for a one-line message (its type's name if it has no text)."""
     text = str(exc).strip()
     return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
+def os_error_in(exc: BaseException | None) -> OSError | None:
+    """The OSError behind `exc`, if there is one.
+
+    torch.save and torch.jit.save report a full disk as a RuntimeError ("unexpected
+    pos ...") raised while handling the OSError, so the reason sits in the chain.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None

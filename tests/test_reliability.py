@@ -628,10 +628,27 @@ def test_sigkill_at_random_moments_never_breaks_a_checkpoint(tiny_data, tmp_path
 
 
 # --- storage ------------------------------------------------------------------------------------
-# As root, chmod can't make a folder unwritable, so the OSError is injected in-process: the CLI runs in
-# this process (typer's CliRunner) with torch.save (disk full) or tempfile.mkstemp (unwritable folder)
-# failing on the Nth checkpoint write. Training saves best.pt, then last.pt, each epoch (epoch 1 always
-# improves), then best.pt once more after calibration.
+# As root, chmod can't make a folder unwritable and a test can't fill the disk, so the failure is injected
+# in-process: the CLI runs in this process (typer's CliRunner) with torch.save writing through a file that
+# fills up (as a real full disk does, torch then raises a RuntimeError, "unexpected pos", while handling
+# the OSError) or tempfile.mkstemp (unwritable folder) failing on the Nth checkpoint write. Training saves
+# best.pt, then last.pt, each epoch (epoch 1 always improves), then best.pt once more after calibration.
+
+
+class FillingDisk(io.RawIOBase):
+    """Passes writes through to `f` until `room` bytes are used, then fails as a full disk does."""
+
+    def __init__(self, f, room: int = 64 * 1024):
+        self.f, self.room = f, room
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(data)
+        return self.f.write(data)
 
 
 @pytest.mark.slow
@@ -649,23 +666,24 @@ def test_failed_save_is_one_error_line_and_the_previous_checkpoints_survive(fail
 
     calls, before = [], {}
 
-    def snapshot_and_fail(exc):
+    def snapshot():
         (run,) = (home() / "runs").iterdir()
         before.update({p.name: sha256(p) for p in run.glob("*.pt")})
-        raise exc
 
     real_save, real_mkstemp = torch.save, tempfile.mkstemp
 
     def save(obj, f, *args, **kwargs):
         calls.append("save")
         if failing == "torch.save" and len(calls) == fail_on:
-            snapshot_and_fail(OSError(errno.ENOSPC, "No space left on device"))
+            snapshot()
+            f = FillingDisk(f)
         return real_save(obj, f, *args, **kwargs)
 
     def mkstemp(*args, **kwargs):
         if failing == "mkstemp" and str(kwargs.get("suffix")) == ".tmp" and len(calls) + 1 == fail_on:
             calls.append("mkstemp")
-            snapshot_and_fail(PermissionError(errno.EACCES, "Permission denied"))
+            snapshot()
+            raise PermissionError(errno.EACCES, "Permission denied")
         return real_mkstemp(*args, **kwargs)
 
     monkeypatch.setattr(torch, "save", save)
@@ -683,6 +701,25 @@ def test_failed_save_is_one_error_line_and_the_previous_checkpoints_survive(fail
         assert sha256(run / name) == digest, f"{name} changed after the failed write"
         load_checkpoint(run / name)
     assert not list(run.glob(".*.tmp")), "the failed write left its temp file behind"
+
+
+def test_a_full_disk_behind_another_error_is_one_line_naming_the_full_disk(capsys):
+    # torch.jit.save (export) and torch.save fail this way; any command reports the reason, not torch's
+    # "unexpected pos" or an internal-error line.
+    import torch
+    import typer
+
+    from skinfood_cli.cli.app import handle_errors
+
+    @handle_errors
+    def write():
+        torch.save({"w": torch.zeros(100_000)}, FillingDisk(io.BytesIO()))
+
+    with pytest.raises(typer.Exit) as exit_:
+        write()
+    assert exit_.value.exit_code == 1
+    line = assert_one_error_line(capsys.readouterr().err, "No space left on device")
+    assert "internal error" not in line and "unexpected pos" not in line
 
 
 # --- network ------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Optional
 import typer
 
 from skinfood_cli import __version__
-from skinfood_cli.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, SkinfoodError
+from skinfood_cli.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, SkinfoodError, os_error_in
 
 app = typer.Typer(
     name="skinfood",
@@ -32,7 +32,11 @@ diseases_app = typer.Typer(help="The bundled disease descriptions (English and K
                            invoke_without_command=True)
 app.add_typer(diseases_app, name="diseases")
 
-_debug = {"on": os.environ.get("SKINFOOD_DEBUG", "") not in ("", "0")}
+def _debug_env() -> bool:
+    return os.environ.get("SKINFOOD_DEBUG", "") not in ("", "0")
+
+
+_debug = {"on": _debug_env()}
 
 
 class Lang(str, Enum):
@@ -69,7 +73,8 @@ class Precision(str, Enum):
 
 def handle_errors(func):
     """At the CLI boundary: SkinfoodError -> one red line and its exit code;
-    Ctrl-C -> 130; anything unexpected -> one line (the traceback with --debug)."""
+    Ctrl-C -> 130; an OSError (or one behind another error) -> its reason; anything
+    unexpected -> one line (the traceback with --debug)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -101,7 +106,12 @@ def handle_errors(func):
         except Exception as exc:  # noqa: BLE001 - the promise is: no traceback without --debug
             if _debug["on"]:
                 raise
-            error_line(f"internal error: {exc.__class__.__name__}: {exc} (run with --debug for the traceback)")
+            reason = os_error_in(exc)
+            if reason is not None:  # a full disk, a read-only folder: the machine's state, said plainly
+                where = f": {reason.filename}" if reason.filename else ""
+                error_line(f"{reason.strerror or reason}{where}")
+            else:
+                error_line(f"internal error: {exc.__class__.__name__}: {exc} (run with --debug for the traceback)")
             raise typer.Exit(EXIT_SOME_FAILED) from None
 
     return wrapper
@@ -126,8 +136,7 @@ def _main(
                                  help="Print the version and exit."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ):
-    if debug:
-        _debug["on"] = True
+    _debug["on"] = debug or _debug_env()  # per invocation: an in-process caller may run several
 
 
 # --- shared option helpers ------------------------------------------------------
