@@ -505,6 +505,14 @@ def main(argv=None) -> int:
 
     work = Path(args.keep or tempfile.mkdtemp(prefix="skinfood-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    try:  # a failed or interrupted run must not leave ~1 GB of models and photos in /tmp
+        return measure(args, work)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(args, work: Path) -> int:
     os.environ["SKINFOOD_HOME"] = str(work / "home")
     env = {**os.environ, "SKINFOOD_DEVICE": "cpu"}
     import torch
@@ -542,8 +550,6 @@ def main(argv=None) -> int:
     print(f"({results['seconds']:.0f} s in all; {results['machine']}; torch {results['torch']})")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
     failed = [k for k, (op, bar) in BARS.items()
               if not (results[k] >= bar if op == ">=" else results[k] <= bar)]
     return 1 if failed else 0

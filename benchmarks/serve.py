@@ -161,6 +161,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="skinfood-serve-bench-"))
+    try:  # a failed or interrupted run must not leave its models and photos in /tmp
+        return measure(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(args, work: Path) -> int:
     os.environ["SKINFOOD_HOME"] = str(work / "home")
     env = {**os.environ, "SKINFOOD_DEVICE": "cpu", "COLUMNS": "200"}
     started = time.perf_counter()
@@ -196,7 +203,6 @@ def main(argv=None) -> int:
     print_table(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    shutil.rmtree(work, ignore_errors=True)
     failed = [k for k, (op, bar) in BARS.items() if not (results[k] >= bar if op == ">=" else results[k] <= bar)]
     return 1 if failed else 0
 
