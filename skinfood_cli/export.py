@@ -415,7 +415,8 @@ def _quantize(fp32_path: Path, output: Path, loaded, photos: list[str], meta: di
     from skinfood_cli.engine import Engine, load_model
 
     engine = Engine(load_model(fp32_path), device="cpu")
-    with tempfile.TemporaryDirectory(prefix="skinfood-quant-") as tmp:
+    # Beside the output, not in /tmp: a rename from a tmpfs /tmp into the home folder fails (EXDEV).
+    with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

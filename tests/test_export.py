@@ -6,8 +6,11 @@ each export of the 96 px session model takes a few seconds.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,9 +32,21 @@ def exported(trained, tmp_path_factory):
     from skinfood_cli.cli import app
 
     out = tmp_path_factory.mktemp("export") / "m.int8.onnx"
-    result = CliRunner().invoke(app, ["export", "--model", str(trained.best_path), "--int8", "--output", str(out)],
-                                catch_exceptions=False)
+    real_replace = os.replace
+
+    def replace_within_the_output_folder(src, dst):
+        # Where /tmp is a tmpfs, renaming a file from it into the home folder fails with EXDEV:
+        # every file the export moves into place must come from beside its destination.
+        if Path(dst).resolve().parent not in Path(src).resolve().parents:
+            raise OSError(errno.EXDEV, "Invalid cross-device link", str(src))
+        return real_replace(src, dst)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "replace", replace_within_the_output_folder)
+        result = CliRunner().invoke(app, ["export", "--model", str(trained.best_path), "--int8",
+                                          "--output", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == [], "temp files left behind"
     return {"int8": out, "fp32": out.with_name("m.onnx"), "stdout": result.stdout, "ckpt": trained.best_path}
 
 
