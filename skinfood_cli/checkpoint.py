@@ -19,6 +19,7 @@ from pathlib import Path
 
 from skinfood_cli.errors import ModelError, SkinfoodError, os_error_in
 from skinfood_cli.model import ARCH
+from skinfood_cli.paths import open_mode
 
 FORMAT = "skinfood-checkpoint"
 FORMAT_VERSION = 1
@@ -44,6 +45,7 @@ def save_checkpoint(payload: dict, path: str | os.PathLike) -> Path:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        open_mode(fd)
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()

@@ -21,6 +21,19 @@ HOME_ENV = "SKINFOOD_HOME"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".onnx")
 
 
+def open_mode(fd: int) -> None:
+    """Give a `tempfile.mkstemp` file (always 0600) the mode a plain open() would: 0666 less the umask.
+
+    Checkpoints and weights are written to a temp file and renamed; without this a
+    model in a shared folder would be unreadable to everyone but its trainer.
+    """
+    if not hasattr(os, "fchmod"):  # Windows: no POSIX modes to fix
+        return
+    umask = os.umask(0)  # the only way to read it; set straight back
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+
+
 def data_dir() -> Path:
     """The data home, created on demand."""
     override = os.environ.get(HOME_ENV)

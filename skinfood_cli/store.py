@@ -41,9 +41,22 @@ def describe_runs() -> list[dict]:
             "val_macro_f1": _float(best, "val_macro_f1"),
             "val_acc": _float(best, "val_acc"),
             "epochs": epochs,
+            "size_mb": round(_folder_bytes(run.path) / 1e6, 1),
             "path": str(run.best if run.best.is_file() else run.last),
         })
     return rows
+
+
+def _folder_bytes(path) -> int:
+    """Bytes of the files in a run folder (a run with its resumable last.pt is ~360 MB)."""
+    total = 0
+    for entry in path.rglob("*"):
+        try:
+            if entry.is_file() and not entry.is_symlink():
+                total += entry.stat().st_size
+        except OSError:  # removed while we looked
+            pass
+    return total
 
 
 def _float(row: dict | None, key: str) -> float | None:

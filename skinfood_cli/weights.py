@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from skinfood_cli.errors import WeightsError
+from skinfood_cli.paths import open_mode
 
 # torchvision's ResNet50_Weights.IMAGENET1K_V2 (80.9% ImageNet top-1).
 RESNET50_URL = "https://download.pytorch.org/models/resnet50-11ad3fa6.pth"
@@ -70,6 +71,7 @@ def fetch_weights(
         target.unlink()  # partial or corrupt: fetch again rather than use it
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=cache_dir)
     try:
+        open_mode(fd)
         with os.fdopen(fd, "wb") as out:
             _download(url, out, opener, progress, timeout)
         actual = sha256_of(Path(tmp))

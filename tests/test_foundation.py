@@ -47,6 +47,17 @@ def test_checkpoint_round_trip_keeps_weights_and_metadata(tmp_path):
     assert not list(tmp_path.glob(".*.tmp")), "temp file left behind"
 
 
+def test_checkpoint_gets_the_mode_a_plain_file_would(tmp_path):
+    # Written through mkstemp (0600) and renamed: a model in a shared folder must still be readable
+    # by the people the umask allows, as a file torch.save wrote directly would be.
+    umask = os.umask(0o022)
+    try:
+        path = checkpoint.save_checkpoint(_tiny_checkpoint(), tmp_path / "m.pt")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 def test_checkpoint_strips_ddp_and_compile_prefixes(tmp_path):
     ckpt = _tiny_checkpoint()
     ckpt["state_dict"] = {f"module._orig_mod.{k}": v for k, v in ckpt["state_dict"].items()}
@@ -164,8 +175,11 @@ def test_models_command_lists_runs_and_marks_default(cli, installed_run):
     assert rows[0]["default"] is True
     assert rows[0]["classes"] == ["acne", "psoriasis", "vitiligo"]
     assert rows[0]["val_macro_f1"] is not None
+    on_disk = sum(p.stat().st_size for p in installed_run.rglob("*") if p.is_file())
+    assert rows[0]["size_mb"] == pytest.approx(on_disk / 1e6, abs=0.1) and rows[0]["size_mb"] > 1
     table = cli("models")
     assert installed_run.name in table.stdout and "*" in table.stdout
+    assert f"{on_disk / 1e6:.0f} MB" in table.stdout, "the table shows how much disk the run takes"
 
 
 def test_home_is_overridable(cli, tmp_path):
@@ -232,8 +246,13 @@ def test_weights_are_downloaded_once_hash_checked_and_reused(tmp_path):
         return FakeResponse(data)
 
     seen = []
-    path = weights.fetch_weights(tmp_path, url, opener=opener, progress=lambda d, t: seen.append((d, t)))
+    umask = os.umask(0o022)
+    try:
+        path = weights.fetch_weights(tmp_path, url, opener=opener, progress=lambda d, t: seen.append((d, t)))
+    finally:
+        os.umask(umask)
     assert path.read_bytes() == data and len(calls) == 1
+    assert path.stat().st_mode & 0o777 == 0o644, "the shared weights cache must be readable as a plain file"
     assert seen[-1] == (len(data), len(data))
     assert weights.fetch_weights(tmp_path, url, opener=opener) == path and len(calls) == 1
     state = weights.load_backbone_state(path)

@@ -39,7 +39,7 @@ def models(
         return
     if fmt is TableFormat.csv:
         writer = RecordWriter("csv", sys.stdout, ["name", "default", "created", "classes", "num_classes",
-                                                  "val_macro_f1", "val_acc", "epochs", "path"])
+                                                  "val_macro_f1", "val_acc", "epochs", "size_mb", "path"])
         for row in rows:
             writer.write({**row, "classes": "|".join(row["classes"])})
         writer.close()
@@ -50,17 +50,26 @@ def models(
     if not rows:
         out.print(f"no trained models in {runs_dir()}: run `skinfood train --data DIR` or `skinfood demo`")
         return
-    table = Table(show_edge=False, header_style="bold")
-    for col in ("", "name", "created", "classes", "val macro-F1", "val acc", "epochs"):
-        table.add_column(col)
+    from rich import box
+
+    # Fits 80 columns: the name (what a user copies into --model) is never cut, the class list
+    # wraps; accuracy and the full path are in --format json/csv.
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, header_style="bold", padding=(0, 1, 0, 0))
+    table.add_column("name", no_wrap=True, min_width=max(len(r["name"]) for r in rows) + 2)
+    table.add_column("created", no_wrap=True)
+    table.add_column("classes", ratio=1, overflow="fold")
+    table.add_column("val F1", justify="right", no_wrap=True)
+    table.add_column("epochs", justify="right", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
     for row in rows:
         names = ", ".join(row["classes"][:3]) + (f" (+{row['num_classes'] - 3})" if row["num_classes"] > 3 else "")
         f1 = "" if row["val_macro_f1"] is None else f"{row['val_macro_f1']:.3f}"
-        acc = "" if row["val_acc"] is None else f"{row['val_acc']:.3f}"
-        table.add_row("*" if row["default"] else "", row["name"], row["created"] or "", names, f1, acc,
-                      str(row["epochs"] or ""))
+        table.add_row(("* " if row["default"] else "  ") + row["name"], row["created"] or "", names, f1,
+                      str(row["epochs"] or ""), f"{row['size_mb']:.0f} MB")
     out.print(table)
-    out.print(f"[dim]* default model; runs are kept in {runs_dir()}[/dim]")
+    total = sum(row["size_mb"] for row in rows)
+    out.print(f"[dim]* default model; runs are kept in {runs_dir()} ({total:.0f} MB); "
+              "to free space, delete a run's folder[/dim]")
 
 
 @command()
