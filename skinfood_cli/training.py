@@ -3,7 +3,7 @@
     prepare_data      discover, pre-scan, split            (data.py)
     build_trainer     model, optimizer, loss, loaders
     get_lr            warmup + cosine, restarted when the backbone unfreezes
-    train_one_epoch   resumable mid-epoch, stops cleanly on Ctrl-C
+    train_one_epoch   resumable mid-epoch (sampling.py), stops cleanly on Ctrl-C (stopping.py)
     validate          loss, accuracy, macro-F1 on the validation split
     calibrate         temperature + uncertainty threshold, fitted on validation
 
@@ -18,13 +18,10 @@ best.pt is the epoch with the best validation macro-F1 (never test).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import math
 import os
 import random
-import signal
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +30,9 @@ from skinfood_cli import __version__, distributed
 from skinfood_cli.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
 from skinfood_cli.data import relative_key
 from skinfood_cli.errors import DataError, SkinfoodError, UsageError
+from skinfood_cli.sampling import EpochAwareDataset, EpochBatches
 from skinfood_cli.model import ARCH, IMAGENET_MEAN, IMAGENET_STD
+from skinfood_cli.stopping import StopFlag
 
 # The backbone learns 10x slower than the head once unfrozen: its ImageNet
 # features are already good, the head starts from random.
@@ -163,104 +162,6 @@ def get_lr_multiplier(step: int, phases: list[tuple[int, int]]) -> float:
 # --- the trainer -----------------------------------------------------------------
 
 
-class _EpochBatches:
-    """Batches of (index, epoch) for one epoch, shuffled by (seed, epoch).
-
-    Starting at `start` skips the batches already trained before an
-    interruption, so a resumed epoch sees exactly the batches it had left.
-
-    On `world` processes each step takes one global batch of world x batch_size
-    from the same seeded order, and rank r keeps its every world-th photo
-    (DistributedSampler's stride, applied per global batch). So N processes of
-    batch B see exactly the photos one process of batch N x B sees, step by
-    step, and a resumed epoch still starts at the right batch. Not
-    DistributedSampler itself: it pads the epoch with repeated photos and
-    knows nothing of resuming mid-epoch; the incomplete last global batch is
-    dropped here instead, as on one process.
-    """
-
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
-        self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.rank, self.world = rank, world
-        self.epoch, self.start = 0, 0
-
-    def steps(self) -> int:
-        # Full batches only (drop_last): a last batch of one image breaks BatchNorm.
-        return max(1, self.n // (self.batch_size * self.world))
-
-    def __len__(self) -> int:
-        return self.steps() - self.start
-
-    def __iter__(self):
-        import torch
-
-        g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
-        order = torch.randperm(self.n, generator=g).tolist()
-        # Fewer photos than one global batch: one step, the same count on each rank.
-        size = min(self.batch_size, self.n // self.world) * self.world
-        for b in range(self.start, self.steps()):
-            step = order[b * size:(b + 1) * size]
-            yield [(i, self.epoch) for i in step[self.rank::self.world]]
-
-
-class _EpochAwareDataset:
-    """Passes the epoch from the sampler to the dataset, so persistent workers stay correct."""
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    def __len__(self):
-        return len(self.inner)
-
-    def __getitem__(self, key):
-        index, epoch = key
-        self.inner.epoch = epoch
-        return self.inner[index]
-
-
-class _StopFlag:
-    """Ctrl-C sets a flag; training stops at the next step boundary and saves.
-
-    A second Ctrl-C raises KeyboardInterrupt at once. Stopping between steps,
-    never inside optimizer.step(), is what makes the saved state consistent.
-    """
-
-    def __init__(self):
-        self.set = False
-        self._previous = None
-        self._saving = False
-        self._pending = False
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if not self.set:
-            self.set = True
-        elif self._saving:
-            self._pending = True  # never tear a checkpoint in half: stop right after it
-        else:
-            raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def saving(self):
-        """A section a second Ctrl-C waits for (writing checkpoints and metrics)."""
-        self._saving = True
-        try:
-            yield
-        finally:
-            self._saving = False
-        if self._pending:
-            raise KeyboardInterrupt
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-        return False
-
-
 @dataclass
 class _State:
     """Everything a resumed run needs, kept in last.pt."""
@@ -333,7 +234,7 @@ class Trainer:
                                       cfg.image_size, cfg.seed)
         self.val_set = ImageDataset(ds.val, eval_transform(cfg.image_size, self.mean, self.std),
                                     cfg.image_size, cfg.seed)
-        self.batches = _EpochBatches(len(ds.train), cfg.batch_size, cfg.seed, self.rank, self.world)
+        self.batches = EpochBatches(len(ds.train), cfg.batch_size, cfg.seed, self.rank, self.world)
         self.workers = cfg.workers if cfg.workers is not None else _default_workers(self.device)
         self.state = _State(world_size=self.world)
         self.phases = self._phases()
@@ -367,7 +268,7 @@ class Trainer:
         from skinfood_cli.engine import _ignore_sigint
 
         return torch.utils.data.DataLoader(
-            _EpochAwareDataset(self.train_set), batch_sampler=self.batches,
+            EpochAwareDataset(self.train_set), batch_sampler=self.batches,
             num_workers=self.workers, pin_memory=self.device.type == "cuda",
             worker_init_fn=_ignore_sigint if self.workers else None,
             persistent_workers=False,
@@ -386,7 +287,7 @@ class Trainer:
 
     # -- steps -------------------------------------------------------------------
 
-    def train_one_epoch(self, stop: _StopFlag) -> dict | None:
+    def train_one_epoch(self, stop: StopFlag) -> dict | None:
         """Train the rest of the current epoch; None if Ctrl-C stopped it."""
         import torch
 
@@ -409,7 +310,7 @@ class Trainer:
             self._ddp_frozen = frozen
         return self._ddp
 
-    def run_steps(self, batches, forward, steps: int, phase: str, stop: _StopFlag) -> dict | None:
+    def run_steps(self, batches, forward, steps: int, phase: str, stop: StopFlag) -> dict | None:
         """One epoch's optimizer steps over (x, y) batches; `forward(x)` gives logits (B, K).
 
         Shared by full training and the head-on-cached-features mode, so both get
@@ -463,7 +364,7 @@ class Trainer:
             seen, correct = round(seen), round(correct)
         return {"seen": seen, "correct": correct, "loss_sum": loss_sum, "seconds": time.perf_counter() - t0}
 
-    def predict_logits(self, dataset, stop: _StopFlag | None = None):
+    def predict_logits(self, dataset, stop: StopFlag | None = None):
         """(N, K) float32 logits and (N,) labels for a dataset, in eval mode."""
         import numpy as np
         import torch
@@ -481,7 +382,7 @@ class Trainer:
             return np.zeros((0, len(self.ds.classes)), np.float32), np.zeros(0, np.int64)
         return np.concatenate(outs), np.concatenate(labels)
 
-    def validate(self, stop: _StopFlag) -> dict | None:
+    def validate(self, stop: StopFlag) -> dict | None:
         """Validation metrics; in --freeze-backbone mode from the cached features."""
         from skinfood_cli.engine import softmax
         from skinfood_cli.metrics import accuracy, cross_entropy, macro_f1
@@ -639,7 +540,7 @@ def fit(trainer: Trainer) -> TrainResult:
     cfg, st = trainer.cfg, trainer.state
     run_dir = trainer.run_dir
     writer = distributed.is_main()
-    with _StopFlag() as stop:
+    with StopFlag() as stop:
         while st.epoch < cfg.epochs:
             t0 = time.perf_counter()
             train_metrics = (

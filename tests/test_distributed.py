@@ -23,7 +23,8 @@ import skinfood_cli
 from skinfood_cli import distributed
 from skinfood_cli.checkpoint import load_checkpoint
 from skinfood_cli.synthetic import make_dataset
-from skinfood_cli.training import Reporter, TrainConfig, _EpochBatches
+from skinfood_cli.sampling import EpochBatches
+from skinfood_cli.training import Reporter, TrainConfig
 
 CLASSES = ("acne", "psoriasis", "vitiligo")
 
@@ -32,8 +33,8 @@ CLASSES = ("acne", "psoriasis", "vitiligo")
 
 
 def test_ranks_split_each_global_batch_like_one_process_with_n_times_the_batch():
-    one = _EpochBatches(50, 8, seed=3)
-    ranks = [_EpochBatches(50, 4, seed=3, rank=r, world=2) for r in range(2)]
+    one = EpochBatches(50, 8, seed=3)
+    ranks = [EpochBatches(50, 4, seed=3, rank=r, world=2) for r in range(2)]
     assert one.steps() == ranks[0].steps() == 50 // 8
     for epoch in (0, 1):
         for b in [one, *ranks]:
@@ -51,7 +52,7 @@ def test_ranks_split_each_global_batch_like_one_process_with_n_times_the_batch()
 
 
 def test_fewer_photos_than_a_global_batch_give_every_rank_the_same_count():
-    ranks = [list(_EpochBatches(7, 8, seed=0, rank=r, world=3)) for r in range(3)]
+    ranks = [list(EpochBatches(7, 8, seed=0, rank=r, world=3)) for r in range(3)]
     assert [len(r) for r in ranks] == [1, 1, 1]
     assert [len(r[0]) for r in ranks] == [2, 2, 2]
 
