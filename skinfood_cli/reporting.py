@@ -47,6 +47,11 @@ class RichTrainReporter(Reporter):
         if not self.quiet:
             self.err.print(escape(text), soft_wrap=True)
 
+    def warning(self, text: str) -> None:
+        from skinfood_cli.output import warn
+
+        warn(text)  # even with --quiet
+
     def download(self, done: int, total: int | None) -> None:
         if self.quiet:
             return

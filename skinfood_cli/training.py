@@ -22,6 +22,7 @@ import csv
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,8 +31,8 @@ from skinfood_cli import __version__, distributed
 from skinfood_cli.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
 from skinfood_cli.data import relative_key
 from skinfood_cli.errors import DataError, SkinfoodError, UsageError
-from skinfood_cli.sampling import EpochAwareDataset, EpochBatches
 from skinfood_cli.model import ARCH, IMAGENET_MEAN, IMAGENET_STD
+from skinfood_cli.sampling import EpochAwareDataset, EpochBatches
 from skinfood_cli.stopping import StopFlag
 
 # The backbone learns 10x slower than the head once unfrozen: its ImageNet
@@ -91,6 +92,7 @@ class Reporter:
     def epoch_start(self, epoch: int, epochs: int, steps: int, phase: str) -> None: ...
     def step(self, step: int, steps: int, loss: float, acc: float, images_per_s: float) -> None: ...
     def epoch_end(self, row: dict) -> None: ...
+    def warning(self, text: str) -> None: ...
 
 
 @dataclass
@@ -540,6 +542,8 @@ def fit(trainer: Trainer) -> TrainResult:
     cfg, st = trainer.cfg, trainer.state
     run_dir = trainer.run_dir
     writer = distributed.is_main()
+    if writer:
+        _warn_if_short_of_room(trainer)
     with StopFlag() as stop:
         while st.epoch < cfg.epochs:
             t0 = time.perf_counter()
@@ -599,6 +603,27 @@ def _finish(trainer: Trainer) -> TrainResult:
     return TrainResult(run_dir, run_dir / "best.pt", run_dir / "last.pt", trainer.state.history,
                        _best_row(trainer.state), temperature=temperature, threshold=threshold,
                        skipped=trainer.ds.skipped)
+
+
+def checkpoint_bytes(model) -> int:
+    """The most a run's checkpoints take at once: best.pt (the weights), last.pt (the weights and
+    AdamW's two moments) and a second last.pt while its next version is written atomically."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    last = weights + 2 * sum(p.numel() * p.element_size() for p in model.parameters())
+    return weights + 2 * last
+
+
+def _warn_if_short_of_room(trainer: Trainer) -> None:
+    """Say before the first epoch, not after it, that the checkpoints won't fit on the disk."""
+    run_dir = trainer.run_dir
+    have = sum(p.stat().st_size for p in run_dir.glob("*.pt"))  # a resumed run replaces its own files
+    need = checkpoint_bytes(trainer.model) - have
+    free = shutil.disk_usage(run_dir).free
+    if free < need:
+        trainer.reporter.warning(
+            f"{free / 1e6:.0f} MB free on the disk of {run_dir}, and this run's checkpoints need about "
+            f"{need / 1e6:.0f} MB: saving will fail with 'No space left on device' (delete old runs, "
+            "see `skinfood models`, or set SKINFOOD_HOME to a bigger disk)")
 
 
 def _best_row(st: _State) -> dict | None:

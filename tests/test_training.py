@@ -243,6 +243,31 @@ def test_invalid_settings_are_usage_errors(cli, small_data):
     assert r.exit_code == 2 and "nosuch" in r.stderr
 
 
+@pytest.mark.slow
+def test_a_disk_too_small_for_the_checkpoints_is_named_before_the_first_epoch(small_data, cli, monkeypatch):
+    import skinfood_cli.training as training
+    from skinfood_cli.model import build_model
+
+    free = {"bytes": 10**12}
+    real = shutil.disk_usage
+    monkeypatch.setattr(training.shutil, "disk_usage", lambda p: real(p)._replace(free=free["bytes"]))
+    args = ["train", "--data", small_data, "--no-pretrained", "--epochs", "1", "--image-size", "32",
+            "--batch-size", "8", "--quiet"]
+    r = cli(*args, "--name", "roomy")
+    assert r.exit_code == 0 and "warning" not in r.stderr, r.stderr
+    # The estimate is what a run really holds at its peak: best.pt, last.pt and last.pt's next copy.
+    run = Path(os.environ["SKINFOOD_HOME"]) / "runs" / "roomy"
+    peak = (run / "best.pt").stat().st_size + 2 * (run / "last.pt").stat().st_size
+    need = training.checkpoint_bytes(build_model(3, None))
+    assert need == pytest.approx(peak, rel=0.02)
+
+    free["bytes"] = 50 * 10**6
+    r = cli(*args, "--name", "cramped")
+    assert r.exit_code == 0, r.stderr  # a warning, not a refusal: the estimate may be wrong for a disk
+    (line,) = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert "50 MB free" in line and f"{need / 1e6:.0f} MB" in line and "skinfood models" in line
+
+
 def test_existing_run_name_is_not_overwritten(small_data, cli):
     train(TrainConfig(data=str(small_data), name="taken", **{**FAST, "epochs": 1}))
     r = cli("train", "--data", small_data, "--name", "taken", "--no-pretrained", "--epochs", "1")
