@@ -32,6 +32,7 @@ diseases_app = typer.Typer(help="The bundled disease descriptions (English and K
                            invoke_without_command=True)
 app.add_typer(diseases_app, name="diseases")
 
+
 def _debug_env() -> bool:
     return os.environ.get("SKINFOOD_DEBUG", "") not in ("", "0")
 
