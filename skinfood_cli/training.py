@@ -605,11 +605,13 @@ def _finish(trainer: Trainer) -> TrainResult:
                        skipped=trainer.ds.skipped)
 
 
-def checkpoint_bytes(model) -> int:
+def checkpoint_bytes(model, head_only: bool = False) -> int:
     """The most a run's checkpoints take at once: best.pt (the weights), last.pt (the weights and
-    AdamW's two moments) and a second last.pt while its next version is written atomically."""
+    AdamW's two moments of what it trains: the head alone with --freeze-backbone) and a second
+    last.pt while its next version is written atomically."""
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    last = weights + 2 * sum(p.numel() * p.element_size() for p in model.parameters())
+    trained = model.fc.parameters() if head_only else model.parameters()
+    last = weights + 2 * sum(p.numel() * p.element_size() for p in trained)
     return weights + 2 * last
 
 
@@ -617,7 +619,7 @@ def _warn_if_short_of_room(trainer: Trainer) -> None:
     """Say before the first epoch, not after it, that the checkpoints won't fit on the disk."""
     run_dir = trainer.run_dir
     have = sum(p.stat().st_size for p in run_dir.glob("*.pt"))  # a resumed run replaces its own files
-    need = checkpoint_bytes(trainer.model) - have
+    need = checkpoint_bytes(trainer.model, head_only=trainer.cfg.freeze_backbone) - have
     free = shutil.disk_usage(run_dir).free
     if free < need:
         trainer.reporter.warning(

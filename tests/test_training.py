@@ -260,6 +260,11 @@ def test_a_disk_too_small_for_the_checkpoints_is_named_before_the_first_epoch(sm
     peak = (run / "best.pt").stat().st_size + 2 * (run / "last.pt").stat().st_size
     need = training.checkpoint_bytes(build_model(3, None))
     assert need == pytest.approx(peak, rel=0.02)
+    r = cli(*args, "--name", "head-only", "--freeze-backbone")  # AdamW keeps moments of the head alone
+    assert r.exit_code == 0 and "warning" not in r.stderr, r.stderr
+    run = run.with_name("head-only")
+    peak = (run / "best.pt").stat().st_size + 2 * (run / "last.pt").stat().st_size
+    assert training.checkpoint_bytes(build_model(3, None), head_only=True) == pytest.approx(peak, rel=0.02)
 
     free["bytes"] = 50 * 10**6
     r = cli(*args, "--name", "cramped")
