@@ -48,7 +48,7 @@ def log(msg: str) -> None:
 def make_photos(folder: Path, n: int, size=PHOTO, seed: int = 1) -> list[str]:
     import random
 
-    from skinfood_cli.synthetic import make_image
+    from skinfood_cli.data.synthetic import make_image
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -75,8 +75,8 @@ def train_reference_model(work: Path) -> Path:
     any change of numerics (bf16, int8), which measures the model, not the engine.
     """
     from skinfood_cli.checkpoint import load_checkpoint, save_checkpoint
-    from skinfood_cli.synthetic import make_dataset
-    from skinfood_cli.training import TrainConfig, train
+    from skinfood_cli.data.synthetic import make_dataset
+    from skinfood_cli.training.trainer import TrainConfig, train
 
     data = make_dataset(work / "train-data", CLASSES, train_per_class=40, test_per_class=4,
                         size=(160, 120), lesion_scale=0.4)
@@ -181,7 +181,7 @@ def bench_beyond(ckpt_path: Path, paths: list[str], ref_preds: list[int], result
     import torch
 
     from skinfood_cli.engine import Engine, load_model
-    from skinfood_cli.images import load_image
+    from skinfood_cli.data.images import load_image
 
     def run(engine):
         list(engine.run_paths(paths[:8]))
@@ -243,7 +243,7 @@ def study_train(data: Path, steps: int, batch_size: int, warmup: int) -> float:
     import torch
     from torchvision.models import resnet50
 
-    from skinfood_cli.data import ImageDataset, discover_dataset, train_transform
+    from skinfood_cli.data.dataset import ImageDataset, discover_dataset, train_transform
     from skinfood_cli.model import IMAGENET_MEAN, IMAGENET_STD
 
     ds = discover_dataset(data, val_fraction=0.0)
@@ -273,8 +273,8 @@ def _cycle(loader):
 
 
 def bench_train(work: Path, quick: bool, results: dict) -> None:
-    from skinfood_cli.synthetic import make_dataset
-    from skinfood_cli.training import TrainConfig, train
+    from skinfood_cli.data.synthetic import make_dataset
+    from skinfood_cli.training.trainer import TrainConfig, train
 
     batch = 32
     per_class = 24 if quick else 48  # 72 / 144 photos: 2 / 4 steps an epoch
@@ -310,7 +310,7 @@ def bench_train_compiled(work: Path, results: dict, steps: int = 3, batch_size: 
     import torch
     from torchvision.models import resnet50
 
-    from skinfood_cli.data import ImageDataset, discover_dataset, train_transform
+    from skinfood_cli.data.dataset import ImageDataset, discover_dataset, train_transform
     from skinfood_cli.model import IMAGENET_MEAN, IMAGENET_STD, resolve_precision
 
     ds = discover_dataset(work / "train-224", val_fraction=0.0)

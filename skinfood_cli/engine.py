@@ -49,11 +49,11 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
 
     path = Path(path)
     if path.suffix.lower() == ".onnx":
-        from skinfood_cli.onnx_model import load_onnx_model
+        from skinfood_cli.backends.onnx import load_onnx_model
 
         return load_onnx_model(path)
     if path.suffix.lower() == ".torchscript":
-        from skinfood_cli.torchscript_model import load_torchscript_model
+        from skinfood_cli.backends.torchscript import load_torchscript_model
 
         return load_torchscript_model(path)
     ckpt = load_checkpoint(path)
@@ -128,7 +128,7 @@ class _PathDataset:
 
 
 def load_image_for_model(path: str, image_size: int):
-    from skinfood_cli.images import load_image
+    from skinfood_cli.data.images import load_image
 
     return load_image(path, draft_size=image_size)
 
@@ -180,7 +180,7 @@ class Engine:
     ):
         import torch
 
-        from skinfood_cli.data import eval_transform, pixel_transform
+        from skinfood_cli.data.dataset import eval_transform, pixel_transform
         from skinfood_cli.model import Precision, resolve_device, resolve_precision
 
         self.model = model
@@ -188,7 +188,7 @@ class Engine:
         self.batch_size = max(1, int(batch_size))
         self.workers = workers
         if model.backend == "onnx":
-            from skinfood_cli.onnx_model import UINT8_NHWC, create_session
+            from skinfood_cli.backends.onnx import UINT8_NHWC, create_session
 
             if self.device.type == "cuda":
                 model.module.session = create_session(model.path, self.device)
@@ -221,7 +221,7 @@ class Engine:
         from skinfood_cli.model import DEVICE_ENV
 
         if self.precision.name == "int8":
-            from skinfood_cli.quantize import use_engine
+            from skinfood_cli.backends.quantize import use_engine
 
             if self.device.type != "cpu":
                 spec = (device_spec or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
@@ -233,7 +233,7 @@ class Engine:
             return self.model.module
         if self.device.type == "cpu":
             return self.model.module
-        from skinfood_cli.torchscript_model import load_module
+        from skinfood_cli.backends.torchscript import load_module
 
         # Freezing turned the weights into graph constants: only map_location moves them.
         return load_module(self.model.path, self.device)

@@ -29,8 +29,8 @@ class EvalSet:
 def resolve_eval_set(meta: dict, classes: list[str], data: str | None, split: str,
                      skip_unknown: bool = False) -> EvalSet:
     """Which photos to evaluate: `--data`/`--split`, or the model's own test split."""
-    from skinfood_cli.data import detect_layout, gather, list_class_folders, relative_key
-    from skinfood_cli.images import is_image_path
+    from skinfood_cli.data.dataset import detect_layout, gather, list_class_folders, relative_key
+    from skinfood_cli.data.images import is_image_path
 
     recorded = meta.get("data") or {}
     root_text = data or recorded.get("root")

@@ -28,8 +28,8 @@ from typing import Callable
 
 from skinfood_cli import __version__
 from skinfood_cli.errors import EXIT_SOME_FAILED, MissingExtraError, SkinfoodError, UsageError
-from skinfood_cli.onnx_model import EXPORT_INSTALL, FLOAT_NCHW, ONNX_FORMAT, UINT8_NHWC
-from skinfood_cli.torchscript_model import METADATA_FILE, TORCHSCRIPT_FORMAT
+from skinfood_cli.backends.onnx import EXPORT_INSTALL, FLOAT_NCHW, ONNX_FORMAT, UINT8_NHWC
+from skinfood_cli.backends.torchscript import METADATA_FILE, TORCHSCRIPT_FORMAT
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 18  # loads in ONNX Runtime >= 1.14 and onnxruntime-web
@@ -116,7 +116,7 @@ def export_model(
     if fmt == "onnx":
         require_export_extra()
     elif int8:
-        from skinfood_cli.quantize import require_quantization
+        from skinfood_cli.backends.quantize import require_quantization
 
         require_quantization()
     started = time.perf_counter()
@@ -130,7 +130,7 @@ def export_model(
         meta = {**meta, "format": TORCHSCRIPT_FORMAT, "precision": "int8" if int8 else "fp32"}
         cal = None
         if int8:
-            from skinfood_cli.quantize import ENGINE, activation_bits
+            from skinfood_cli.backends.quantize import ENGINE, activation_bits
 
             cal = calibration_photos(loaded, calibration, calibration_images)
             meta.update(quantized_engine=ENGINE, activation_bits=activation_bits())
@@ -323,8 +323,8 @@ def _export_torchscript(loaded, path: Path, meta: dict, calibration: list[str] |
 
     module = _export_module(loaded, False)
     if calibration is not None:
-        from skinfood_cli.data import eval_transform
-        from skinfood_cli.quantize import quantize_module
+        from skinfood_cli.data.dataset import eval_transform
+        from skinfood_cli.backends.quantize import quantize_module
 
         transform = eval_transform(loaded.image_size, loaded.mean, loaded.std)
         module = quantize_module(module, _calibration_batches(transform, calibration, loaded.image_size),
@@ -397,7 +397,7 @@ def _readable_chunks(paths: list[str], image_size: int, size: int = 16):
 
     Unreadable photos are left out; a chunk with none left is skipped.
     """
-    from skinfood_cli.images import load_image
+    from skinfood_cli.data.images import load_image
 
     for i in range(0, len(paths), size):
         images = []
@@ -452,7 +452,7 @@ class _Photos:
         """PIL images in chunks: the same pixels for the reference and the export."""
         import random
 
-        from skinfood_cli.synthetic import make_image
+        from skinfood_cli.data.synthetic import make_image
 
         if self.paths is None:
             rng = random.Random(0)

@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 
 import skinfood_cli
-from skinfood_cli import distributed
+from skinfood_cli.training import distributed
 from skinfood_cli.checkpoint import load_checkpoint
-from skinfood_cli.synthetic import make_dataset
-from skinfood_cli.sampling import EpochBatches
-from skinfood_cli.training import Reporter, TrainConfig
+from skinfood_cli.data.synthetic import make_dataset
+from skinfood_cli.training.sampling import EpochBatches
+from skinfood_cli.training.trainer import Reporter, TrainConfig
 
 CLASSES = ("acne", "psoriasis", "vitiligo")
 
@@ -125,9 +125,9 @@ def test_sync_bn_needs_gpus_and_keeps_checkpoint_names(cli, tmp_path, as_rank0_o
 
 
 def test_resuming_with_another_number_of_processes_restarts_the_epoch(tmp_path):
-    from skinfood_cli.data import discover_dataset
+    from skinfood_cli.data.dataset import discover_dataset
     from skinfood_cli.paths import new_run_dir
-    from skinfood_cli.training import Trainer
+    from skinfood_cli.training.trainer import Trainer
 
     data = make_dataset(tmp_path / "d", CLASSES, train_per_class=12, test_per_class=1, size=(40, 32))
     cfg = TrainConfig(data=str(data), epochs=3, image_size=32, batch_size=4, pretrained=False, device="cpu")
@@ -180,7 +180,7 @@ def _val_loss_of(ckpt_path: Path) -> float:
     """Cross-entropy of a checkpoint's raw logits on its recorded validation photos, as `validate` computes it."""
     import torch
 
-    from skinfood_cli.data import ImageDataset, eval_transform
+    from skinfood_cli.data.dataset import ImageDataset, eval_transform
     from skinfood_cli.engine import load_model, softmax
     from skinfood_cli.metrics import cross_entropy
 

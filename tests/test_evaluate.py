@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from conftest import CLASSES, PHOTO_SIZE
-from skinfood_cli.synthetic import make_image
+from skinfood_cli.data.synthetic import make_image
 
 TEST_PER_CLASS = 8
 NUM_TEST = TEST_PER_CLASS * len(CLASSES)  # 24

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from conftest import CLASSES, PHOTO_SIZE
-from skinfood_cli.synthetic import make_image
+from skinfood_cli.data.synthetic import make_image
 
 pytestmark = pytest.mark.slow
 

@@ -398,8 +398,8 @@ def test_the_wheel_carries_the_descriptions_and_the_page(tmp_path):
     assert "absent from the `packages` configuration" not in done.stdout + done.stderr
     wheel = next(tmp_path.glob("skinfood-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for expected in ("skinfood_cli/descriptions/diseases.yaml", "skinfood_cli/web/index.html",
-                     "skinfood_cli/web/app.js", "skinfood_cli/web/style.css", "skinfood_cli/quantize.py",
+    for expected in ("skinfood_cli/descriptions/diseases.yaml", "skinfood_cli/serving/web/index.html",
+                     "skinfood_cli/serving/web/app.js", "skinfood_cli/serving/web/style.css", "skinfood_cli/backends/quantize.py",
                      "skinfood_cli/cli/__init__.py", "skinfood_cli/cli/app.py", "skinfood_cli/cli/run.py"):
         assert expected in names
     # Every subpackage in the source tree made it in (a new one must be listed in pyproject.toml).
@@ -410,7 +410,7 @@ def test_the_wheel_carries_the_descriptions_and_the_page(tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     env = {**os.environ, "PYTHONPATH": str(site)}
-    code = ("import skinfood_cli, skinfood_cli.server as s; from skinfood_cli.descriptions import load_descriptions; "
+    code = ("import skinfood_cli, skinfood_cli.serving.server as s; from skinfood_cli.descriptions import load_descriptions; "
             "assert skinfood_cli.__file__.startswith(%r); assert (s.WEB_DIR / 'index.html').is_file(); "
             "load_descriptions(None); print('OK')" % str(site))
     done = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)

@@ -39,8 +39,8 @@ from PIL import Image
 from skinfood_cli.weights import sha256_of
 from skinfood_cli.checkpoint import load_checkpoint
 from skinfood_cli.errors import ImageError, WeightsError
-from skinfood_cli.images import load_image
-from skinfood_cli.synthetic import make_dataset, make_image
+from skinfood_cli.data.images import load_image
+from skinfood_cli.data.synthetic import make_dataset, make_image
 
 PY = sys.executable
 CLASSES = ("acne", "psoriasis", "vitiligo")
@@ -540,7 +540,7 @@ def test_sigint_mid_epoch_exits_130_and_resume_finishes_the_run(tiny_data, tmp_p
 
 @pytest.mark.slow
 def test_resume_after_ctrl_c_at_the_end_of_an_epoch_logs_real_training_metrics(tiny_data):
-    from skinfood_cli.training import Reporter, TrainConfig, train
+    from skinfood_cli.training.trainer import Reporter, TrainConfig, train
 
     class CtrlCAtStep8(Reporter):  # 36 photos, batch 8: 4 steps an epoch; step 8 ends epoch 2
         calls = 0

@@ -16,8 +16,8 @@ import torch
 import yaml
 
 from skinfood_cli.checkpoint import load_checkpoint
-from skinfood_cli.synthetic import make_dataset
-from skinfood_cli.training import Reporter, TrainConfig, resume, train
+from skinfood_cli.data.synthetic import make_dataset
+from skinfood_cli.training.trainer import Reporter, TrainConfig, resume, train
 
 FAST = dict(epochs=2, image_size=32, batch_size=8, lr=2e-3, pretrained=False, device="cpu")
 
@@ -189,7 +189,7 @@ def test_class_subset_and_plain_class_folder_layout(small_data, tmp_path):
 
 
 def test_split_is_stratified_and_seeded(small_data):
-    from skinfood_cli.data import discover_dataset
+    from skinfood_cli.data.dataset import discover_dataset
 
     a = discover_dataset(small_data, val_fraction=0.25, seed=1)
     b = discover_dataset(small_data, val_fraction=0.25, seed=1)
@@ -245,7 +245,7 @@ def test_invalid_settings_are_usage_errors(cli, small_data):
 
 @pytest.mark.slow
 def test_a_disk_too_small_for_the_checkpoints_is_named_before_the_first_epoch(small_data, cli, monkeypatch):
-    import skinfood_cli.training as training
+    import skinfood_cli.training.trainer as training
     from skinfood_cli.model import build_model
 
     free = {"bytes": 10**12}
@@ -282,9 +282,9 @@ def test_existing_run_name_is_not_overwritten(small_data, cli):
 def test_balance_weights_the_loss_by_inverse_frequency(small_data):
     for f in sorted((small_data / "train" / "acne").iterdir())[:8]:
         f.unlink()
-    from skinfood_cli.data import discover_dataset
+    from skinfood_cli.data.dataset import discover_dataset
     from skinfood_cli.paths import new_run_dir
-    from skinfood_cli.training import Trainer
+    from skinfood_cli.training.trainer import Trainer
 
     cfg = TrainConfig(data=str(small_data), balance=True, **FAST)
     ds = discover_dataset(small_data, seed=0)

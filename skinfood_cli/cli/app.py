@@ -94,7 +94,7 @@ def handle_errors(func):
         except KeyboardInterrupt:
             if _debug["on"]:
                 raise
-            from skinfood_cli.distributed import is_main
+            from skinfood_cli.training.distributed import is_main
 
             if is_main():  # under torchrun every rank gets the Ctrl-C; one line is enough
                 error_line("interrupted")

@@ -32,7 +32,7 @@ def demo(
     import time
 
     from skinfood_cli.output import console
-    from skinfood_cli.synthetic import make_dataset
+    from skinfood_cli.data.synthetic import make_dataset
 
     err = console(stderr=True)
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="skinfood-demo-"))

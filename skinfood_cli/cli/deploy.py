@@ -148,7 +148,7 @@ def serve(
     except ImportError:
         raise MissingExtraError('serve needs FastAPI, uvicorn and python-multipart: pip install "skinfood[serve]"') \
             from None
-    from skinfood_cli.server import LOOPBACK, ServeConfig, lan_address, run_server
+    from skinfood_cli.serving.server import LOOPBACK, ServeConfig, lan_address, run_server
 
     err = console(stderr=True)
     exposed = host not in LOOPBACK

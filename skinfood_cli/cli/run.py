@@ -71,7 +71,7 @@ def predict(
         RecordWriter, open_output, print_prediction, print_prediction_table, warn,
     )
     from skinfood_cli.prediction import NOT_A_DIAGNOSIS, expand_inputs, parse_shard, predict_items
-    from skinfood_cli.reporting import BatchProgress
+    from skinfood_cli.cli.reporting import BatchProgress
 
     language = _lang(lang)
     items = expand_inputs(inputs, recursive=recursive, shard=parse_shard(shard))
@@ -150,7 +150,7 @@ def evaluate(
     from skinfood_cli.evaluation import evaluate as run_evaluation
     from skinfood_cli.evaluation import resolve_eval_set, write_report
     from skinfood_cli.output import RecordWriter, note, print_json, warn
-    from skinfood_cli.reporting import BatchProgress
+    from skinfood_cli.cli.reporting import BatchProgress
 
     engine = _load_engine(model, device, precision, batch_size, workers)
     eval_set = resolve_eval_set(engine.model.meta, engine.classes, str(data) if data else None,
@@ -173,7 +173,7 @@ def evaluate(
             writer.write({"class": name, **{k: s[k] for k in ("precision", "recall", "f1", "support")}})
         writer.close()
     else:
-        from skinfood_cli.evaluation_view import print_evaluation
+        from skinfood_cli.cli.evaluation_view import print_evaluation
 
         print_evaluation(result, normalize=normalize)
     if result["unreadable"]:

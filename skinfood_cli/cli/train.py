@@ -69,12 +69,12 @@ def train(
 
         torchrun --nproc-per-node 4 -m skinfood_cli train --data dermnet/
     """
-    from skinfood_cli import distributed
+    from skinfood_cli.training import distributed
     from skinfood_cli.errors import UsageError
-    from skinfood_cli.reporting import RichTrainReporter
-    from skinfood_cli.training import TrainConfig
-    from skinfood_cli.training import resume as resume_run
-    from skinfood_cli.training import train as train_run
+    from skinfood_cli.cli.reporting import RichTrainReporter
+    from skinfood_cli.training.trainer import TrainConfig
+    from skinfood_cli.training.trainer import resume as resume_run
+    from skinfood_cli.training.trainer import train as train_run
 
     reporter = RichTrainReporter(quiet=quiet)
     # Under torchrun the job stays joined until rank 0 has printed (a no-op alone).

@@ -70,7 +70,7 @@ class State:
 
     def __init__(self, cfg: ServeConfig):
         from skinfood_cli.descriptions import load_descriptions
-        from skinfood_cli.serve_metrics import Metrics
+        from skinfood_cli.serving.metrics import Metrics
 
         self.cfg = cfg
         self.book = load_descriptions(Path(cfg.descriptions) if cfg.descriptions else None)
@@ -81,7 +81,7 @@ class State:
 
     def load(self) -> None:
         """Load the model, start the inference thread, and warm it up."""
-        from skinfood_cli.batching import Batcher
+        from skinfood_cli.serving.batching import Batcher
         from skinfood_cli.engine import Engine, load_model
 
         self.engine = Engine(load_model(self.cfg.model), device=self.cfg.device, precision=self.cfg.precision,
@@ -102,7 +102,7 @@ def _warm_up(engine) -> None:
     """First passes pick kernels and allocate; do them before the first user waits."""
     import torch
 
-    from skinfood_cli.onnx_model import UINT8_NHWC
+    from skinfood_cli.backends.onnx import UINT8_NHWC
 
     s = engine.model.image_size
     pixels = engine.model.backend == "onnx" and engine.module.input_kind == UINT8_NHWC
@@ -199,7 +199,7 @@ async def read_photo(request, limit: int) -> tuple[str, bytes]:
 
 def decode(data: bytes, engine, *, keep_image: bool = False):
     """bytes -> (preprocessed tensor (3, S, S), PIL image or None); bad photos -> ApiError."""
-    from skinfood_cli.images import load_image
+    from skinfood_cli.data.images import load_image
 
     try:
         # The explain picture is at most 1024 px wide, so a big JPEG decodes at a
@@ -276,7 +276,7 @@ def create_app(cfg: ServeConfig, state: State | None = None):
 
     async def await_job(submit, *args):
         """Queue a job on the inference thread and wait for it; 503 when full, 504 when too slow."""
-        from skinfood_cli.batching import QueueFull
+        from skinfood_cli.serving.batching import QueueFull
 
         try:
             future = submit(*args)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from skinfood_cli.errors import DataError, ImageError
-from skinfood_cli.images import is_image_path, load_image
+from skinfood_cli.data.images import is_image_path, load_image
 
 SPLITS = ("train", "val", "test")
 

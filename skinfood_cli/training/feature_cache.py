@@ -14,7 +14,7 @@ def train_head_on_features(trainer, stop) -> dict | None:
     """One epoch of head-only training on the cached features (computed on first use)."""
     import torch
 
-    from skinfood_cli.data import ImageDataset, eval_transform
+    from skinfood_cli.data.dataset import ImageDataset, eval_transform
 
     if getattr(trainer, "_features", None) is None:
         trainer.reporter.message("computing backbone features once (later epochs reuse them)")

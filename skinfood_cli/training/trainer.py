@@ -27,13 +27,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from skinfood_cli import __version__, distributed
+from skinfood_cli import __version__
+from skinfood_cli.training import distributed
 from skinfood_cli.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
-from skinfood_cli.data import relative_key
+from skinfood_cli.data.dataset import relative_key
 from skinfood_cli.errors import DataError, SkinfoodError, UsageError
 from skinfood_cli.model import ARCH, IMAGENET_MEAN, IMAGENET_STD
-from skinfood_cli.sampling import EpochAwareDataset, EpochBatches
-from skinfood_cli.stopping import StopFlag
+from skinfood_cli.training.sampling import EpochAwareDataset, EpochBatches
+from skinfood_cli.training.stopping import StopFlag
 
 # The backbone learns 10x slower than the head once unfrozen: its ImageNet
 # features are already good, the head starts from random.
@@ -113,7 +114,7 @@ class TrainResult:
 
 def prepare_data(cfg: TrainConfig, reporter: Reporter, val_files: list[str] | None = None):
     """Discover the dataset and pre-scan train+val; unreadable files are left out."""
-    from skinfood_cli.data import class_counts, discover_dataset, prescan
+    from skinfood_cli.data.dataset import class_counts, discover_dataset, prescan
 
     ds = discover_dataset(cfg.data, classes=cfg.classes, val_fraction=cfg.val_fraction,
                           seed=cfg.seed, val_files=val_files)
@@ -189,7 +190,7 @@ class Trainer:
                  weights_source: str = ""):
         import torch
 
-        from skinfood_cli.data import ImageDataset, class_counts, eval_transform, train_transform
+        from skinfood_cli.data.dataset import ImageDataset, class_counts, eval_transform, train_transform
         from skinfood_cli.model import build_model, resolve_precision
 
         self.cfg, self.ds, self.run_dir, self.reporter = cfg, ds, run_dir, reporter
@@ -390,7 +391,7 @@ class Trainer:
         from skinfood_cli.metrics import accuracy, cross_entropy, macro_f1
 
         if self.cfg.freeze_backbone:
-            from skinfood_cli.feature_cache import head_logits_on_cached_val
+            from skinfood_cli.training.feature_cache import head_logits_on_cached_val
 
             logits, labels = head_logits_on_cached_val(self)
         elif self.world > 1:
@@ -537,7 +538,7 @@ def fit(trainer: Trainer) -> TrainResult:
 
     Under torchrun every rank runs this loop; only rank 0 writes files.
     """
-    from skinfood_cli.feature_cache import train_head_on_features
+    from skinfood_cli.training.feature_cache import train_head_on_features
 
     cfg, st = trainer.cfg, trainer.state
     run_dir = trainer.run_dir
