@@ -76,7 +76,7 @@ def train_reference_model(work: Path) -> Path:
     """
     from skinfood_cli.checkpoint import load_checkpoint, save_checkpoint
     from skinfood_cli.data.synthetic import make_dataset
-    from skinfood_cli.training.trainer import TrainConfig, train
+    from skinfood_cli.training import TrainConfig, train
 
     data = make_dataset(work / "train-data", CLASSES, train_per_class=40, test_per_class=4,
                         size=(160, 120), lesion_scale=0.4)
@@ -274,7 +274,7 @@ def _cycle(loader):
 
 def bench_train(work: Path, quick: bool, results: dict) -> None:
     from skinfood_cli.data.synthetic import make_dataset
-    from skinfood_cli.training.trainer import TrainConfig, train
+    from skinfood_cli.training import TrainConfig, train
 
     batch = 32
     per_class = 24 if quick else 48  # 72 / 144 photos: 2 / 4 steps an epoch

@@ -50,7 +50,7 @@ def dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, dataset):
     """One ResNet50 trained from scratch on `dataset` (same recipe as the demo, at 96 px)."""
-    from skinfood_cli.training.trainer import TrainConfig, train
+    from skinfood_cli.training import TrainConfig, train
 
     home = tmp_path_factory.mktemp("session-home")
     old = os.environ.get("SKINFOOD_HOME")

@@ -24,7 +24,7 @@ from skinfood_cli.training import distributed
 from skinfood_cli.checkpoint import load_checkpoint
 from skinfood_cli.data.synthetic import make_dataset
 from skinfood_cli.training.sampling import EpochBatches
-from skinfood_cli.training.trainer import Reporter, TrainConfig
+from skinfood_cli.training import Reporter, TrainConfig
 
 CLASSES = ("acne", "psoriasis", "vitiligo")
 
@@ -127,7 +127,8 @@ def test_sync_bn_needs_gpus_and_keeps_checkpoint_names(cli, tmp_path, as_rank0_o
 def test_resuming_with_another_number_of_processes_restarts_the_epoch(tmp_path):
     from skinfood_cli.data.dataset import discover_dataset
     from skinfood_cli.paths import new_run_dir
-    from skinfood_cli.training.trainer import Trainer
+    from skinfood_cli.training import Trainer
+    from skinfood_cli.training.checkpointing import build_payload, restore
 
     data = make_dataset(tmp_path / "d", CLASSES, train_per_class=12, test_per_class=1, size=(40, 32))
     cfg = TrainConfig(data=str(data), epochs=3, image_size=32, batch_size=4, pretrained=False, device="cpu")
@@ -144,10 +145,10 @@ def test_resuming_with_another_number_of_processes_restarts_the_epoch(tmp_path):
     # As a 2-process job would have left it: in epoch 2, 3 global batches done.
     saved.state.epoch, saved.state.batch, saved.state.step, saved.state.world_size = 1, 3, 7, 2
     saved.state.partial = {"seen": 24, "correct": 9, "loss_sum": 20.0, "seconds": 1.0}
-    ckpt = saved.payload(resumable=True)
+    ckpt = build_payload(saved, resumable=True)
     messages = Messages()
     again = Trainer(cfg, ds, new_run_dir("one"), messages)
-    again.restore(ckpt)
+    restore(again, ckpt)
     st = again.state
     assert (st.epoch, st.batch, st.partial, st.world_size) == (1, 0, {}, 1)
     assert st.step == 1 * again.batches.steps()

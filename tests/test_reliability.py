@@ -540,7 +540,7 @@ def test_sigint_mid_epoch_exits_130_and_resume_finishes_the_run(tiny_data, tmp_p
 
 @pytest.mark.slow
 def test_resume_after_ctrl_c_at_the_end_of_an_epoch_logs_real_training_metrics(tiny_data):
-    from skinfood_cli.training.trainer import Reporter, TrainConfig, train
+    from skinfood_cli.training import Reporter, TrainConfig, train
 
     class CtrlCAtStep8(Reporter):  # 36 photos, batch 8: 4 steps an epoch; step 8 ends epoch 2
         calls = 0

@@ -17,7 +17,7 @@ import yaml
 
 from skinfood_cli.checkpoint import load_checkpoint
 from skinfood_cli.data.synthetic import make_dataset
-from skinfood_cli.training.trainer import Reporter, TrainConfig, resume, train
+from skinfood_cli.training import Reporter, TrainConfig, resume, train
 
 FAST = dict(epochs=2, image_size=32, batch_size=8, lr=2e-3, pretrained=False, device="cpu")
 
@@ -245,7 +245,7 @@ def test_invalid_settings_are_usage_errors(cli, small_data):
 
 @pytest.mark.slow
 def test_a_disk_too_small_for_the_checkpoints_is_named_before_the_first_epoch(small_data, cli, monkeypatch):
-    import skinfood_cli.training.trainer as training
+    import skinfood_cli.training.loop as training
     from skinfood_cli.model import build_model
 
     free = {"bytes": 10**12}
@@ -284,7 +284,7 @@ def test_balance_weights_the_loss_by_inverse_frequency(small_data):
         f.unlink()
     from skinfood_cli.data.dataset import discover_dataset
     from skinfood_cli.paths import new_run_dir
-    from skinfood_cli.training.trainer import Trainer
+    from skinfood_cli.training import Trainer
 
     cfg = TrainConfig(data=str(small_data), balance=True, **FAST)
     ds = discover_dataset(small_data, seed=0)

@@ -6,7 +6,7 @@ Everything here draws on stderr, so stdout stays clean for data.
 from __future__ import annotations
 
 from skinfood_cli.output import console
-from skinfood_cli.training.trainer import Reporter
+from skinfood_cli.training import Reporter
 
 
 def _progress(transient: bool = True):

@@ -14,44 +14,43 @@ from skinfood_cli.cli.app import (
     command,
 )
 from skinfood_cli.errors import EXIT_INTERRUPTED
-
+from skinfood_cli.training.config import DEFAULTS, FIELDS, TrainConfig, load_config_file, option_help
 
 # --- train -------------------------------------------------------------------------
 
 
+def _opt(name: str, *flags: str, **kw):
+    """A Typer option whose default and help come from TrainConfig, the one source of both."""
+    return typer.Option(kw.pop("default", DEFAULTS.get(name)), *flags, help=option_help(name), **kw)
+
+
 @command()
 def train(
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Dataset folder: DIR/train + DIR/test "
-                                        "(DermNet), DIR/train + DIR/val, or DIR/<class>/ folders."),
-    name: Optional[str] = typer.Option(None, "--name", help="Run name (default: a timestamp)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Total epochs (default: 10)."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Images per step and process: under torchrun "
-                                   "the global batch is N processes x this."),
-    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate of the head; the backbone gets a tenth. "
-                             "Not scaled with the number of processes."),
-    image_size: int = typer.Option(224, "--image-size", help="Side of the square model input, in pixels."),
-    freeze_epochs: Optional[int] = typer.Option(None, "--freeze-epochs", help="Epochs training the new "
-                                                "head alone first (default: 1, or 0 with --no-pretrained)."),
-    freeze_backbone: bool = typer.Option(False, "--freeze-backbone", help="Train the head only, on backbone "
-                                         "features computed once (fast)."),
-    balance: bool = typer.Option(False, "--balance", help="Weight the loss by inverse class frequency."),
-    patience: int = typer.Option(0, "--patience", help="Stop after N epochs without a better validation "
-                                 "macro-F1 (0: never)."),
-    val_fraction: float = typer.Option(0.15, "--val-fraction", help="Share of train held out for validation "
-                                       "when there is no val/ folder."),
-    seed: int = typer.Option(0, "--seed", help="Seed for the split, initialisation and shuffling."),
-    classes: Optional[str] = typer.Option(None, "--classes", help="Comma-separated class folders to use."),
-    pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained", help="Start from ImageNet weights "
-                                    "(downloaded once)."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="A local torchvision ResNet50 state dict "
-                                           "to start from."),
+    ctx: typer.Context,
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help=option_help("data")),
+    config: Optional[Path] = typer.Option(None, "--config", help="A YAML file of settings (a run's own "
+                                          "config.yaml works); flags given on the command line override it."),
+    name: Optional[str] = _opt("name", "--name"),
+    epochs: Optional[int] = _opt("epochs", "--epochs", default=None),
+    batch_size: int = _opt("batch_size", "--batch-size"),
+    lr: float = _opt("lr", "--lr"),
+    weight_decay: float = _opt("weight_decay", "--weight-decay"),
+    label_smoothing: float = _opt("label_smoothing", "--label-smoothing"),
+    image_size: int = _opt("image_size", "--image-size"),
+    freeze_epochs: Optional[int] = _opt("freeze_epochs", "--freeze-epochs"),
+    freeze_backbone: bool = _opt("freeze_backbone", "--freeze-backbone"),
+    balance: bool = _opt("balance", "--balance"),
+    patience: int = _opt("patience", "--patience"),
+    val_fraction: float = _opt("val_fraction", "--val-fraction"),
+    seed: int = _opt("seed", "--seed"),
+    classes: Optional[str] = _opt("classes", "--classes"),
+    pretrained: bool = _opt("pretrained", "--pretrained/--no-pretrained"),
+    weights: Optional[Path] = _opt("weights", "--weights"),
     precision: Precision = PrecisionOpt,
     device: Optional[str] = DeviceOpt,
-    workers: Optional[int] = typer.Option(None, "--workers", help="Image-decoding processes (default: sized "
-                                          "to the machine)."),
-    strict: bool = typer.Option(False, "--strict", help="Stop on unreadable images instead of skipping them."),
-    sync_bn: bool = typer.Option(False, "--sync-bn", help="Under torchrun on GPUs: BatchNorm statistics over the "
-                                 "global batch (for small per-GPU batches)."),
+    workers: Optional[int] = _opt("workers", "--workers"),
+    strict: bool = _opt("strict", "--strict"),
+    sync_bn: bool = _opt("sync_bn", "--sync-bn"),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run NAME from its last.pt."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary."),
 ):
@@ -63,19 +62,24 @@ def train(
 
         skinfood train --data dermnet/ --classes "Eczema Photos,Psoriasis pictures Lichen Planus and related diseases"
 
+        skinfood train --config runs/earlier/config.yaml --seed 1
+
         skinfood train --resume 20261125-101500
 
-    On several GPUs or machines, the same command under torchrun (see the README):
+    On several GPUs or machines, the same command under torchrun (see docs/distributed.md):
 
         torchrun --nproc-per-node 4 -m skinfood_cli train --data dermnet/
     """
-    from skinfood_cli.training import distributed
-    from skinfood_cli.errors import UsageError
     from skinfood_cli.cli.reporting import RichTrainReporter
-    from skinfood_cli.training.trainer import TrainConfig
-    from skinfood_cli.training.trainer import resume as resume_run
-    from skinfood_cli.training.trainer import train as train_run
+    from skinfood_cli.errors import UsageError
+    from skinfood_cli.training import distributed
+    from skinfood_cli.training import resume as resume_run
+    from skinfood_cli.training import train as train_run
 
+    given = {k: v for k, v in ctx.params.items() if k in FIELDS}
+    given.update(precision=precision.value, data=str(data) if data else None,
+                 weights=str(weights) if weights else None,
+                 classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None)
     reporter = RichTrainReporter(quiet=quiet)
     # Under torchrun the job stays joined until rank 0 has printed (a no-op alone).
     with distributed.session(exiting=True):
@@ -83,22 +87,32 @@ def train(
             if resume:
                 result = resume_run(resume, epochs=epochs, reporter=reporter)
             else:
-                if data is None:
+                settings = _merge_settings(ctx, given, config)
+                if settings.get("data") is None:
                     raise UsageError("--data DIR is required (or --resume NAME to continue a run)")
-                cfg = TrainConfig(
-                    data=str(data), name=name, epochs=10 if epochs is None else epochs, batch_size=batch_size,
-                    lr=lr, image_size=image_size, freeze_epochs=freeze_epochs, freeze_backbone=freeze_backbone,
-                    balance=balance, patience=patience, val_fraction=val_fraction, seed=seed,
-                    classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
-                    pretrained=pretrained, weights=str(weights) if weights else None,
-                    precision=precision.value, device=device, workers=workers, strict=strict, sync_bn=sync_bn)
-                result = train_run(cfg, reporter)
+                result = train_run(TrainConfig(**settings), reporter)
         finally:
             reporter.close()
         if distributed.is_main():
             _print_train_result(result, torchrun=distributed.launched())
     if result.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _merge_settings(ctx: typer.Context, given: dict, config: Optional[Path]) -> dict:
+    """TrainConfig's defaults, then --config FILE, then the flags the user typed."""
+    settings = dict(DEFAULTS)
+    if config is not None:
+        settings.update(load_config_file(config))
+    for key, value in given.items():
+        source = ctx.get_parameter_source(key) if key in ctx.params else None
+        # By name: Typer may carry its own copy of click, whose enum is not click.core's.
+        typed = source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+        if typed or key not in settings or (config is None and value is not None):
+            settings[key] = value
+    if settings.get("epochs") is None:
+        settings["epochs"] = DEFAULTS["epochs"]
+    return settings
 
 
 def _print_train_result(result, torchrun: bool = False) -> None:

@@ -1,1 +1,33 @@
-"""training"""
+"""Training: a run's config, data, schedule, trainer, checkpoints and entry points.
+
+    config.py         TrainConfig (the one source of defaults), Reporter, TrainResult (no torch)
+    prepare.py        discover, pre-scan, split
+    schedule.py       warmup + cosine per phase, with a state_dict
+    strategies.py     how an epoch trains: the whole network, or the head on cached features
+    trainer.py        the Trainer's steps: train_one_epoch, validate, calibrate
+    loop.py           the epochs, best.pt/last.pt, the final calibration
+    checkpointing.py  the checkpoint payload, restore, metrics.csv
+    runs.py           train() and resume()
+    sampling.py, stopping.py, distributed.py: batches, Ctrl-C, torchrun
+
+The light names (TrainConfig, Reporter, TrainResult) import without torch, so the CLI
+can build its options from them; the rest load on first use (PEP 562).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skinfood_cli.training.config import Reporter, TrainConfig, TrainResult
+
+_LAZY = {"train": "runs", "resume": "runs", "Trainer": "trainer", "fit": "loop"}
+
+__all__ = ["Reporter", "TrainConfig", "TrainResult", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"skinfood_cli.training.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'skinfood_cli.training' has no attribute {name!r}")

@@ -1,0 +1,152 @@
+"""A run's settings, its result, and what training tells the person: no torch here.
+
+`TrainConfig` is the one source of training defaults and their help text: the CLI
+builds its options from these fields (`option_help`, `DEFAULTS`), `config.yaml` and
+the checkpoint store them, and `skinfood train --config FILE` reads them back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from skinfood_cli.errors import UsageError
+
+
+def _opt(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run; stored in config.yaml and in the checkpoint."""
+
+    data: str = field(metadata={"help": "Dataset folder: DIR/train + DIR/test (DermNet), DIR/train + DIR/val, "
+                                        "or DIR/<class>/ folders."})
+    name: str | None = _opt(None, "Run name (default: a timestamp).")
+    epochs: int = _opt(10, "Total epochs (default: 10).")
+    batch_size: int = _opt(32, "Images per step and process: under torchrun the global batch is N processes x this.")
+    lr: float = _opt(1e-3, "Peak learning rate of the head; the backbone gets a tenth when pretrained. "
+                           "Not scaled with the number of processes.")
+    weight_decay: float = _opt(0.01, "AdamW weight decay.")
+    label_smoothing: float = _opt(0.1, "Label smoothing of the cross-entropy loss.")
+    # None: 1 with pretrained weights, 0 from scratch
+    freeze_epochs: int | None = _opt(None, "Epochs training the new head alone first (default: 1, or 0 with "
+                                           "--no-pretrained).")
+    freeze_backbone: bool = _opt(False, "Train the head only, on backbone features computed once (fast).")
+    balance: bool = _opt(False, "Weight the loss by inverse class frequency.")
+    patience: int = _opt(0, "Stop after N epochs without a better validation macro-F1 (0: never).")
+    image_size: int = _opt(224, "Side of the square model input, in pixels.")
+    val_fraction: float = _opt(0.15, "Share of train held out for validation when there is no val/ folder.")
+    seed: int = _opt(0, "Seed for the split, initialisation and shuffling.")
+    classes: list[str] | None = _opt(None, "Comma-separated class folders to use.")
+    pretrained: bool = _opt(True, "Start from ImageNet weights (downloaded once).")
+    weights: str | None = _opt(None, "A local torchvision ResNet50 state dict to start from.")
+    precision: str = _opt("auto", "Numeric precision.")
+    device: str | None = _opt(None, "Device: auto, cpu, cuda, cuda:N or mps.")
+    workers: int | None = _opt(None, "Image-decoding processes (default: sized to the machine).")
+    strict: bool = _opt(False, "Stop on unreadable images instead of skipping them.")
+    # torchrun on GPUs: BatchNorm statistics over the global batch
+    sync_bn: bool = _opt(False, "Under torchrun on GPUs: BatchNorm statistics over the global batch "
+                                "(for small per-GPU batches).")
+
+    def check(self) -> None:
+        if self.epochs < 1:
+            raise UsageError("--epochs must be at least 1")
+        if self.batch_size < 2:
+            raise UsageError("--batch-size must be at least 2 (BatchNorm needs two images)")
+        if not 0 < self.lr < 1:
+            raise UsageError("--lr must be between 0 and 1")
+        if not 0 <= self.val_fraction < 1:
+            raise UsageError("--val-fraction must be in [0, 1)")
+        if self.image_size < 32:
+            raise UsageError("--image-size must be at least 32")
+        if self.freeze_epochs is not None and self.freeze_epochs < 0:
+            raise UsageError("--freeze-epochs must be 0 or more")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+DEFAULTS: dict[str, Any] = {name: f.default for name, f in FIELDS.items() if f.default is not MISSING}
+
+
+def option_help(name: str) -> str:
+    """The help text of setting `name` (the CLI shows the default beside it)."""
+    return str(FIELDS[name].metadata["help"])
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Settings from a YAML file (a run's own config.yaml works): known keys only.
+
+    Keys a run writes beside its settings (versions, counts) are ignored; a key that is
+    neither is refused, so a typo doesn't pass silently.
+
+    Raises:
+        UsageError: unreadable file, not a mapping, unknown keys or wrong types.
+    """
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"could not read --config {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UsageError(f"--config {path} must be a mapping of settings (like a run's config.yaml)")
+    unknown = sorted(k for k in raw if k not in FIELDS and k not in RUN_RECORD_KEYS)
+    if unknown:
+        raise UsageError(f"--config {path}: unknown setting(s) {', '.join(map(str, unknown))}; "
+                         f"known: {', '.join(FIELDS)}")
+    settings = {k: v for k, v in raw.items() if k in FIELDS}
+    for key, value in settings.items():
+        default = FIELDS[key].default
+        kind = type(default) if default not in (MISSING, None) else None
+        if value is not None and kind is not None and not _fits(value, kind):
+            raise UsageError(f"--config {path}: {key} should be {kind.__name__}, not {value!r}")
+    if isinstance(settings.get("classes"), str):
+        settings["classes"] = [c.strip() for c in settings["classes"].split(",") if c.strip()]
+    return settings
+
+
+def _fits(value: Any, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+# What `_write_run_files` adds to config.yaml beside the settings.
+RUN_RECORD_KEYS = {"weights_source", "skinfood_version", "torch_version", "layout", "num_train", "num_val",
+                   "world_size", "global_batch_size"}
+
+
+class Reporter:
+    """What training tells the person at the terminal; the CLI draws it with Rich."""
+
+    def message(self, text: str) -> None: ...
+    def scan(self, done: int, total: int) -> None: ...
+    def skipped(self, items: list[tuple[str, str]]) -> None: ...
+    def epoch_start(self, epoch: int, epochs: int, steps: int, phase: str) -> None: ...
+    def step(self, step: int, steps: int, loss: float, acc: float, images_per_s: float) -> None: ...
+    def epoch_end(self, row: dict) -> None: ...
+    def warning(self, text: str) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_path: Path
+    last_path: Path
+    history: list[dict]
+    best: dict | None
+    interrupted: bool = False
+    temperature: float = 1.0
+    threshold: float = 0.5
+    skipped: list[tuple[str, str]] = field(default_factory=list)

@@ -1,0 +1,108 @@
+"""The epoch loop: train, validate, keep best.pt and last.pt, stop cleanly; then calibrate."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+
+from skinfood_cli.checkpoint import load_checkpoint, save_checkpoint
+from skinfood_cli.training import distributed
+from skinfood_cli.training.checkpointing import build_payload, save_last, write_metrics
+from skinfood_cli.training.config import TrainResult
+from skinfood_cli.training.stopping import StopFlag
+from skinfood_cli.training.trainer import Trainer, best_row
+
+
+def fit(trainer: Trainer) -> TrainResult:
+    """Run epochs until done, early-stopped, or interrupted; then calibrate best.pt.
+
+    Under torchrun every rank runs this loop; only rank 0 writes files.
+    """
+    cfg, st = trainer.cfg, trainer.state
+    run_dir = trainer.run_dir
+    writer = distributed.is_main()
+    if writer:
+        _warn_if_short_of_room(trainer)
+    with StopFlag() as stop:
+        while st.epoch < cfg.epochs:
+            t0 = time.perf_counter()
+            train_metrics = trainer.strategy.train_epoch(trainer, stop)
+            val = trainer.validate(stop) if train_metrics is not None else None
+            if train_metrics is None or val is None:
+                if writer:
+                    with stop.saving():
+                        save_last(trainer)
+                return TrainResult(run_dir, run_dir / "best.pt", run_dir / "last.pt", st.history,
+                                   best_row(st), interrupted=True)
+            row = {"epoch": st.epoch + 1, "phase": "head" if st.epoch < trainer.freeze_epochs else "full",
+                   "lr": trainer.optimizer.param_groups[-1]["lr"], **train_metrics, **val,
+                   "seconds": time.perf_counter() - t0}
+            st.history.append(row)
+            score = val["val_macro_f1"] if not math.isnan(val["val_macro_f1"]) else train_metrics["train_acc"]
+            improved = score > st.best_score
+            if improved:
+                st.best_score, st.best_epoch, st.stale_epochs = score, st.epoch, 0
+            else:
+                st.stale_epochs += 1
+            st.epoch += 1
+            st.batch = 0
+            st.partial = {}
+            if writer:
+                with stop.saving():
+                    if improved:
+                        save_checkpoint(build_payload(trainer, resumable=False), run_dir / "best.pt")
+                    save_last(trainer)
+                    write_metrics(run_dir, st.history)
+            trainer.reporter.epoch_end({**row, "best": improved})
+            if cfg.patience and st.stale_epochs >= cfg.patience:
+                trainer.reporter.message(
+                    f"early stop: validation macro-F1 has not improved for {cfg.patience} epochs")
+                break
+    return _finish(trainer)
+
+
+def _finish(trainer: Trainer) -> TrainResult:
+    """Fit the temperature and threshold on validation for best.pt's weights.
+
+    Under torchrun rank 0 does it alone, on the whole validation split (one
+    pass, no collective); the other ranks return and wait for it at the end of
+    the session.
+    """
+    run_dir = trainer.run_dir
+    if not distributed.is_main():
+        return TrainResult(run_dir, run_dir / "best.pt", run_dir / "last.pt", trainer.state.history,
+                           best_row(trainer.state), skipped=trainer.ds.skipped)
+    best = load_checkpoint(run_dir / "best.pt")
+    trainer.model.load_state_dict(best["state_dict"])
+    temperature, threshold = trainer.calibrate()
+    best["temperature"], best["threshold"] = temperature, threshold
+    save_checkpoint(best, run_dir / "best.pt")
+    return TrainResult(run_dir, run_dir / "best.pt", run_dir / "last.pt", trainer.state.history,
+                       best_row(trainer.state), temperature=temperature, threshold=threshold,
+                       skipped=trainer.ds.skipped)
+
+
+def checkpoint_bytes(model, head_only: bool = False) -> int:
+    """The most a run's checkpoints take at once: best.pt (the weights), last.pt (the weights and
+    AdamW's two moments of what it trains: the head alone with --freeze-backbone) and a second
+    last.pt while its next version is written atomically."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    trained = model.fc.parameters() if head_only else model.parameters()
+    last = weights + 2 * sum(p.numel() * p.element_size() for p in trained)
+    return weights + 2 * last
+
+
+def _warn_if_short_of_room(trainer: Trainer) -> None:
+    """Say before the first epoch, not after it, that the checkpoints won't fit on the disk."""
+    run_dir = trainer.run_dir
+    have = sum(p.stat().st_size for p in run_dir.glob("*.pt"))  # a resumed run replaces its own files
+    need = checkpoint_bytes(trainer.model, head_only=trainer.cfg.freeze_backbone) - have
+    free = shutil.disk_usage(run_dir).free
+    if free < need:
+        trainer.reporter.warning(
+            f"{free / 1e6:.0f} MB free on the disk of {run_dir}, and this run's checkpoints need about "
+            f"{need / 1e6:.0f} MB: saving will fail with 'No space left on device' (delete old runs, "
+            "see `skinfood models`, or set SKINFOOD_HOME to a bigger disk)")
+
+
