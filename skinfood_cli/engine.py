@@ -1,7 +1,10 @@
 """The streaming inference engine shared by predict, evaluate, explain and serve.
 
     paths -> DataLoader (workers decode ahead) -> batches (B, 3, S, S)
-          -> model under inference_mode + autocast, channels_last -> logits (B, K)
+          -> the backend's Runner (a checkpoint under autocast, an ONNX session, ...) -> logits (B, K)
+
+The engine knows no file format: `backends` loads the model and places it on a
+device, and the engine streams batches through whatever it placed.
 
 Only a few batches are in flight at a time, so memory stays flat however many
 photos a folder holds. A photo that fails to load becomes an error result in its
@@ -11,92 +14,19 @@ place; the rest of its batch goes on. Results come out in input order.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
+import signal
+from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+import numpy as np
+import torch
+
+from skinfood_cli.backends import DEFAULT_THRESHOLD, LoadedModel, load_model
+from skinfood_cli.data.images import load_image
 from skinfood_cli.errors import ImageError
+from skinfood_cli.model import resolve_device
 
-DEFAULT_THRESHOLD = 0.5
-
-
-@dataclass
-class LoadedModel:
-    """A checkpoint made ready to run: the network plus its preprocessing recipe."""
-
-    path: Path
-    module: object  # torch.nn.Module, on the CPU in eval mode
-    classes: list[str]
-    image_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    temperature: float = 1.0
-    threshold: float = DEFAULT_THRESHOLD
-    meta: dict = field(default_factory=dict)
-    # "torch" (a checkpoint), "onnx" (module is an `onnx_model.OnnxRunner`) or
-    # "torchscript" (a frozen ScriptModule, fp32 or x86 int8): exported files fix
-    # their own arithmetic and carry no gradients.
-    backend: str = "torch"
-
-    @property
-    def run_name(self) -> str:
-        return self.meta.get("run_name") or self.path.parent.name
-
-
-def load_model(path: str | os.PathLike) -> LoadedModel:
-    """Load a validated checkpoint (see `checkpoint.load_checkpoint`), or an exported file."""
-    from skinfood_cli.checkpoint import load_checkpoint, metadata, model_from_checkpoint
-
-    path = Path(path)
-    if path.suffix.lower() == ".onnx":
-        from skinfood_cli.backends.onnx import load_onnx_model
-
-        return load_onnx_model(path)
-    if path.suffix.lower() == ".torchscript":
-        from skinfood_cli.backends.torchscript import load_torchscript_model
-
-        return load_torchscript_model(path)
-    ckpt = load_checkpoint(path)
-    module = model_from_checkpoint(ckpt)
-    meta = metadata(ckpt)
-    return LoadedModel(
-        path=path,
-        module=module,
-        classes=list(ckpt["classes"]),
-        image_size=int(ckpt["image_size"]),
-        mean=tuple(ckpt["mean"]),
-        std=tuple(ckpt["std"]),
-        temperature=float(ckpt.get("temperature", 1.0)),
-        threshold=float(ckpt.get("threshold", DEFAULT_THRESHOLD)),
-        meta=meta,
-    )
-
-
-def loaded_from_metadata(path: Path, module, meta: dict, *, backend: str,
-                         probabilities_out: bool = False) -> LoadedModel:
-    """An exported file's module and metadata -> `LoadedModel`, or a ModelError saying what's missing."""
-    from skinfood_cli.errors import ModelError
-
-    try:
-        classes = [str(c) for c in meta["classes"]]
-        image_size = int(meta["image_size"])
-        mean, std = tuple(float(v) for v in meta["mean"]), tuple(float(v) for v in meta["std"])
-    except (KeyError, TypeError, ValueError):
-        raise ModelError(f"{path}: its metadata lacks valid classes/image_size/mean/std") from None
-    return LoadedModel(
-        path=path,
-        module=module,
-        classes=classes,
-        image_size=image_size,
-        mean=mean,
-        std=std,
-        # A graph with the tempered softmax built in needs no second temperature.
-        temperature=1.0 if probabilities_out else float(meta.get("temperature", 1.0)),
-        threshold=float(meta.get("threshold", DEFAULT_THRESHOLD)),
-        meta={**meta, "run_name": meta.get("run"), "backend": backend},
-        backend=backend,
-    )
-
+__all__ = ["DEFAULT_THRESHOLD", "Engine", "LoadedModel", "Result", "load_model", "softmax"]
 
 @dataclass
 class Result:
@@ -128,14 +58,10 @@ class _PathDataset:
 
 
 def load_image_for_model(path: str, image_size: int):
-    from skinfood_cli.data.images import load_image
-
     return load_image(path, draft_size=image_size)
 
 
 def _collate(items):
-    import torch
-
     indices = [i for i, t, _ in items if t is not None]
     tensors = [t for _, t, _ in items if t is not None]
     errors = [(i, e) for i, t, e in items if t is None]
@@ -143,11 +69,9 @@ def _collate(items):
     return indices, batch, errors
 
 
-def _ignore_sigint(_worker_id: int) -> None:
+def ignore_sigint(_worker_id: int) -> None:
     # Ctrl-C is the main process's to handle; a worker dying of it mid-batch
     # would turn a clean interruption into a "worker exited unexpectedly" error.
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -178,65 +102,23 @@ class Engine:
         batch_size: int = 32,
         workers: int | None = None,
     ):
-        import torch
-
-        from skinfood_cli.data.dataset import eval_transform, pixel_transform
-        from skinfood_cli.model import Precision, resolve_device, resolve_precision
-
         self.model = model
-        self.device = resolve_device(device)
         self.batch_size = max(1, int(batch_size))
         self.workers = workers
-        if model.backend == "onnx":
-            from skinfood_cli.backends.onnx import UINT8_NHWC, create_session
+        backend = model.backend
+        if backend is None:
+            raise ValueError("a LoadedModel must come from a backend (backends.load_model)")
+        self.runner = backend.place(model, resolve_device(device), device, precision)
+        self.device, self.precision, self.transform = self.runner.device, self.runner.precision, self.runner.transform
+        self.module = self.runner.module
 
-            if self.device.type == "cuda":
-                model.module.session = create_session(model.path, self.device)
-            if model.module.session.get_providers()[0] != "CUDAExecutionProvider":
-                # The CPU build of onnxruntime (or MPS asked for): it runs on the CPU.
-                self.device = torch.device("cpu")
-            # The file fixes its own arithmetic (fp32, or int8 when quantised).
-            self.precision = Precision(model.meta.get("precision", "fp32"), None)
-            self.module = model.module
-            self.transform = (pixel_transform(model.image_size) if model.module.input_kind == UINT8_NHWC
-                              else eval_transform(model.image_size, model.mean, model.std))
-            return
-        self.transform = eval_transform(model.image_size, model.mean, model.std)
-        if model.backend == "torchscript":
-            self.precision = Precision(model.meta.get("precision", "fp32"), None)
-            self.module = self._place_torchscript(device)
-            return
-        self.precision = resolve_precision(precision, self.device)
-        # BN folded into the convolutions, and channels_last, which lets oneDNN /
-        # cuDNN pick their fastest convolution kernels.
-        from skinfood_cli.model import fold_batchnorm
+    @property
+    def supports_gradients(self) -> bool:
+        return self.model.supports_gradients
 
-        self.module = fold_batchnorm(model.module.eval()).to(self.device, memory_format=torch.channels_last)
-
-    def _place_torchscript(self, device_spec: str | None):
-        """The file's module on this engine's device: int8 runs on the CPU only."""
-        import torch
-
-        from skinfood_cli.errors import UsageError
-        from skinfood_cli.model import DEVICE_ENV
-
-        if self.precision.name == "int8":
-            from skinfood_cli.backends.quantize import use_engine
-
-            if self.device.type != "cpu":
-                spec = (device_spec or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
-                if spec != "auto":
-                    raise UsageError(f"{self.model.path.name} is int8 for x86 CPUs: run it with --device cpu, "
-                                     "or use the .pt checkpoint on the GPU")
-                self.device = torch.device("cpu")
-            use_engine()
-            return self.model.module
-        if self.device.type == "cpu":
-            return self.model.module
-        from skinfood_cli.backends.torchscript import load_module
-
-        # Freezing turned the weights into graph constants: only map_location moves them.
-        return load_module(self.model.path, self.device)
+    def example_input(self, n: int):
+        """A batch of n zero images in the runner's input layout."""
+        return self.runner.example_input(n, self.model.image_size)
 
     @property
     def classes(self) -> list[str]:
@@ -244,21 +126,10 @@ class Engine:
 
     def forward(self, batch):
         """Logits (B, K) as float32 on the CPU for a preprocessed batch (B, 3, S, S)."""
-        import torch
-
-        if self.model.backend == "onnx":
-            return self.module.forward(batch)
-        if self.model.backend == "torchscript":
-            with torch.inference_mode():
-                return self.module(batch.to(self.device, non_blocking=True)).float().cpu()
-        with torch.inference_mode(), self.precision.autocast(self.device):
-            batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            return self.module(batch).float().cpu()
+        return self.runner.forward(batch)
 
     def run_paths(self, paths: Iterable[str]) -> Iterator[Result]:
         """Stream results for `paths`, in order."""
-        import torch
-
         paths = [str(p) for p in paths]
         if not paths:
             return
@@ -271,7 +142,7 @@ class Engine:
             num_workers=workers,
             collate_fn=_collate,
             pin_memory=self.device.type == "cuda",
-            worker_init_fn=_ignore_sigint if workers else None,
+            worker_init_fn=ignore_sigint if workers else None,
             prefetch_factor=2 if workers else None,
             persistent_workers=False,
         )
@@ -282,10 +153,8 @@ class Engine:
             for i in sorted(out):
                 yield out[i]
 
-    def run_images(self, images: list) -> "object":
+    def run_images(self, images: list) -> np.ndarray:
         """Logits (N, K) numpy for already-loaded RGB PIL images (serve, explain)."""
-        import torch
-
         batch = torch.stack([self.transform(img) for img in images])
         return self.forward(batch).numpy()
 
@@ -295,8 +164,6 @@ class Engine:
 
 
 def softmax(logits, temperature: float = 1.0):
-    import numpy as np
-
     z = np.asarray(logits, dtype=np.float64) / max(temperature, 1e-6)
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)

@@ -43,7 +43,7 @@ def grad_cam(engine, image, target: int | None = None) -> GradCam:
     import torch
     import torch.nn.functional as F
 
-    if engine.model.backend != "torch":
+    if not engine.supports_gradients:
         from skinfood_cli.errors import UsageError
 
         raise UsageError("explain needs the PyTorch checkpoint (.pt): Grad-CAM needs gradients, "

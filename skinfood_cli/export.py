@@ -16,20 +16,27 @@ runtimes that can't read custom metadata (onnxruntime-web).
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
-import tempfile
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from skinfood_cli import __version__
-from skinfood_cli.errors import EXIT_SOME_FAILED, MissingExtraError, SkinfoodError, UsageError
-from skinfood_cli.backends.onnx import EXPORT_INSTALL, FLOAT_NCHW, ONNX_FORMAT, UINT8_NHWC
-from skinfood_cli.backends.torchscript import METADATA_FILE, TORCHSCRIPT_FORMAT
+import torch
+
+from skinfood_cli.backends import LoadedModel, is_exported, load_model
+from skinfood_cli.backends.metadata import export_metadata
+from skinfood_cli.backends.onnx import EXPORT_INSTALL, ONNX_FORMAT
+from skinfood_cli.backends.torchscript import TORCHSCRIPT_FORMAT
+from skinfood_cli.data.images import load_image
+from skinfood_cli.errors import (
+    EXIT_SOME_FAILED,
+    MissingExtraError,
+    SkinfoodError,
+    UsageError,
+)
+from skinfood_cli.weights import sha256_of
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 18  # loads in ONNX Runtime >= 1.14 and onnxruntime-web
@@ -101,8 +108,6 @@ def export_model(
         UsageError: options that don't fit (preprocessing in TorchScript, an exported file as input).
         SkinfoodError (exit 1): the export does not match PyTorch.
     """
-    from skinfood_cli.engine import load_model
-
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}: choose {' or '.join(FORMATS)}")
@@ -110,8 +115,8 @@ def export_model(
         raise UsageError("--with-preprocessing is for ONNX; drop it or use --format onnx")
     if batch is not None and batch < 1:
         raise UsageError("--batch must be at least 1")
-    suffix = Path(model_path).suffix.lower()
-    if suffix in (".onnx", ".torchscript"):
+    if is_exported(model_path):
+        suffix = Path(model_path).suffix.lower()
         raise UsageError(f"export starts from a PyTorch checkpoint (.pt), not a {suffix} file")
     if fmt == "onnx":
         require_export_extra()
@@ -121,7 +126,8 @@ def export_model(
         require_quantization()
     started = time.perf_counter()
     loaded = load_model(model_path)
-    meta = build_metadata(loaded, book, with_preprocessing=with_preprocessing, batch=batch)
+    meta = export_metadata(loaded, book, file_format=ONNX_FORMAT, with_preprocessing=with_preprocessing,
+                           batch=batch)
     output = Path(output) if output else default_output(loaded.path, fmt, int8)
     output.parent.mkdir(parents=True, exist_ok=True)
     photos = verification_photos(loaded, verify_images)
@@ -136,20 +142,25 @@ def export_model(
             meta.update(quantized_engine=ENGINE, activation_bits=activation_bits())
             log(f"quantising to int8 (PyTorch FX, {ENGINE} kernels, per-channel) on {len(cal)} calibration photos")
         log(f"tracing to TorchScript: {output}")
-        _export_torchscript(loaded, output, meta, cal)
+        from skinfood_cli.backends.torchscript_writer import write_torchscript
+
+        write_torchscript(loaded, output, meta, None if cal is None else _calibration_batches(loaded, cal))
         log(f"verifying against PyTorch fp32 on {photos.count} {photos.source}")
         result = _finish(output, meta["precision"], meta, verify(loaded, output, photos, int8=int8), None)
     else:
         target = fp32_companion(output) if int8 else output
         log(f"exporting with torch.onnx (dynamo), opset {opset}: {target}")
-        _export_onnx(loaded, target, meta, opset=opset, batch=batch, with_preprocessing=with_preprocessing)
+        from skinfood_cli.backends.onnx_writer import quantize_onnx, write_onnx
+
+        write_onnx(loaded, target, meta, opset=opset, batch=batch, with_preprocessing=with_preprocessing)
         log(f"verifying against PyTorch fp32 on {photos.count} {photos.source}")
         fp32 = _finish(target, "fp32", meta, verify(loaded, target, photos, int8=False), None)
         result = fp32
         if int8 and fp32.verification.passed:
             cal = calibration_photos(loaded, calibration, calibration_images)
             log(f"quantising to int8 (QDQ, per-channel) on {len(cal)} calibration photos: {output}")
-            _quantize(target, output, loaded, cal, {**meta, "precision": "int8"})
+            quantize_onnx(target, output, lambda transform: _photo_batches(transform, cal, loaded.image_size),
+                          {**meta, "precision": "int8"})
             log(f"verifying int8 against PyTorch fp32 on {photos.count} {photos.source}")
             result = _finish(output, "int8", {**meta, "precision": "int8"},
                              verify(loaded, output, photos, int8=True), fp32)
@@ -187,57 +198,7 @@ def fp32_companion(int8_path: Path) -> Path:
     return int8_path.with_name(int8_path.stem + ".fp32.onnx")
 
 
-def build_metadata(loaded, book, *, with_preprocessing: bool, batch: int | None) -> dict:
-    """Everything a consumer needs to feed the file and read its answer."""
-    display = {}
-    for lang in ("en", "ko"):
-        names = []
-        for c in loaded.classes:
-            entry = book.get(c, lang) if book is not None else None
-            names.append(entry.name if entry else c)
-        display[lang] = names
-    data = loaded.meta.get("data") or {}
-    return {
-        "format": ONNX_FORMAT,
-        "format_version": 1,
-        "classes": list(loaded.classes),
-        "display_names": display,
-        "image_size": loaded.image_size,
-        "resize": f"squash to {loaded.image_size}x{loaded.image_size}, bilinear (aspect ratio not kept)",
-        "channel_order": "RGB",
-        "input": UINT8_NHWC if with_preprocessing else FLOAT_NCHW,
-        "input_layout": "NHWC uint8 0-255" if with_preprocessing else "NCHW float32, (x/255 - mean)/std",
-        "mean": list(loaded.mean),
-        "std": list(loaded.std),
-        "output": "probabilities" if with_preprocessing else "logits",
-        "temperature": loaded.temperature,
-        "threshold": loaded.threshold,
-        "batch": batch if batch is not None else "dynamic",
-        "precision": "fp32",
-        "skinfood_version": __version__,
-        "run": loaded.run_name,
-        "metrics": loaded.meta.get("metrics") or {},
-        "data": {k: data.get(k) for k in ("root", "layout", "val_source") if k in data},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-
-
-def _set_metadata(path: Path, meta: dict) -> None:
-    import onnx
-
-    model = onnx.load(str(path))
-    del model.metadata_props[:]
-    for key, value in meta.items():
-        prop = model.metadata_props.add()
-        prop.key, prop.value = key, json.dumps(value, ensure_ascii=False)
-    model.producer_name, model.producer_version = "skinfood", __version__
-    onnx.save(model, str(path))
-    onnx.checker.check_model(str(path))
-
-
 def _finish(path: Path, precision: str, meta: dict, verification: Verification, fp32) -> ExportResult:
-    from skinfood_cli.weights import sha256_of
-
     sha = sha256_of(path)
     sidecar = None
     if path.suffix == ".onnx":
@@ -248,97 +209,6 @@ def _finish(path: Path, precision: str, meta: dict, verification: Verification, 
     return ExportResult(path=path, format=path.suffix.lstrip("."), precision=precision,
                         size_bytes=path.stat().st_size, sha256=sha, sidecar=sidecar,
                         verification=verification, fp32=fp32)
-
-
-# --- the exporters ------------------------------------------------------------------
-
-
-def _export_module(loaded, with_preprocessing: bool):
-    """The fp32 network, optionally wrapped to take uint8 pixels and return probabilities."""
-    import torch
-
-    net = loaded.module.eval().float()
-    if not with_preprocessing:
-        return net
-
-    class WithPreprocessing(torch.nn.Module):
-        # (B, S, S, 3) uint8 RGB -> (B, K) probabilities: ToTensor, Normalize and
-        # the calibrated softmax(logits / T), so an app needs no maths of its own.
-        def __init__(self):
-            super().__init__()
-            self.net = net
-            self.register_buffer("mean", torch.tensor(loaded.mean).view(1, 3, 1, 1) * 255.0)
-            self.register_buffer("std", torch.tensor(loaded.std).view(1, 3, 1, 1) * 255.0)
-            self.temperature = float(loaded.temperature)
-
-        def forward(self, pixels):
-            x = pixels.permute(0, 3, 1, 2).float()
-            x = (x - self.mean) / self.std
-            return torch.softmax(self.net(x) / self.temperature, dim=-1)
-
-    return WithPreprocessing().eval()
-
-
-def _example_input(loaded, with_preprocessing: bool, batch: int | None):
-    import torch
-
-    n, s = batch or 2, loaded.image_size  # dynamic export traces with >= 2 so batch isn't baked in as 1
-    if with_preprocessing:
-        return torch.randint(0, 256, (n, s, s, 3), dtype=torch.uint8)
-    return torch.randn(n, 3, s, s)
-
-
-def _export_onnx(loaded, path: Path, meta: dict, *, opset: int, batch: int | None, with_preprocessing: bool) -> None:
-    import torch
-
-    module = _export_module(loaded, with_preprocessing)
-    example = _example_input(loaded, with_preprocessing, batch)
-    arg = "pixels" if with_preprocessing else "x"
-    dynamic = None if batch is not None else {arg: {0: torch.export.Dim("batch", min=1, max=4096)}}
-    # The exporter narrates on stdout and warns on stderr; the CLI's stdout is
-    # for data, so both are kept and shown only if the export fails.
-    chatter = io.StringIO()
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module, (example,), str(path), dynamo=True, external_data=False, opset_version=opset,
-                input_names=["pixels" if with_preprocessing else "input"],
-                output_names=["probabilities" if with_preprocessing else "logits"],
-                dynamic_shapes=dynamic, optimize=True,
-            )
-    except Exception as exc:
-        last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
-        raise SkinfoodError(f"torch.onnx.export failed: {last[:300]} (run with --debug for details)",
-                            exit_code=EXIT_SOME_FAILED) from exc
-    if path.with_name(path.name + ".data").exists():  # should not happen with external_data=False
-        raise SkinfoodError(f"the exporter wrote external data beside {path}; expected one file",
-                            exit_code=EXIT_SOME_FAILED)
-    _set_metadata(path, meta)
-
-
-def _export_torchscript(loaded, path: Path, meta: dict, calibration: list[str] | None = None) -> None:
-    """Trace and freeze the fp32 network, or its int8 version calibrated on `calibration` photos."""
-    import torch
-
-    module = _export_module(loaded, False)
-    if calibration is not None:
-        from skinfood_cli.data.dataset import eval_transform
-        from skinfood_cli.backends.quantize import quantize_module
-
-        transform = eval_transform(loaded.image_size, loaded.mean, loaded.std)
-        module = quantize_module(module, _calibration_batches(transform, calibration, loaded.image_size),
-                                 _example_input(loaded, False, None))
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # TorchScript's deprecation notice: the README says it
-        traced = torch.jit.trace(module, _example_input(loaded, False, None))
-        traced = torch.jit.freeze(traced.eval())
-    extra = {METADATA_FILE: json.dumps(meta, ensure_ascii=False)}
-    tmp = path.with_name(f".{path.name}.tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.save is deprecated": said in the README
-        torch.jit.save(traced, str(tmp), _extra_files=extra)
-    os.replace(tmp, path)
 
 
 # --- int8 --------------------------------------------------------------------------
@@ -369,25 +239,15 @@ def _spread(items: list, limit: int) -> list:
     return [items[int(i * step)] for i in range(limit)]
 
 
-class _CalibrationReader:
-    """Feeds ONNX Runtime's calibrator the exact arrays the fp32 file's engine feeds its session."""
+def _calibration_batches(loaded: LoadedModel, paths: list[str]):
+    """The calibration photos preprocessed as the checkpoint's own engine does."""
+    from skinfood_cli.data.dataset import eval_transform
 
-    def __init__(self, engine, paths: list[str], input_name: str):
-        self.engine, self.paths, self.input_name = engine, paths, input_name
-        self.rewind()
-
-    def get_next(self):
-        batch = next(self._batches, None)
-        return None if batch is None else {self.input_name: self.engine.module.input_array(batch)}
-
-    def rewind(self):
-        self._batches = _calibration_batches(self.engine.transform, self.paths, self.engine.model.image_size)
+    return _photo_batches(eval_transform(loaded.image_size, loaded.mean, loaded.std), paths, loaded.image_size)
 
 
-def _calibration_batches(transform, paths: list[str], image_size: int):
-    """Batches of the calibration photos, preprocessed by `transform` as predict does."""
-    import torch
-
+def _photo_batches(transform, paths: list[str], image_size: int):
+    """Batches of the photos, preprocessed by `transform` as predict does."""
     for images in _readable_chunks(paths, image_size):
         yield torch.stack([transform(img) for img in images])
 
@@ -397,8 +257,6 @@ def _readable_chunks(paths: list[str], image_size: int, size: int = 16):
 
     Unreadable photos are left out; a chunk with none left is skipped.
     """
-    from skinfood_cli.data.images import load_image
-
     for i in range(0, len(paths), size):
         images = []
         for p in paths[i: i + size]:
@@ -406,36 +264,6 @@ def _readable_chunks(paths: list[str], image_size: int, size: int = 16):
                 images.append(load_image(p, draft_size=image_size))
         if images:
             yield images
-
-
-def _quantize(fp32_path: Path, output: Path, loaded, photos: list[str], meta: dict) -> None:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from skinfood_cli.engine import Engine, load_model
-
-    engine = Engine(load_model(fp32_path), device="cpu")
-    # Beside the output, not in /tmp: a rename from a tmpfs /tmp into the home folder fails (EXDEV).
-    with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # Shape inference + graph optimisation first, as ORT's docs advise:
-            # quantising after BN folding and fusion gives better int8 kernels.
-            quant_pre_process(str(fp32_path), str(prepared))
-            reader = _CalibrationReader(engine, photos, engine.module.input_name)
-            quantize_static(
-                str(prepared), str(Path(tmp) / "int8.onnx"), reader,
-                quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
-                # Convolutions, the head and residual adds: where the time is. The
-                # input normalisation and softmax stay fp32.
-                op_types_to_quantize=["Conv", "Gemm", "MatMul", "Add", "MaxPool", "GlobalAveragePool"],
-                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
-            )
-        os.replace(Path(tmp) / "int8.onnx", output)
-    _set_metadata(output, meta)
 
 
 # --- verification ------------------------------------------------------------------
@@ -504,7 +332,7 @@ def verify(loaded, path: Path, photos: _Photos, *, int8: bool) -> Verification:
 
 def _file_runner(path: Path):
     """Calibrated probabilities from an exported file, run by the same engine predict uses."""
-    from skinfood_cli.engine import Engine, load_model
+    from skinfood_cli.engine import Engine
 
     engine = Engine(load_model(path), device="cpu")
     return lambda images: engine.probabilities(engine.run_images(images))

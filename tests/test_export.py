@@ -71,7 +71,7 @@ def test_fp32_file_is_valid_self_contained_and_carries_its_metadata(exported, tr
     assert meta["image_size"] == 96 and meta["channel_order"] == "RGB"
     assert len(meta["mean"]) == 3 and len(meta["std"]) == 3
     assert meta["temperature"] == pytest.approx(trained.temperature)
-    assert meta["run"] == trained.run_dir.name and "val_macro_f1" in str(meta["metrics"])
+    assert meta["run_name"] == trained.run_dir.name and "val_macro_f1" in str(meta["metrics"])
     assert meta["precision"] == "fp32" and meta["input"] == "float_nchw"
     sidecar = json.loads(path.with_name("m.onnx.json").read_text())
     from skinfood_cli.weights import sha256_of

@@ -14,14 +14,16 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from skinfood_cli.backends.base import Backend, LoadedModel, Runner
+from skinfood_cli.backends.metadata import FLOAT_NCHW, UINT8_NHWC, loaded_from_metadata
+from skinfood_cli.data.dataset import eval_transform, pixel_transform
 from skinfood_cli.errors import MissingExtraError, ModelError, first_line
+from skinfood_cli.model import Precision
 
 ONNX_FORMAT = "skinfood-onnx"
-# Inputs an exported graph can take (metadata key "input"):
-#   float_nchw: (B, 3, S, S) float32, resized and normalised (the checkpoint's own input)
-#   uint8_nhwc: (B, S, S, 3) uint8 RGB pixels, resized only (`--with-preprocessing`)
-FLOAT_NCHW = "float_nchw"
-UINT8_NHWC = "uint8_nhwc"
 EXPORT_INSTALL = 'pip install "skinfood[export]"'
 
 
@@ -71,17 +73,12 @@ class OnnxRunner:
 
     def input_array(self, batch):
         """The engine's (B, 3, S, S) tensor as the array the graph takes."""
-        import numpy as np
-
         x = batch.cpu()
         if self.input_kind == UINT8_NHWC:
             x = x.permute(0, 2, 3, 1)  # (B, 3, S, S) -> (B, S, S, 3)
         return np.ascontiguousarray(x.numpy())
 
     def forward(self, batch):
-        import numpy as np
-        import torch
-
         out = self._run(self.input_array(batch)).astype(np.float32)
         if self.outputs_probabilities:
             # The graph already applied softmax(logits / T): its log is a logit vector
@@ -89,11 +86,8 @@ class OnnxRunner:
             out = np.log(np.clip(out, 1e-30, None))
         return torch.from_numpy(out)
 
-
     def _run(self, x):
         """Run `x`; a fixed-batch graph gets it in chunks of its size, the last one zero-padded."""
-        import numpy as np
-
         n = self.fixed_batch
         if n is None or len(x) == n:
             return self.session.run(None, {self.input_name: x})[0]
@@ -107,27 +101,49 @@ class OnnxRunner:
         return np.concatenate(outs)
 
 
-def load_onnx_model(path: str | os.PathLike):
-    """An exported file -> `LoadedModel` whose module is an `OnnxRunner`.
+class OnnxBackend(Backend):
+    """`.onnx` files from `skinfood export`, run by ONNX Runtime (CPU, or CUDA when installed)."""
 
-    Raises:
-        ModelError: not ONNX, damaged, or an ONNX file without skinfood's metadata.
-        MissingExtraError: onnxruntime is not installed.
-    """
-    from skinfood_cli.engine import loaded_from_metadata
+    name = "onnx"
+    suffixes = (".onnx",)
 
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
-    session = create_session(path)
-    meta = read_metadata(session.get_modelmeta().custom_metadata_map)
-    if meta.get("format") != ONNX_FORMAT or not isinstance(meta.get("classes"), list):
-        raise ModelError(f"{path}: an ONNX file without skinfood's metadata (class names, image size); "
-                         "export it with `skinfood export`")
-    inputs = session.get_inputs()
-    if len(inputs) != 1 or len(inputs[0].shape) != 4:
-        raise ModelError(f"{path}: expected one image-batch input, found {[i.shape for i in inputs]}")
-    input_kind = meta.get("input", FLOAT_NCHW)
-    probs_out = meta.get("output") == "probabilities"
-    return loaded_from_metadata(path, OnnxRunner(session, input_kind, probs_out), meta, backend="onnx",
-                                probabilities_out=probs_out)
+    def load(self, path: Path) -> LoadedModel:
+        """An exported file -> `LoadedModel` whose module is an `OnnxRunner`.
+
+        Raises:
+            ModelError: not ONNX, damaged, or an ONNX file without skinfood's metadata.
+            MissingExtraError: onnxruntime is not installed.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        session = create_session(path)
+        meta = read_metadata(session.get_modelmeta().custom_metadata_map)
+        if meta.get("format") != ONNX_FORMAT or not isinstance(meta.get("classes"), list):
+            raise ModelError(f"{path}: an ONNX file without skinfood's metadata (class names, image size); "
+                             "export it with `skinfood export`")
+        inputs = session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise ModelError(f"{path}: expected one image-batch input, found {[i.shape for i in inputs]}")
+        input_kind = meta.get("input", FLOAT_NCHW)
+        probs_out = meta.get("output") == "probabilities"
+        return loaded_from_metadata(path, OnnxRunner(session, input_kind, probs_out), meta, backend=self,
+                                    probabilities_out=probs_out)
+
+    def place(self, model: LoadedModel, device: torch.device, device_spec: str | None,
+              precision: str | None) -> Runner:
+        runner: OnnxRunner = model.module
+        if device.type == "cuda":
+            runner.session = create_session(model.path, device)
+        if runner.session.get_providers()[0] != "CUDAExecutionProvider":
+            # The CPU build of onnxruntime (or MPS asked for): it runs on the CPU.
+            device = torch.device("cpu")
+        pixels = runner.input_kind == UINT8_NHWC
+        return Runner(
+            device=device,
+            # The file fixes its own arithmetic (fp32, or int8 when quantised).
+            precision=Precision(model.meta.get("precision", "fp32"), None),
+            transform=(pixel_transform(model.image_size) if pixels
+                       else eval_transform(model.image_size, model.mean, model.std)),
+            forward=runner.forward, module=runner,
+            input_dtype=torch.uint8 if pixels else torch.float32)

@@ -17,16 +17,20 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from skinfood_cli.errors import ModelError, first_line
+import torch
+
+from skinfood_cli.backends.base import Backend, LoadedModel, Runner
+from skinfood_cli.backends.metadata import loaded_from_metadata
+from skinfood_cli.data.dataset import eval_transform
+from skinfood_cli.errors import ModelError, UsageError, first_line
+from skinfood_cli.model import DEVICE_ENV, Precision
 
 TORCHSCRIPT_FORMAT = "skinfood-torchscript"
 METADATA_FILE = "skinfood.json"
 
 
 def load_module(path: str | os.PathLike, device="cpu", extra: dict | None = None):
-    """torch.jit.load, quietly (its deprecation is stated in the README), or a ModelError."""
-    import torch
-
+    """torch.jit.load, quietly (its deprecation is stated in the docs), or a ModelError."""
     try:
         with warnings.catch_warnings(), _native_stderr_silenced():
             warnings.simplefilter("ignore", FutureWarning)
@@ -35,27 +39,59 @@ def load_module(path: str | os.PathLike, device="cpu", extra: dict | None = None
         raise ModelError(f"{path}: not a loadable TorchScript file ({first_line(exc)})") from None
 
 
-def load_torchscript_model(path: str | os.PathLike):
-    """An exported file -> `LoadedModel` with backend "torchscript", on the CPU.
+class TorchScriptBackend(Backend):
+    """`.torchscript` files from `skinfood export --format torchscript [--int8]`."""
 
-    Raises:
-        ModelError: not TorchScript, damaged, or a TorchScript file skinfood didn't write.
-    """
-    from skinfood_cli.engine import loaded_from_metadata
+    name = "torchscript"
+    suffixes = (".torchscript",)
 
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
-    extra = {METADATA_FILE: ""}
-    module = load_module(path, "cpu", extra)
-    try:
-        meta = json.loads(extra[METADATA_FILE] or "{}")
-    except ValueError:
-        meta = {}
-    if not isinstance(meta, dict) or meta.get("format") != TORCHSCRIPT_FORMAT:
-        raise ModelError(f"{path}: a TorchScript file without skinfood's metadata (class names, image size); "
-                         "export it with `skinfood export --format torchscript`")
-    return loaded_from_metadata(path, module, meta, backend="torchscript")
+    def load(self, path: Path) -> LoadedModel:
+        """An exported file -> `LoadedModel`, on the CPU.
+
+        Raises:
+            ModelError: not TorchScript, damaged, or a TorchScript file skinfood didn't write.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        extra = {METADATA_FILE: ""}
+        module = load_module(path, "cpu", extra)
+        try:
+            meta = json.loads(extra[METADATA_FILE] or "{}")
+        except ValueError:
+            meta = {}
+        if not isinstance(meta, dict) or meta.get("format") != TORCHSCRIPT_FORMAT:
+            raise ModelError(f"{path}: a TorchScript file without skinfood's metadata (class names, image size); "
+                             "export it with `skinfood export --format torchscript`")
+        return loaded_from_metadata(path, module, meta, backend=self)
+
+    def place(self, model: LoadedModel, device: torch.device, device_spec: str | None,
+              precision: str | None) -> Runner:
+        """The file's module on `device`: int8 runs on the CPU only."""
+        fixed = Precision(model.meta.get("precision", "fp32"), None)
+        if fixed.name == "int8":
+            from skinfood_cli.backends.quantize import use_engine
+
+            if device.type != "cpu":
+                spec = (device_spec or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
+                if spec != "auto":
+                    raise UsageError(f"{model.path.name} is int8 for x86 CPUs: run it with --device cpu, "
+                                     "or use the .pt checkpoint on the GPU")
+                device = torch.device("cpu")
+            use_engine()
+            module = model.module
+        elif device.type == "cpu":
+            module = model.module
+        else:
+            # Freezing turned the weights into graph constants: only map_location moves them.
+            module = load_module(model.path, device)
+
+        def forward(batch: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return module(batch.to(device, non_blocking=True)).float().cpu()
+
+        return Runner(device=device, precision=fixed, module=module, forward=forward,
+                      transform=eval_transform(model.image_size, model.mean, model.std))
 
 
 @contextlib.contextmanager

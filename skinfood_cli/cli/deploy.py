@@ -17,7 +17,7 @@ from skinfood_cli.cli.app import (
     _book,
     command,
 )
-
+from skinfood_cli.serving.config import ServeConfig, serve_default, serve_help
 
 # --- export -------------------------------------------------------------------------
 
@@ -91,6 +91,11 @@ def export(
 # --- serve --------------------------------------------------------------------------
 
 
+def _serve_opt(name: str, *flags: str, **kw):
+    """A Typer option whose default and help come from ServeConfig, the one source of both."""
+    return typer.Option(serve_default(name), *flags, help=serve_help(name), **kw)
+
+
 @command()
 def serve(
     model: Optional[str] = ModelOpt,
@@ -99,14 +104,11 @@ def serve(
     port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="Port to listen on."),
     device: Optional[str] = DeviceOpt,
     precision: Precision = PrecisionOpt,
-    max_batch_size: int = typer.Option(16, "--max-batch-size", min=1, max=256, help="Most photos per forward pass "
-                                       "(1 turns dynamic batching off)."),
-    batch_timeout_ms: float = typer.Option(5.0, "--batch-timeout-ms", min=0, max=1000, help="How long a batch waits "
-                                           "to fill."),
-    max_queue: int = typer.Option(256, "--max-queue", min=1, help="Photos that may wait; beyond it: 503."),
-    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.01, help="Largest upload accepted (413)."),
-    request_timeout: float = typer.Option(30.0, "--request-timeout", min=0.001, help="Seconds a request may wait "
-                                          "before 504."),
+    max_batch_size: int = _serve_opt("max_batch_size", "--max-batch-size", min=1, max=256),
+    batch_timeout_ms: float = _serve_opt("batch_timeout_ms", "--batch-timeout-ms", min=0, max=1000),
+    max_queue: int = _serve_opt("max_queue", "--max-queue", min=1),
+    max_upload_mb: float = _serve_opt("max_upload_mb", "--max-upload-mb", min=0.01),
+    request_timeout: float = _serve_opt("request_timeout_s", "--request-timeout", min=0.001),
     token: Optional[str] = typer.Option(None, "--token", envvar="SKINFOOD_TOKEN", show_envvar=True,
                                         help="Bearer token clients must send. Off loopback one is made up "
                                         "if you give none."),
@@ -148,7 +150,7 @@ def serve(
     except ImportError:
         raise MissingExtraError('serve needs FastAPI, uvicorn and python-multipart: pip install "skinfood[serve]"') \
             from None
-    from skinfood_cli.serving.server import LOOPBACK, ServeConfig, lan_address, run_server
+    from skinfood_cli.serving.runner import LOOPBACK, lan_address, run_server
 
     err = console(stderr=True)
     exposed = host not in LOOPBACK

@@ -1,1 +1,11 @@
-"""serving"""
+"""Serving: the HTTP API and the phone page over one engine.
+
+    server.py    the FastAPI app, its routes and the model's lifecycle
+    requests.py  error answers; the photo read from a request, in memory only
+    batching.py  one inference thread, dynamic batches, a bounded queue
+    metrics.py   Prometheus text metrics and the middleware that counts requests
+    runner.py    bind, serve with uvicorn, drain on Ctrl-C / SIGTERM
+    web/         the page a phone opens
+
+Importing this package imports nothing heavy; the modules import FastAPI at the top.
+"""

@@ -8,6 +8,7 @@ and the queue depth. ~60 lines beat a dependency.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -70,3 +71,32 @@ class Metrics:
                   "# HELP skinfood_ready Whether the model is loaded and warm.",
                   "# TYPE skinfood_ready gauge", f"skinfood_ready {int(ready)}"]
         return "\n".join(lines) + "\n"
+
+
+class MetricsMiddleware:
+    """Counts every request by route and status and times it (pure ASGI: no body buffering)."""
+
+    def __init__(self, app, metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            path = scope.get("path", "")
+            endpoint = path if path in _KNOWN else ("/v1/diseases/{name}" if path.startswith("/v1/diseases/")
+                                                    else "other")
+            self.metrics.observe_request(endpoint, status["code"], time.perf_counter() - started)
+
+
+_KNOWN = {"/v1/predict", "/v1/explain", "/v1/diseases", "/v1/model", "/healthz", "/readyz", "/metrics", "/"}

@@ -1,0 +1,85 @@
+"""The one metadata schema shared by checkpoints and exported files.
+
+A checkpoint stores its recipe as top-level keys (`checkpoint.metadata`); an export
+writes `export_metadata(...)` into the file (ONNX `metadata_props`, TorchScript's
+`skinfood.json`, the ONNX sidecar). Both use the same key names, and
+`loaded_from_metadata` reads either back into a `LoadedModel`. Files written before
+the keys were unified called the run `run`: it is still read.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from skinfood_cli import __version__
+from skinfood_cli.backends.base import DEFAULT_THRESHOLD, Backend, LoadedModel
+from skinfood_cli.descriptions import LANGUAGES
+from skinfood_cli.errors import ModelError
+
+# Inputs an exported graph can take (metadata key "input"):
+#   float_nchw: (B, 3, S, S) float32, resized and normalised (the checkpoint's own input)
+#   uint8_nhwc: (B, S, S, 3) uint8 RGB pixels, resized only (`--with-preprocessing`)
+FLOAT_NCHW = "float_nchw"
+UINT8_NHWC = "uint8_nhwc"
+
+
+def export_metadata(loaded: LoadedModel, book: Any, *, file_format: str, with_preprocessing: bool = False,
+                    batch: int | None = None) -> dict:
+    """Everything a consumer needs to feed an exported file and read its answer."""
+    display = {}
+    for lang in LANGUAGES:
+        names = []
+        for c in loaded.classes:
+            entry = book.get(c, lang) if book is not None else None
+            names.append(entry.name if entry else c)
+        display[lang] = names
+    data = loaded.meta.get("data") or {}
+    return {
+        "format": file_format,
+        "format_version": 1,
+        "classes": list(loaded.classes),
+        "display_names": display,
+        "image_size": loaded.image_size,
+        "resize": f"squash to {loaded.image_size}x{loaded.image_size}, bilinear (aspect ratio not kept)",
+        "channel_order": "RGB",
+        "input": UINT8_NHWC if with_preprocessing else FLOAT_NCHW,
+        "input_layout": "NHWC uint8 0-255" if with_preprocessing else "NCHW float32, (x/255 - mean)/std",
+        "mean": list(loaded.mean),
+        "std": list(loaded.std),
+        "output": "probabilities" if with_preprocessing else "logits",
+        "temperature": loaded.temperature,
+        "threshold": loaded.threshold,
+        "batch": batch if batch is not None else "dynamic",
+        "precision": "fp32",
+        "skinfood_version": __version__,
+        "run_name": loaded.run_name,
+        "metrics": loaded.meta.get("metrics") or {},
+        "data": {k: data.get(k) for k in ("root", "layout", "val_source") if k in data},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def loaded_from_metadata(path: Path, module: Any, meta: dict, *, backend: Backend,
+                         probabilities_out: bool = False) -> LoadedModel:
+    """An exported file's module and metadata -> `LoadedModel`, or a ModelError saying what's missing."""
+    try:
+        classes = [str(c) for c in meta["classes"]]
+        image_size = int(meta["image_size"])
+        mean, std = tuple(float(v) for v in meta["mean"]), tuple(float(v) for v in meta["std"])
+    except (KeyError, TypeError, ValueError):
+        raise ModelError(f"{path}: its metadata lacks valid classes/image_size/mean/std") from None
+    return LoadedModel(
+        path=path,
+        module=module,
+        classes=classes,
+        image_size=image_size,
+        mean=mean,
+        std=std,
+        # A graph with the tempered softmax built in needs no second temperature.
+        temperature=1.0 if probabilities_out else float(meta.get("temperature", 1.0)),
+        threshold=float(meta.get("threshold", DEFAULT_THRESHOLD)),
+        meta={**meta, "run_name": meta.get("run_name") or meta.get("run"), "backend": backend.name},
+        backend=backend,
+    )

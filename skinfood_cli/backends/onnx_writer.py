@@ -1,0 +1,120 @@
+"""Writing `.onnx` files: torch.onnx (dynamo) export, skinfood's metadata, ONNX Runtime int8 (QDQ).
+
+Needs the `[export]` extra (onnx, onnxscript, onnxruntime); `export.export_model`
+checks for it before calling here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from skinfood_cli import __version__
+from skinfood_cli.backends.base import LoadedModel, Runner
+from skinfood_cli.backends.graph import example_input, export_module
+from skinfood_cli.errors import EXIT_SOME_FAILED, SkinfoodError
+
+Batches = Callable[[Callable], Iterator[torch.Tensor]]  # transform -> preprocessed calibration batches
+
+
+def write_onnx(loaded: LoadedModel, path: Path, meta: dict, *, opset: int, batch: int | None,
+               with_preprocessing: bool) -> None:
+    """Export the fp32 network to `path` with `meta` in its metadata_props."""
+    module = export_module(loaded, with_preprocessing)
+    example = example_input(loaded, with_preprocessing, batch)
+    arg = "pixels" if with_preprocessing else "x"
+    dynamic = None if batch is not None else {arg: {0: torch.export.Dim("batch", min=1, max=4096)}}
+    # The exporter narrates on stdout and warns on stderr; the CLI's stdout is
+    # for data, so both are kept and shown only if the export fails.
+    chatter = io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module, (example,), str(path), dynamo=True, external_data=False, opset_version=opset,
+                input_names=["pixels" if with_preprocessing else "input"],
+                output_names=["probabilities" if with_preprocessing else "logits"],
+                dynamic_shapes=dynamic, optimize=True,
+            )
+    except Exception as exc:
+        last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        raise SkinfoodError(f"torch.onnx.export failed: {last[:300]} (run with --debug for details)",
+                            exit_code=EXIT_SOME_FAILED) from exc
+    if path.with_name(path.name + ".data").exists():  # should not happen with external_data=False
+        raise SkinfoodError(f"the exporter wrote external data beside {path}; expected one file",
+                            exit_code=EXIT_SOME_FAILED)
+    set_metadata(path, meta)
+
+
+def set_metadata(path: Path, meta: dict) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, json.dumps(value, ensure_ascii=False)
+    model.producer_name, model.producer_version = "skinfood", __version__
+    onnx.save(model, str(path))
+    onnx.checker.check_model(str(path))
+
+
+class _CalibrationReader:
+    """Feeds ONNX Runtime's calibrator the exact arrays the fp32 file's engine feeds its session."""
+
+    def __init__(self, runner: Runner, batches: Batches):
+        self.runner, self.batches = runner, batches
+        self.input_name = runner.module.input_name
+        self.rewind()
+
+    def get_next(self):
+        batch = next(self._batches, None)
+        return None if batch is None else {self.input_name: self.runner.module.input_array(batch)}
+
+    def rewind(self):
+        self._batches = self.batches(self.runner.transform)
+
+
+def quantize_onnx(fp32_path: Path, output: Path, batches: Batches, meta: dict) -> None:
+    """Quantise the fp32 file to int8 QDQ at `output`, calibrated on `batches` of typical photos."""
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from skinfood_cli.backends.onnx import OnnxBackend
+
+    backend = OnnxBackend()
+    runner = backend.place(backend.load(fp32_path), torch.device("cpu"), "cpu", None)
+    # Beside the output, not in /tmp: a rename from a tmpfs /tmp into the home folder fails (EXDEV).
+    with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # Shape inference + graph optimisation first, as ORT's docs advise:
+            # quantising after BN folding and fusion gives better int8 kernels.
+            quant_pre_process(str(fp32_path), str(prepared))
+            reader = _CalibrationReader(runner, batches)
+            quantize_static(
+                str(prepared), str(Path(tmp) / "int8.onnx"), reader,
+                quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                # Convolutions, the head and residual adds: where the time is. The
+                # input normalisation and softmax stay fp32.
+                op_types_to_quantize=["Conv", "Gemm", "MatMul", "Add", "MaxPool", "GlobalAveragePool"],
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            )
+        os.replace(Path(tmp) / "int8.onnx", output)
+    set_metadata(output, meta)

@@ -1,0 +1,52 @@
+"""Checkpoints (`.pt`): the network PyTorch trained, run with autocast on any device.
+
+Placing folds BatchNorm into the convolutions and switches to channels_last, which
+lets oneDNN / cuDNN pick their fastest convolution kernels; the precision follows
+`--precision` (bf16 on CPUs that have it). The only backend with gradients, so the
+only one Grad-CAM runs on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from skinfood_cli.backends.base import DEFAULT_THRESHOLD, Backend, LoadedModel, Runner
+from skinfood_cli.checkpoint import load_checkpoint, metadata, model_from_checkpoint
+from skinfood_cli.data.dataset import eval_transform
+from skinfood_cli.model import fold_batchnorm, resolve_precision
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    suffixes = (".pt", ".pth")
+    supports_gradients = True
+
+    def load(self, path: Path) -> LoadedModel:
+        ckpt = load_checkpoint(path)
+        return LoadedModel(
+            path=path,
+            module=model_from_checkpoint(ckpt),
+            classes=list(ckpt["classes"]),
+            image_size=int(ckpt["image_size"]),
+            mean=tuple(ckpt["mean"]),
+            std=tuple(ckpt["std"]),
+            temperature=float(ckpt.get("temperature", 1.0)),
+            threshold=float(ckpt.get("threshold", DEFAULT_THRESHOLD)),
+            meta=metadata(ckpt),
+            backend=self,
+        )
+
+    def place(self, model: LoadedModel, device: torch.device, device_spec: str | None,
+              precision: str | None) -> Runner:
+        resolved = resolve_precision(precision, device)
+        module = fold_batchnorm(model.module.eval()).to(device, memory_format=torch.channels_last)
+
+        def forward(batch: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode(), resolved.autocast(device):
+                batch = batch.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                return module(batch).float().cpu()
+
+        return Runner(device=device, precision=resolved, module=module, forward=forward,
+                      transform=eval_transform(model.image_size, model.mean, model.std))

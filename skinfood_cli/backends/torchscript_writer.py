@@ -1,0 +1,35 @@
+"""Writing `.torchscript` files: trace and freeze the fp32 network, or its x86 int8 version."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from skinfood_cli.backends.base import LoadedModel
+from skinfood_cli.backends.graph import example_input, export_module
+from skinfood_cli.backends.torchscript import METADATA_FILE
+
+
+def write_torchscript(loaded: LoadedModel, path: Path, meta: dict,
+                      calibration: Iterable[torch.Tensor] | None = None) -> None:
+    """Trace and freeze the fp32 network, or its int8 version calibrated on `calibration` batches."""
+    module = export_module(loaded, False)
+    if calibration is not None:
+        from skinfood_cli.backends.quantize import quantize_module
+
+        module = quantize_module(module, calibration, example_input(loaded, False, None))
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # TorchScript's deprecation notice: the README says it
+        traced = torch.jit.trace(module, example_input(loaded, False, None))
+        traced = torch.jit.freeze(traced.eval())
+    extra = {METADATA_FILE: json.dumps(meta, ensure_ascii=False)}
+    tmp = path.with_name(f".{path.name}.tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.save is deprecated": said in the README
+        torch.jit.save(traced, str(tmp), _extra_files=extra)
+    os.replace(tmp, path)
