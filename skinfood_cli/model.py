@@ -80,15 +80,6 @@ def fold_batchnorm(model):
     return model
 
 
-def backbone_parameters(model):
-    """Everything but the head: the part that `--freeze-epochs` keeps frozen."""
-    return [p for name, p in model.named_parameters() if not name.startswith("fc.")]
-
-
-def head_parameters(model):
-    return list(model.fc.parameters())
-
-
 def resolve_device(spec: str | None = None):
     """Pick the torch device: CUDA, then Apple MPS, then CPU.
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from skinfood_cli.errors import ModelError, UsageError
 
 HOME_ENV = "SKINFOOD_HOME"
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".onnx")
 
 
 def open_mode(fd: int) -> None:

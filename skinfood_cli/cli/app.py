@@ -16,6 +16,8 @@ from typing import Optional
 import typer
 
 from skinfood_cli import __version__
+from skinfood_cli.cli.completion import complete_model
+from skinfood_cli.descriptions import LANGUAGES
 from skinfood_cli.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, SkinfoodError, os_error_in
 
 app = typer.Typer(
@@ -23,7 +25,6 @@ app = typer.Typer(
     help="Train, evaluate and run a skin-condition photo classifier on your own machine.\n\n"
     "Not a medical device: answers are hints to discuss with a doctor, never a diagnosis.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -40,9 +41,8 @@ def _debug_env() -> bool:
 _debug = {"on": _debug_env()}
 
 
-class Lang(str, Enum):
-    en = "en"
-    ko = "ko"
+# The languages come from the descriptions module, their one source.
+Lang = Enum("Lang", {code: code for code in LANGUAGES}, type=str)  # type: ignore[misc]
 
 
 class PredictFormat(str, Enum):
@@ -142,7 +142,7 @@ def _main(
 
 # --- shared option helpers ------------------------------------------------------
 
-ModelOpt = typer.Option(None, "--model", "-m", help="Checkpoint file, run folder or run name "
+ModelOpt = typer.Option(None, "--model", "-m", autocompletion=complete_model, help="Checkpoint file, run folder or run name "
                         "(default: the most recently trained run).")
 DeviceOpt = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps "
                          "(default: $SKINFOOD_DEVICE or auto).")

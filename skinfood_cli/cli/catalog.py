@@ -19,7 +19,7 @@ from skinfood_cli.cli.app import (
     diseases_app,
     handle_errors,
 )
-
+from skinfood_cli.cli.completion import complete_disease
 
 # --- models, diseases, home ------------------------------------------------------
 
@@ -29,9 +29,9 @@ def models(
     fmt: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="table, json or csv."),
 ):
     """List trained runs; the default (used without --model) is marked."""
-    from skinfood_cli.store import describe_runs
     from skinfood_cli.output import RecordWriter, console, print_json
     from skinfood_cli.paths import runs_dir
+    from skinfood_cli.store import describe_runs
 
     rows = describe_runs()
     if fmt is TableFormat.json:
@@ -119,7 +119,7 @@ def diseases_list(
 @diseases_app.command("show")
 @handle_errors
 def diseases_show(
-    name: str = typer.Argument(..., help="A key, a class folder name or an alias."),
+    name: str = typer.Argument(..., autocompletion=complete_disease, help="A key, a class folder name or an alias."),
     lang: Optional[Lang] = LangOpt,
     fmt: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="table or json."),
     descriptions: Optional[Path] = DescriptionsOpt,

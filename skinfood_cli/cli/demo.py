@@ -12,7 +12,6 @@ from skinfood_cli.cli.app import (
     command,
 )
 
-
 # --- demo -----------------------------------------------------------------------------
 
 
@@ -31,8 +30,8 @@ def demo(
     import tempfile
     import time
 
-    from skinfood_cli.output import console
     from skinfood_cli.data.synthetic import make_dataset
+    from skinfood_cli.output import console
 
     err = console(stderr=True)
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="skinfood-demo-"))

@@ -27,7 +27,6 @@ from skinfood_cli.cli.app import (
 )
 from skinfood_cli.errors import EXIT_SOME_FAILED
 
-
 # --- predict -----------------------------------------------------------------------
 
 
@@ -67,11 +66,15 @@ def predict(
     and pass the file it writes (best.int8.torchscript) as --model: on CPUs with
     VNNI about twice as fast, same answers for all but near-ties.
     """
+    from skinfood_cli.cli.reporting import BatchProgress
     from skinfood_cli.output import (
-        RecordWriter, open_output, print_prediction, print_prediction_table, warn,
+        RecordWriter,
+        open_output,
+        print_prediction,
+        print_prediction_table,
+        warn,
     )
     from skinfood_cli.prediction import NOT_A_DIAGNOSIS, expand_inputs, parse_shard, predict_items
-    from skinfood_cli.cli.reporting import BatchProgress
 
     language = _lang(lang)
     items = expand_inputs(inputs, recursive=recursive, shard=parse_shard(shard))
@@ -147,10 +150,10 @@ def evaluate(
 
         skinfood evaluate --format json | jq .macro_f1
     """
+    from skinfood_cli.cli.reporting import BatchProgress
     from skinfood_cli.evaluation import evaluate as run_evaluation
     from skinfood_cli.evaluation import resolve_eval_set, write_report
     from skinfood_cli.output import RecordWriter, note, print_json, warn
-    from skinfood_cli.cli.reporting import BatchProgress
 
     engine = _load_engine(model, device, precision, batch_size, workers)
     eval_set = resolve_eval_set(engine.model.meta, engine.classes, str(data) if data else None,
