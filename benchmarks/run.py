@@ -1,6 +1,10 @@
 """skinfood's speed and memory, side by side with the study's way, in one run.
 
-    python benchmarks/run.py [--quick] [--json FILE]
+    python benchmarks/run.py [--quick] [--beyond] [--json FILE] [--no-save]
+
+The figures go to benchmarks/results/run[-quick][-beyond].json, with the
+command, date and machine, and benchmarks/README.md is regenerated from every
+results file (benchmarks/report.py); `--no-save` leaves both alone.
 
 Everything is measured on this machine in this run, and ratios are printed
 beside absolute figures: shared machines are noisy, so ratios hold while
@@ -497,7 +501,9 @@ def _fmt(x) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller samples; under 5 minutes on 2 cores")
-    parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--no-save", action="store_true",
+                        help="do not write benchmarks/results/ nor regenerate benchmarks/README.md")
     parser.add_argument("--keep", type=Path, help="keep the work folder here")
     parser.add_argument("--beyond", action="store_true", help="also measure torch.compile, thread counts and "
                         "JPEG decoding (several more minutes)")
@@ -506,13 +512,15 @@ def main(argv=None) -> int:
     work = Path(args.keep or tempfile.mkdtemp(prefix="skinfood-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:  # a failed or interrupted run must not leave ~1 GB of models and photos in /tmp
-        return measure(args, work)
+        return measure(args, work, argv if argv is not None else sys.argv[1:])
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def measure(args, work: Path) -> int:
+def measure(args, work: Path, argv: list[str]) -> int:
+    import report
+
     os.environ["SKINFOOD_HOME"] = str(work / "home")
     env = {**os.environ, "SKINFOOD_DEVICE": "cpu"}
     import torch
@@ -548,8 +556,12 @@ def measure(args, work: Path) -> int:
     results["seconds"] = time.perf_counter() - started
     print_table(results)
     print(f"({results['seconds']:.0f} s in all; {results['machine']}; torch {results['torch']})")
+    results["run"] = report.provenance("run", argv)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if not args.no_save:
+        saved = report.save(report.result_name("run", args.quick, "beyond" if args.beyond else None), results)
+        log(f"figures in {saved}; benchmarks/README.md regenerated")
     failed = [k for k, (op, bar) in BARS.items()
               if not (results[k] >= bar if op == ">=" else results[k] <= bar)]
     return 1 if failed else 0

@@ -1,6 +1,6 @@
 """`skinfood serve` under load: dynamic batching on vs off, side by side, in one run.
 
-    python benchmarks/serve.py [--quick] [--int8] [--json FILE]
+    python benchmarks/serve.py [--quick] [--int8] [--json FILE] [--no-save]
 
 A client process (this one) sends a fixed number of photos (640x480 JPEGs, a
 224 px model) to a real server on 127.0.0.1 at concurrency 1, 4, 16 and 64,
@@ -11,6 +11,10 @@ errors by status and the mean batch size (from /metrics), the cold start
 a 1,000-request error check and the server's RSS after 200 and 2,000 requests.
 With --int8 the server (and the predict baseline) run the model exported by
 `skinfood export --format torchscript --int8` instead of the checkpoint.
+
+The figures go to benchmarks/results/serve[-quick][-int8].json, with the
+command, date and machine, and benchmarks/README.md is regenerated
+(benchmarks/report.py); `--no-save` leaves both alone.
 
 Bars (2-core CPU): at concurrency 16, batched >= 1.5x unbatched and >= 0.8x
 `skinfood predict`; no error in 1,000 requests; RSS(2000) <= 1.1x RSS(200).
@@ -157,17 +161,21 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests per level; ~5 minutes on 2 cores")
     parser.add_argument("--int8", action="store_true", help="serve the int8 TorchScript export of the model")
-    parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--no-save", action="store_true",
+                        help="do not write benchmarks/results/ nor regenerate benchmarks/README.md")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="skinfood-serve-bench-"))
     try:  # a failed or interrupted run must not leave its models and photos in /tmp
-        return measure(args, work)
+        return measure(args, work, argv if argv is not None else sys.argv[1:])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def measure(args, work: Path) -> int:
+def measure(args, work: Path, argv: list[str]) -> int:
+    import report
+
     os.environ["SKINFOOD_HOME"] = str(work / "home")
     env = {**os.environ, "SKINFOOD_DEVICE": "cpu", "COLUMNS": "200"}
     started = time.perf_counter()
@@ -201,8 +209,12 @@ def measure(args, work: Path) -> int:
                    errors_in_1000=e["errors"], rss_ratio_2000_vs_200=e["rss_total_mb"] / e["rss_200_mb"])
     results["seconds"] = time.perf_counter() - started
     print_table(results)
+    results["run"] = report.provenance("serve", argv)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    if not args.no_save:
+        saved = report.save(report.result_name("serve", args.quick, "int8" if args.int8 else None), results)
+        log(f"figures in {saved}; benchmarks/README.md regenerated")
     failed = [k for k, (op, bar) in BARS.items() if not (results[k] >= bar if op == ">=" else results[k] <= bar)]
     return 1 if failed else 0
 

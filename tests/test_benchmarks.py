@@ -1,4 +1,7 @@
-"""The benchmark scripts still run: their table and their profile (no timing is asserted here)."""
+"""The benchmark scripts still run: their table, their profile, and the generated benchmarks/README.md.
+
+No timing is asserted here; the figures come from the committed results files.
+"""
 
 from __future__ import annotations
 
@@ -20,13 +23,52 @@ def _load(name: str):
 
 def test_the_committed_figures_print_as_a_table_with_every_bar(capsys):
     run = _load("run")
-    results = json.loads((BENCH / "latest-quick.json").read_text())
-    assert set(run.BARS) <= set(results), "latest-quick.json lacks a measured bar"
+    results = json.loads((BENCH / "results" / "run-quick-beyond.json").read_text())
+    assert set(run.BARS) <= set(results), "run-quick-beyond.json lacks a measured bar"
     run.print_table(results)
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.rstrip().endswith((" yes", " NO"))]
     assert len(rows) == len(run.BARS)
     assert "PyTorch x86 int8" in out and "GFLOP/s" in out
+
+
+def test_a_results_file_becomes_a_table_with_its_command_date_and_bars():
+    report = _load("report")
+    results = json.loads((BENCH / "results" / "run-quick-beyond.json").read_text())
+    results.update(predict_ips=123.456, predict_speedup=123.456 / results["study_predict_ips"],
+                   train_speedup=2.5, run={"command": "python benchmarks/run.py --quick", "date": "2030-01-02 03:04 UTC",
+                                           "machine": "Test CPU, 2 cores, no GPU"})
+    text = report.render_one("run-quick", results)
+    assert "`python benchmarks/run.py --quick`" in text
+    assert "date: 2030-01-02 03:04 UTC" in text and "machine: Test CPU, 2 cores, no GPU" in text
+    assert "| predict, img/s at 224 px (96 photos) | 14.0 | 123.5 | 8.81× | ≥ 2.0 ✓ |" in text
+    assert "| full fine-tuning, img/s at 224 px | 3.43 | 10.6 | 2.50× | ≥ 3.0 ✗ |" in text  # a missed bar shows
+
+
+def test_saving_a_serve_run_writes_its_results_file_and_regenerates_the_readme(tmp_path):
+    report = _load("report")
+    results = json.loads((BENCH / "results" / "serve.json").read_text())
+    results["batched"]["levels"]["16"]["rps"] = 99.0
+    name = report.result_name("serve", quick=True, variant="int8")
+    assert name == "serve-quick-int8"
+    results["run"] = report.provenance("serve", ["--quick", "--int8"])
+    assert results["run"]["command"] == "python benchmarks/serve.py --quick --int8"
+    path = report.save(name, results, results_dir=tmp_path / "results", readme=tmp_path / "README.md")
+    assert json.loads(path.read_text())["batched"]["levels"]["16"]["rps"] == 99.0
+    readme = (tmp_path / "README.md").read_text()
+    assert "## serve-quick-int8" in readme and "[results/serve-quick-int8.json]" in readme
+    assert "`python benchmarks/serve.py --quick --int8`" in readme and results["run"]["date"] in readme
+    row = next(line for line in readme.splitlines() if line.startswith("| 16 |"))
+    assert row.split(" | ")[1] == "99.0" and row.endswith(f"| {99.0 / 17.874441690738305:.2f}× |")
+
+
+def test_the_committed_benchmarks_readme_is_what_the_committed_results_give():
+    report = _load("report")
+    committed = (BENCH / "README.md").read_text()
+    assert committed == report.render(), "benchmarks/README.md is stale: run `python benchmarks/report.py`"
+    for path in (BENCH / "results").glob("*.json"):
+        assert f"## {path.stem}\n" in committed
+        assert json.loads(path.read_text())["run"]["command"].startswith("python benchmarks/")
 
 
 @pytest.mark.slow
