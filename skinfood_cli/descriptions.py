@@ -6,6 +6,12 @@ file adds entries or replaces a whole entry with the same key. Every file is
 validated on load; a problem is one `DescriptionsError` line naming the file,
 the entry and the field. An entry describes a photo class, never a diagnosis.
 
+Two layouts load. Schema version 2 (the bundled file) lists structured red
+flags per language and the "when to see a doctor" text is written from them
+(`skinfood_cli.red_flags`: English and Korean must agree on every flag's
+timing). Schema version 1 (the default, and older user files) gives that text
+as free prose in `see_a_doctor`, used as written.
+
 Names are compared in two forms: the exact form (`normalize_name`: case-folded,
 letters and digits of any script only: "Eczema Photos" -> "eczemaphotos") and
 the loose form (also without the words photo(s), picture(s), image(s), pic(s):
@@ -34,14 +40,26 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from skinfood_cli.errors import DescriptionsError, UsageError
+from skinfood_cli.red_flags import (
+    WHENS,
+    RedFlag,
+    check_red_flags,
+    parse_red_flags,
+    render_advice,
+)
+
+__all__ = ["LANGUAGES", "NO_DESCRIPTION", "SCHEMA_VERSIONS", "URGENCIES", "WHENS", "Description",
+           "DescriptionBook", "RedFlag", "bundled_path", "default_language", "load_descriptions",
+           "normalize_name", "user_override_path", "validate_language"]
 
 LANGUAGES = ("en", "ko")
 URGENCIES = ("routine", "soon", "urgent")
+SCHEMA_VERSIONS = (1, 2)
 NO_DESCRIPTION = {"en": "No description available.", "ko": "설명이 없습니다."}
 
 _STOP_WORDS = frozenset({"photo", "photos", "picture", "pictures", "image", "images", "pic", "pics"})
 _KEY_RE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
-_TEXT_FIELDS = ("name", "summary", "see_a_doctor")
+_TEXT_FIELDS = ("name", "summary", "see_a_doctor")  # see_a_doctor: schema 1 only
 _LIST_FIELDS = ("signs", "look_alikes", "self_care")  # only look_alikes may be []
 _ENTRY_FIELDS = ("key", "aliases", "urgency", "links", *LANGUAGES)
 
@@ -60,10 +78,13 @@ class Description:
     see_a_doctor: str
     urgency: str
     links: tuple[str, ...]
+    red_flags: tuple[RedFlag, ...] = ()  # empty for a schema-1 entry (free-text see_a_doctor)
 
     def to_dict(self) -> dict:
-        """Returns a JSON-able dict (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+        """Returns a JSON-able dict (tuples become lists, red flags dicts)."""
+        data = {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+        data["red_flags"] = [f.to_dict() for f in self.red_flags]
+        return data
 
 
 class _Entry(NamedTuple):
@@ -236,9 +257,10 @@ def _parse_file(path: str, mtime_ns: int, size: int) -> tuple[_Entry, ...]:
         raise fail("expected a mapping with a 'diseases' list at the top level")
     for field in set(data) - {"schema_version", "diseases"}:
         raise fail(f"field {field!r}: unknown field (allowed: schema_version, diseases)")
-    if data.get("schema_version", 1) != 1:
-        raise fail(f"field 'schema_version': unsupported version {data['schema_version']!r} (expected 1)")
-    entries = [_parse_entry(raw, i, fail) for i, raw in enumerate(data["diseases"], start=1)]
+    version = data.get("schema_version", 1)
+    if version not in SCHEMA_VERSIONS:
+        raise fail(f"field 'schema_version': unsupported version {version!r} (expected 1 or 2)")
+    entries = [_parse_entry(raw, i, fail, version) for i, raw in enumerate(data["diseases"], start=1)]
     exact_owner: dict[str, str] = {}
     for entry in entries:
         if entry.key in exact_owner.values():  # an earlier entry had the same key
@@ -260,7 +282,7 @@ def _parse_file(path: str, mtime_ns: int, size: int) -> tuple[_Entry, ...]:
     return tuple(entries)
 
 
-def _parse_entry(raw: Any, index: int, fail: Callable[[str], DescriptionsError]) -> _Entry:
+def _parse_entry(raw: Any, index: int, fail: Callable[[str], DescriptionsError], version: int = 1) -> _Entry:
     """Validates one entry mapping and turns it into an `_Entry`."""
     named = isinstance(raw, dict) and isinstance(raw.get("key"), str) and raw["key"].strip()
     label = f"entry {raw['key']!r}" if named else f"entry #{index}"
@@ -304,13 +326,40 @@ def _parse_entry(raw: Any, index: int, fail: Callable[[str], DescriptionsError])
     links = field(raw, "links", many=True, optional=True)
     if not all(re.fullmatch(r"https?://\S+", link) for link in links):
         raise bad("links", "expected http(s) URLs")
-    texts = {}
+    blocks = {}
     for lang in LANGUAGES:
         block = raw.get(lang)
         if not isinstance(block, dict):
             raise bad(lang, "missing field" if block is None else "expected a mapping")
-        known(block, _TEXT_FIELDS + _LIST_FIELDS, f"{lang}.")
-        values = {f: field(block, f, f"{lang}.") for f in _TEXT_FIELDS}
+        blocks[lang] = block
+    flags = _parse_advice(blocks, version, bad, known)
+    if flags:
+        check_red_flags(flags, urgency, bad)
+    texts = {}
+    for lang, block in blocks.items():
+        values = {f: field(block, f, f"{lang}.") for f in _TEXT_FIELDS if f != "see_a_doctor"}
         values.update({f: field(block, f, f"{lang}.", many=True) for f in _LIST_FIELDS})
+        if flags:
+            values.update(see_a_doctor=render_advice(flags[lang], lang), red_flags=flags[lang])
+        else:
+            values["see_a_doctor"] = field(block, "see_a_doctor", f"{lang}.")
         texts[lang] = Description(key=key, lang=lang, urgency=urgency, links=links, **values)
     return _Entry(key, aliases, texts)
+
+
+def _parse_advice(blocks: dict[str, dict], version: int, bad: Callable[[str, str], DescriptionsError],
+                  known: Callable[..., None]) -> dict[str, tuple[RedFlag, ...]]:
+    """Checks each language block's fields for the file's layout; returns its red flags ({} for schema 1)."""
+    for lang, block in blocks.items():
+        if version == 1 and "red_flags" in block:
+            raise bad(f"{lang}.red_flags", "needs 'schema_version: 2' at the top of the file "
+                      "(and no see_a_doctor: that text is written from the red flags)")
+        if version == 2 and "see_a_doctor" in block:
+            raise bad(f"{lang}.see_a_doctor", "not used with 'schema_version: 2': list red_flags "
+                      "({when, sign}) instead, or set 'schema_version: 1' to keep free text")
+        extra = ("red_flags",) if version == 2 else ()
+        known(block, _TEXT_FIELDS + _LIST_FIELDS + extra, f"{lang}.")
+    if version == 1:
+        return {}
+    return {lang: parse_red_flags(block.get("red_flags"), f"{lang}.red_flags", bad)
+            for lang, block in blocks.items()}

@@ -1,4 +1,4 @@
-"""Tests for skinfood_cli.descriptions: bundled data, name resolution, overrides, errors."""
+"""Tests for skinfood_cli.descriptions: bundled data, red flags, name resolution, overrides, errors."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from skinfood_cli import descriptions as desc
+from skinfood_cli import red_flags as rf
 from skinfood_cli.errors import DescriptionsError, UsageError
 
 DERMNET_CLASSES = [
@@ -80,8 +81,18 @@ def make_entry(key: str, name: str = "Test rash", **changes) -> dict:
     return entry
 
 
-def write_file(path: Path, entries: list) -> Path:
-    path.write_text(yaml.safe_dump({"schema_version": 1, "diseases": entries}, allow_unicode=True),
+def make_entry_v2(key: str, en_flags=(("routine", False),), ko_flags=None, urgency: str = "routine") -> dict:
+    """A valid schema-2 entry; flags are (when, escalation) pairs, Korean copying English by default."""
+    entry = make_entry(key, urgency=urgency)
+    for lang, flags in (("en", en_flags), ("ko", en_flags if ko_flags is None else ko_flags)):
+        del entry[lang]["see_a_doctor"]
+        entry[lang]["red_flags"] = [{"when": when, "sign": f"sign {i} ({lang})", **({"escalation": True} if esc else {})}
+                                    for i, (when, esc) in enumerate(flags, start=1)]
+    return entry
+
+
+def write_file(path: Path, entries: list, version: int = 1) -> Path:
+    path.write_text(yaml.safe_dump({"schema_version": version, "diseases": entries}, allow_unicode=True),
                     encoding="utf-8")
     return path
 
@@ -118,7 +129,7 @@ def test_bundled_entries_stay_within_the_schema_limits(book):
             assert 2 <= len(d.signs) <= 5, key
             assert 1 <= len(d.look_alikes) <= 4, key
             assert 1 <= len(d.self_care) <= 4, key
-            assert 1 <= len(d.links) <= 3 and all(u.startswith("https://") for u in d.links), key
+            assert 1 <= len(d.links) <= 4 and all(u.startswith("https://") for u in d.links), key
             assert d.urgency in desc.URGENCIES
 
 
@@ -335,7 +346,7 @@ def test_yaml_syntax_error_reports_the_line(tmp_path):
     ("- just\n- a list\n", "expected a mapping with a 'diseases' list"),
     ("schema_version: 1\n", "expected a mapping with a 'diseases' list"),
     ("", "expected a mapping with a 'diseases' list"),
-    ("schema_version: 2\ndiseases: []\n", "field 'schema_version': unsupported version 2"),
+    ("schema_version: 3\ndiseases: []\n", "field 'schema_version': unsupported version 3"),
     ("diseases: []\nextra: 1\n", "field 'extra': unknown field"),
 ])
 def test_bad_top_level_is_reported(tmp_path, content, expected):
@@ -377,3 +388,297 @@ def test_validate_language():
     with pytest.raises(UsageError) as info:
         desc.validate_language("fr")
     assert str(info.value) == "unknown language 'fr': choose en or ko"
+
+
+# --------------------------------------------------------------------------- red flags: every bundled entry
+
+
+# Hosts the bundled links and sources may use, each with the shape of a working page address.
+LINK_PATTERNS = {
+    "dermnetnz.org": r"/topics/[a-z0-9]+(?:-[a-z0-9]+)*",
+    "www.nhs.uk": r"/conditions/[a-z0-9]+(?:-[a-z0-9]+)*/",
+    "medlineplus.gov": r"/[a-z]+\.html",
+    "www.nice.org.uk": r"/guidance/(?:ng|cg)\d+",
+    "www.aad.org": r"/public/[a-z0-9/-]+",
+    "health.kdca.go.kr": r"/healthinfo/biz/health/gnrlzHealthInfo/gnrlzHealthInfo/gnrlzHealthInfo\w+\.do",
+}
+
+
+def _assert_link(url: str, where: str) -> None:
+    match = re.fullmatch(r"https://([a-z0-9.-]+)(/\S*)", url)
+    assert match, f"{where}: {url!r} is not an https URL"
+    host, path = match.groups()
+    assert host in LINK_PATTERNS, f"{where}: {url!r}: unexpected host"
+    assert re.fullmatch(LINK_PATTERNS[host], path), f"{where}: {url!r} does not look like a {host} page"
+
+
+def test_every_bundled_entry_has_red_flags_that_agree_in_both_languages(book):
+    keys = book.keys()
+    for key in keys:
+        en, ko = book.get(key, "en"), book.get(key, "ko")
+        assert en.red_flags and ko.red_flags, key
+        assert [(f.when, f.escalation) for f in en.red_flags] == [(f.when, f.escalation) for f in ko.red_flags], key
+        for flag in ko.red_flags:
+            assert HANGUL.search(flag.sign), f"{key}: Korean red flag without Hangul: {flag.sign!r}"
+        for lang, d in (("en", en), ("ko", ko)):
+            assert d.see_a_doctor == rf.render_advice(d.red_flags, lang)
+            for when in {f.when for f in d.red_flags}:  # the timing words reach the reader in each language
+                assert rf.ADVICE_LEAD[lang][when] in d.see_a_doctor, (key, lang, when)
+
+
+def test_every_bundled_badge_covers_its_red_flags(book):
+    order = rf.URGENCY_ORDER.index
+    keys = book.keys()
+    for key in keys:
+        d = book.get(key)
+        for flag in d.red_flags:
+            floor = order(rf.URGENCY_FLOOR[flag.when])
+            assert (floor > order(d.urgency)) if flag.escalation else (floor <= order(d.urgency)), (key, flag)
+
+
+def test_every_bundled_link_and_red_flag_source_is_an_https_page(book):
+    keys = book.keys()
+    for key in keys:
+        d = book.get(key)
+        assert len(set(d.links)) == len(d.links), key
+        for url in d.links:
+            _assert_link(url, key)
+        for i, flag in enumerate(d.red_flags, start=1):
+            assert flag.source, f"{key}: en red flag {i} names no source"
+            _assert_link(flag.source, f"{key} red flag {i}")
+        assert all(f.source is None for f in book.get(key, "ko").red_flags), key  # sources live on en
+
+
+def _flags(book, key: str, lang: str, pattern: str) -> list:
+    found = [f for f in book.get(key, lang).red_flags if re.search(pattern, f.sign)]
+    assert found, f"{key} ({lang}): no red flag matching {pattern!r}"
+    return found
+
+
+@pytest.mark.parametrize("key", ["dermnet_eczema", "dermnet_atopic_dermatitis", "eczema", "atopic_dermatitis"])
+def test_eczema_herpeticum_is_same_day_with_or_without_fever(book, key):
+    (en,) = _flags(book, key, "en", "eczema herpeticum")
+    (ko,) = _flags(book, key, "ko", "카포시수두모양발진")
+    assert en.when == ko.when == "same_day"
+    assert "with or without fever" in en.sign and "포진상 습진" in ko.sign and "열이 없어도" in ko.sign
+
+
+@pytest.mark.parametrize("key, lang, pattern, when", [
+    ("dermnet_systemic_disease", "en", r"^new yellowing", "same_day"),
+    ("dermnet_systemic_disease", "ko", r"새로 노랗게", "same_day"),
+    ("dermnet_vasculitis", "en", r"^a new rash of purple", "same_day"),
+    ("dermnet_vasculitis", "en", r"in a child, or with fever", "emergency"),
+    ("dermnet_vasculitis", "ko", r"어린이에게", "emergency"),
+    ("dermnet_pigmentation_light_diseases", "en", r"dark spot .* changes in size, shape or colour", "within_two_weeks"),
+    ("dermnet_vascular_tumors", "en", r"haemangioma near the eye, nose, lips or nappy area", "within_two_weeks"),
+    ("dermnet_vascular_tumors", "en", r"ulcerates\) or covers or presses on the eye", "within_days"),
+    ("dermnet_contact_dermatitis", "en", r"trouble breathing or swallowing", "emergency"),
+    ("dermnet_infestations_bites", "en", r"trouble breathing or swallowing", "emergency"),
+    ("dermnet_infestations_bites", "ko", r"중증열성혈소판감소증후군\(SFTS\)이나 쯔쯔가무시증", "same_day"),
+    ("dermnet_viral_infections", "en", r"^suspected shingles.*within 3 days", "same_day"),
+    ("dermnet_nail_disease", "en", r"new dark streak in a nail, even on its own, and especially", "within_two_weeks"),
+    ("dermnet_nail_disease", "ko", r"새로 생긴 검은 세로줄, 그것만 있어도 해당하며 특히", "within_two_weeks"),
+    ("dermnet_psoriasis_lichen_planus", "en", r"with or without fever \(erythroderma\)", "same_day"),
+    ("dermnet_psoriasis_lichen_planus", "ko", r"열이 없어도 해당\(홍피증\)", "same_day"),
+    ("dermnet_exanthems_drug_eruptions", "en", r"contact the doctor who prescribed it", "same_day"),
+    ("dermnet_exanthems_drug_eruptions", "en", r"^painful skin.*dusky red or purple target-like spots", "emergency"),
+    ("dermnet_exanthems_drug_eruptions", "ko", r"처방한 의사", "same_day"),
+])
+def test_red_flags_the_clinical_review_asked_for(book, key, lang, pattern, when):
+    assert [f.when for f in _flags(book, key, lang, pattern)] == [when]
+
+
+def test_salicylic_acid_carries_the_diabetes_and_circulation_warning(book):
+    en = [s for s in book.get("dermnet_viral_infections").self_care if "salicylic" in s]
+    ko = [s for s in book.get("dermnet_viral_infections", "ko").self_care if "살리실산" in s]
+    assert len(en) == len(ko) == 1
+    assert "diabetes or poor circulation" in en[0] and "foot ulcers" in en[0]
+    assert "당뇨병이나 혈액순환 장애" in ko[0] and "궤양" in ko[0]
+
+
+def _korean_texts(d) -> list[str]:
+    return [d.name, d.summary, d.see_a_doctor, *d.signs, *d.look_alikes, *d.self_care]
+
+
+def test_korean_wording_the_review_asked_for(book):
+    keys = book.keys()
+    for key in keys:
+        for text in _korean_texts(book.get(key, "ko")):
+            assert "약산성" not in text and "백선(무좀)" not in text and "숨참" not in text, (key, text)
+    for key in ("dermnet_exanthems_drug_eruptions", "dermnet_urticaria"):  # en says cool, not lukewarm
+        assert any("시원한 샤워" in s for s in book.get(key, "ko").self_care), key
+    assert book.get("dermnet_fungal_infections", "ko").name.startswith("백선(피부사상균 감염)")
+
+
+def test_jusa_is_first_written_as_jusa_ttalgiko_so_it_cannot_read_as_injection(book):
+    keys = book.keys()
+    for key in keys:
+        for text in _korean_texts(book.get(key, "ko")):
+            if "주사" in text:
+                assert text[text.index("주사"):].startswith("주사(딸기코)"), (key, text)
+
+
+@pytest.mark.parametrize("key", STUDY_CONDITIONS)
+def test_study_conditions_open_with_what_a_photo_cannot_tell(book, key):
+    assert "A photo" in book.get(key).summary.split(". ")[1]
+    assert "사진으로는" in book.get(key, "ko").summary
+
+
+def test_psoriasis_look_alikes_no_longer_call_pale_marks_vitiligo(book):
+    assert not any("Vitiligo" in s for s in book.get("psoriasis").look_alikes)
+    assert not any("백반증" in s for s in book.get("psoriasis", "ko").look_alikes)
+
+
+def test_melanoma_summary_makes_the_same_claim_in_both_languages(book):
+    assert "a serious skin cancer that can spread" in book.get("melanoma").summary
+    assert "퍼질 수 있는 위험한 피부암" in book.get("melanoma", "ko").summary
+
+
+def test_links_the_review_asked_for(book):
+    assert "https://dermnetnz.org/topics/infantile-haemangioma" in book.get("dermnet_vascular_tumors").links
+    assert any("health.kdca.go.kr" in u for u in book.get("dermnet_infestations_bites").links)
+
+
+# --------------------------------------------------------------------------- red flags: the loader
+
+def test_a_generated_entry_whose_korean_timing_differs_is_refused(tmp_path):
+    entry = make_entry_v2("rash_a", en_flags=[("same_day", True), ("routine", False)],
+                          ko_flags=[("within_days", True), ("routine", False)])
+    bad = write_file(tmp_path / "bad.yaml", [entry], version=2)
+    with pytest.raises(DescriptionsError) as info:
+        desc.load_descriptions(bad)
+    assert str(info.value) == (f"descriptions file {bad}: entry 'rash_a' field 'ko.red_flags[1].when': "
+                               "'within_days' but en says 'same_day': a translation must carry the same timing")
+
+
+@pytest.mark.parametrize("en_flags, ko_flags, urgency, field, problem", [
+    ([("routine", False), ("routine", False)], [("routine", False)], "routine",
+     "ko.red_flags", "1 red flags but en has 2"),
+    ([("same_day", True)], [("same_day", False)], "routine", "ko.red_flags[1].escalation", "False but en says True"),
+    ([("same_day", False)], None, "soon", "urgency", "'soon' is lower than red flag en.red_flags[1] (same_day"),
+    ([("within_two_weeks", False)], None, "routine", "urgency", "needs ('soon')"),
+    ([("within_days", True)], None, "urgent", "en.red_flags[1].escalation", "does not go beyond"),
+    ([("whenever", False)], None, "routine", "en.red_flags[1].when", "expected one of routine, within_two_weeks"),
+    ([], None, "routine", "en.red_flags", "expected a non-empty list"),
+])
+def test_red_flag_mistakes_are_one_line_naming_the_entry(tmp_path, en_flags, ko_flags, urgency, field, problem):
+    bad = write_file(tmp_path / "bad.yaml", [make_entry_v2("rash_a", en_flags, ko_flags, urgency)], version=2)
+    with pytest.raises(DescriptionsError) as info:
+        desc.load_descriptions(bad)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"descriptions file {bad}: entry 'rash_a' field '{field}': ")
+    assert problem in message
+
+
+def test_a_flag_source_must_be_https(tmp_path):
+    entry = make_entry_v2("rash_a")
+    entry["en"]["red_flags"][0]["source"] = "http://example.org/page"
+    bad = write_file(tmp_path / "bad.yaml", [entry], version=2)
+    with pytest.raises(DescriptionsError, match=r"field 'en.red_flags\[1\].source': expected an https URL"):
+        desc.load_descriptions(bad)
+
+
+def test_each_layout_says_what_to_change_when_mixed(tmp_path):
+    new_in_old = write_file(tmp_path / "a.yaml", [make_entry_v2("rash_a")], version=1)
+    with pytest.raises(DescriptionsError, match=r"field 'en.red_flags': needs 'schema_version: 2'"):
+        desc.load_descriptions(new_in_old)
+    old_in_new = write_file(tmp_path / "b.yaml", [make_entry("rash_a")], version=2)
+    with pytest.raises(DescriptionsError, match=r"field 'en.see_a_doctor': not used with 'schema_version: 2': "
+                                                r"list red_flags"):
+        desc.load_descriptions(old_in_new)
+
+
+def test_a_user_file_of_the_old_layout_still_loads_beside_the_new_bundled_file(isolated_config):
+    user = isolated_config / "descriptions.yaml"
+    user.write_text("diseases:\n  - key: heat_rash\n    urgency: routine\n" + "".join(
+        f"    {lang}:\n      name: Heat rash\n      summary: 땀띠 summary.\n      signs: [Red]\n"
+        f"      look_alikes: []\n      self_care: [Cool down]\n      see_a_doctor: If it spreads ({lang}).\n"
+        for lang in ("en", "ko")), encoding="utf-8")
+    book = desc.load_descriptions()
+    assert book.get("heat rash", "ko").see_a_doctor == "If it spreads (ko)."
+    assert book.get("heat rash").red_flags == () and book.get("heat rash").to_dict()["red_flags"] == []
+    assert book.get("vasculitis").red_flags  # the bundled entries keep theirs
+
+
+def test_a_schema_2_user_entry_renders_its_advice(tmp_path):
+    extra = write_file(tmp_path / "extra.yaml", [make_entry_v2(
+        "rash_a", [("routine", False), ("emergency", True), ("routine", False)])], version=2)
+    d = desc.load_descriptions(extra).get("rash_a", "ko")
+    assert d.see_a_doctor == ("다음의 경우 즉시 119에 연락하거나 응급실로 가세요: sign 2 (ko). "
+                              "다음의 경우 일반 진료를 예약하세요: sign 1 (ko); sign 3 (ko).")
+    assert d.to_dict()["red_flags"][1] == {"sign": "sign 2 (ko)", "when": "emergency", "escalation": True,
+                                           "source": None}
+
+
+# --------------------------------------------------------------------------- not a diagnosis, on every surface
+
+@pytest.fixture
+def wide(monkeypatch):
+    """A console wide enough that no line wraps, so whole sentences can be looked for."""
+    from skinfood_cli import output
+
+    monkeypatch.setenv("COLUMNS", "4000")
+    output._consoles.clear()
+    yield
+    output._consoles.clear()
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_prediction_panel_and_table_carry_the_advice_and_the_not_a_diagnosis_line(book, capsys, wide, lang):
+    from skinfood_cli.output import print_prediction, print_prediction_table
+    from skinfood_cli.prediction import NOT_A_DIAGNOSIS, make_prediction
+
+    keys = book.keys()
+    records = []
+    for i, key in enumerate(keys):
+        probs = [0.9 if j == i else 0.1 / (len(keys) - 1) for j in range(len(keys))]
+        rec = make_prediction(f"{key}.jpg", probs, keys, book, lang=lang).to_dict()
+        assert rec["advice"] == book.get(key, lang).see_a_doctor and rec["urgency"] == book.get(key).urgency
+        print_prediction(rec, lang, NOT_A_DIAGNOSIS[lang])
+        panel = capsys.readouterr().out
+        assert rec["advice"] in panel and NOT_A_DIAGNOSIS[lang] in panel, key
+        records.append(rec)
+    print_prediction_table(records, NOT_A_DIAGNOSIS[lang])
+    assert capsys.readouterr().out.rstrip().endswith(NOT_A_DIAGNOSIS[lang])
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_diseases_show_carries_the_not_a_diagnosis_line(cli, book, wide, lang):
+    from skinfood_cli.prediction import NOT_A_DIAGNOSIS
+
+    keys = book.keys()
+    for key in keys:
+        r = cli("diseases", "show", key, "--lang", lang)
+        assert r.exit_code == 0, r.output
+        assert r.stdout.rstrip().endswith(NOT_A_DIAGNOSIS[lang]), key
+        for sentence in rf.advice_sentences(book.get(key, lang).red_flags, lang):
+            assert sentence in r.stdout, (key, sentence)
+    listing = cli("diseases", "--lang", lang)
+    assert listing.exit_code == 0 and listing.stdout.rstrip().endswith(NOT_A_DIAGNOSIS[lang])
+    shown = json.loads(cli("diseases", "show", "vasculitis", "--format", "json").stdout)
+    assert shown["urgency"] == "urgent" and shown["red_flags"][0]["when"] == "emergency"
+
+
+def test_diseases_show_prints_an_old_layout_entry_as_written(cli, tmp_path, wide):
+    extra = write_file(tmp_path / "extra.yaml", [make_entry("rash_a")])
+    r = cli("diseases", "show", "rash_a", "--descriptions", extra)
+    assert r.exit_code == 0, r.output
+    assert "  If it spreads." in r.stdout and "Not a diagnosis" in r.stdout
+
+
+def test_the_page_shows_the_same_not_a_diagnosis_line_in_both_languages():
+    from skinfood_cli.prediction import NOT_A_DIAGNOSIS
+
+    web = Path(desc.__file__).parent / "serving" / "web"
+    page, script = (web / "index.html").read_text(encoding="utf-8"), (web / "app.js").read_text(encoding="utf-8")
+    assert re.search(r'id="not-diagnosis"[^>]*data-i18n="notDiagnosis">' + re.escape(NOT_A_DIAGNOSIS["en"]), page)
+    for lang in ("en", "ko"):
+        assert f"notDiagnosis: '{NOT_A_DIAGNOSIS[lang]}'" in script, lang
+
+
+def test_the_review_table_in_the_docs_lists_every_red_flag_and_its_source(book):
+    doc = (Path(desc.__file__).parent.parent / "docs" / "descriptions.md").read_text(encoding="utf-8")
+    table = rf.review_table([(k, book.get(k).urgency, book.get(k).red_flags) for k in book.keys()])
+    assert f"<!-- red-flags:start -->\n{table}<!-- red-flags:end -->" in doc, \
+        "docs/descriptions.md is stale: run python -m skinfood_cli.red_flags docs/descriptions.md"

@@ -113,7 +113,11 @@ def diseases_list(
     table.add_column("urgency")
     for row in rows:
         table.add_row(row["key"], row["name"], row["urgency"])
-    console().print(table)
+    from skinfood_cli.prediction import NOT_A_DIAGNOSIS
+
+    out = console()
+    out.print(table)
+    out.print(f"[dim]{NOT_A_DIAGNOSIS[language]}[/dim]")
 
 
 @diseases_app.command("show")
@@ -129,6 +133,8 @@ def diseases_show(
 
     from skinfood_cli.errors import UsageError
     from skinfood_cli.output import URGENCY_TEXT, console, label, print_json
+    from skinfood_cli.prediction import NOT_A_DIAGNOSIS
+    from skinfood_cli.red_flags import advice_sentences
 
     language = _lang(lang)
     entry = _book(descriptions).get(name, language)
@@ -146,7 +152,9 @@ def diseases_show(
         for item in items:
             out.print(f"  • {escape(item)}")
     urgency = URGENCY_TEXT.get(language, URGENCY_TEXT["en"]).get(entry.urgency, entry.urgency)
-    out.print(f"\n[bold]{label(language, 'when to see a doctor')}[/bold] ({escape(urgency)})\n"
-              f"  {escape(entry.see_a_doctor)}")
+    out.print(f"\n[bold]{label(language, 'when to see a doctor')}[/bold] ({escape(urgency)})")
+    for sentence in advice_sentences(entry.red_flags, language) or [entry.see_a_doctor]:
+        out.print(f"  {escape(sentence)}")
     for link in entry.links:
         out.print(f"  {link}")
+    out.print(f"\n[dim]{NOT_A_DIAGNOSIS[language]}[/dim]")
