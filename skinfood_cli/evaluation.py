@@ -88,7 +88,7 @@ def evaluate(engine, eval_set: EvalSet, *, top_k: int = 3, bootstrap: int = 1000
              progress=None) -> dict:
     """Run the engine over the set and compute every metric `evaluate` reports.
 
-    Returns the JSON-ready dict documented in the README (keys: accuracy,
+    Returns the JSON-ready dict documented in docs/usage.md (keys: accuracy,
     balanced_accuracy, macro_f1, ci, top_k_accuracy, loss, ece, num_images,
     classes, confusion_matrix, per_class, most_confused, ...).
     """

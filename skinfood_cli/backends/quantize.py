@@ -98,7 +98,7 @@ def use_engine() -> None:
 @contextlib.contextmanager
 def _quiet():
     # torch.ao.quantization announces its deprecation (and reduce_range's) on
-    # every call; the module docstring and the README say it once.
+    # every call; the module docstring and docs/export.md say it once.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield

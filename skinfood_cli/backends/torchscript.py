@@ -99,7 +99,7 @@ def _native_stderr_silenced():
     """Send whatever is written to fd 2 while this block runs (the load) nowhere.
 
     Loading an int8 file makes torch's C++ side print, once per process, that
-    quantized tensors are deprecated upstream: true (the README says so) but
+    quantized tensors are deprecated upstream: true (docs/export.md says so) but
     not the user's concern at every predict, and stderr is for their messages.
     Python-level warnings can't filter it. A failed load still raises, and the
     caller says why.

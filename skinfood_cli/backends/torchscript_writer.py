@@ -24,12 +24,12 @@ def write_torchscript(loaded: LoadedModel, path: Path, meta: dict,
 
         module = quantize_module(module, calibration, example_input(loaded, False, None))
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # TorchScript's deprecation notice: the README says it
+        warnings.simplefilter("ignore")  # TorchScript's deprecation notice: docs/export.md says it
         traced = torch.jit.trace(module, example_input(loaded, False, None))
         traced = torch.jit.freeze(traced.eval())
     extra = {METADATA_FILE: json.dumps(meta, ensure_ascii=False)}
     tmp = path.with_name(f".{path.name}.tmp")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.save is deprecated": said in the README
+        warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.save is deprecated": said in docs/export.md
         torch.jit.save(traced, str(tmp), _extra_files=extra)
     os.replace(tmp, path)
