@@ -94,7 +94,7 @@ def bootstrap_ci(y_true, y_pred, num_classes: int, *, samples: int = 1000, seed:
         return {}
     rng = np.random.default_rng(seed)
     cell = y_true * num_classes + y_pred
-    values = {"accuracy": [], "balanced_accuracy": [], "macro_f1": []}
+    values: dict[str, list[float]] = {"accuracy": [], "balanced_accuracy": [], "macro_f1": []}
     for _ in range(samples):
         idx = rng.integers(0, n, n)
         cm = np.bincount(cell[idx], minlength=num_classes * num_classes).reshape(num_classes, num_classes)
@@ -109,7 +109,7 @@ def bootstrap_ci(y_true, y_pred, num_classes: int, *, samples: int = 1000, seed:
 
 def most_confused(cm: np.ndarray, classes: list[str], limit: int = 10) -> list[dict]:
     """Off-diagonal cells, largest first: [{true, predicted, count}]."""
-    pairs = [
+    pairs: list[dict] = [
         {"true": classes[i], "predicted": classes[j], "count": int(cm[i, j])}
         for i in range(len(classes)) for j in range(len(classes))
         if i != j and cm[i, j] > 0

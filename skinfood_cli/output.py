@@ -55,7 +55,7 @@ class RecordWriter:
     def __init__(self, fmt: str, stream: IO[str], columns: list[str] = RECORD_COLUMNS):
         self.fmt, self.stream, self.columns = fmt, stream, columns
         self._buffer: list[dict] = []
-        self._writer = None
+        self._writer: csv.DictWriter | None = None
         if fmt in ("csv", "tsv"):
             self._writer = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore",
                                           delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
@@ -67,7 +67,7 @@ class RecordWriter:
         elif self.fmt == "jsonl":
             self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
             self.stream.flush()
-        else:
+        elif self._writer is not None:
             self._writer.writerow({k: _flat(record.get(k)) for k in self.columns})
 
     def close(self) -> None:

@@ -197,7 +197,8 @@ def update_review_doc(path: str) -> None:
     from skinfood_cli.descriptions import load_descriptions
 
     book = load_descriptions(include_user=False)
-    table = review_table([(k, book.get(k).urgency, book.get(k).red_flags) for k in book.keys()])
+    entries = [(k, book.get(k)) for k in book.keys()]
+    table = review_table([(k, d.urgency, d.red_flags) for k, d in entries if d is not None])
     doc = Path(path)
     text = doc.read_text(encoding="utf-8")
     start, end = "<!-- red-flags:start -->\n", "<!-- red-flags:end -->"

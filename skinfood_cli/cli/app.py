@@ -42,7 +42,7 @@ _debug = {"on": _debug_env()}
 
 
 # The languages come from the descriptions module, their one source.
-Lang = Enum("Lang", {code: code for code in LANGUAGES}, type=str)  # type: ignore[misc]
+Lang = Enum("Lang", {code: code for code in LANGUAGES}, type=str)
 
 
 class PredictFormat(str, Enum):

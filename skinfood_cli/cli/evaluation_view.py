@@ -43,9 +43,9 @@ def print_evaluation(result: dict, *, normalize: bool = False) -> None:
             out.print(f"[dim]{i + 1} = {escape(c)}[/dim]")
 
     per = Table(show_edge=False, header_style="bold")
-    for col, justify in (("class", "left"), ("precision", "right"), ("recall", "right"),
-                         ("F1", "right"), ("support", "right")):
-        per.add_column(col, justify=justify)
+    per.add_column("class", justify="left")
+    for col in ("precision", "recall", "F1", "support"):
+        per.add_column(col, justify="right")
     never = False
     for name, s in result["per_class"].items():
         mark = ""

@@ -5,8 +5,13 @@ Everything here draws on stderr, so stdout stays clean for data.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from skinfood_cli.output import console
 from skinfood_cli.training import Reporter
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
 def _progress(transient: bool = True):
@@ -23,7 +28,7 @@ class RichTrainReporter(Reporter):
     def __init__(self, quiet: bool = False):
         self.quiet = quiet
         self.err = console(stderr=True)
-        self._bar = None
+        self._bar: Progress | None = None
         self._task = None
         self._scan_task = None
         self._download_task = None
@@ -34,7 +39,8 @@ class RichTrainReporter(Reporter):
         if self._bar is None:
             self._bar = _progress()
             self._bar.start()
-        return self._bar.add_task(description, total=total, info="")
+        bar = self._bar
+        return bar.add_task(description, total=total, info="")
 
     def _stop(self):
         if self._bar is not None:
