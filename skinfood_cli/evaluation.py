@@ -181,24 +181,26 @@ def render_confusion_png(matrix, classes: list[str], path: Path) -> Path:
     rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     cell = max(28, min(60, 900 // max(K, 1)))
     small, label_font = font(max(10, cell // 3)), font(14)
-    legend_w = 14 * max(len(c) for c in classes) // 2 + 60
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    legend_w = int(max(probe.textlength(f"{K}  {c}", font=label_font) for c in classes)) + 20
     left, top = 60, 60
     width = left + K * cell + 30 + legend_w
     height = max(top + K * cell + 40, top + 20 * K + 40)
+    title = "confusion matrix (rows: true class, columns: predicted; shade = row share)"
+    width = max(width, left + int(probe.textlength(title, font=label_font)) + 10)
     img = Image.new("RGB", (width, height), "white")
     d = ImageDraw.Draw(img)
-    d.text((left, 10), "confusion matrix (rows: true class, columns: predicted; shade = row share)",
-           fill="black", font=label_font)
+    d.text((left, 10), title, fill="black", font=label_font)
     for i in range(K):
-        d.text((left - 30, top + i * cell + cell // 3), f"{i + 1}", fill="black", font=small)
-        d.text((left + i * cell + cell // 3, top - 22), f"{i + 1}", fill="black", font=small)
+        d.text((left - 10, top + i * cell + cell // 2), f"{i + 1}", fill="black", font=small, anchor="rm")
+        d.text((left + i * cell + cell // 2, top - 6), f"{i + 1}", fill="black", font=small, anchor="ms")
         for j in range(K):
             v = rows[i, j]
             shade = (int(255 - 200 * v), int(255 - 120 * v), 255) if i == j else (255, int(255 - 200 * v), int(255 - 200 * v))
             x0, y0 = left + j * cell, top + i * cell
             d.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=shade, outline=(200, 200, 200))
             if cm[i, j]:
-                d.text((x0 + 4, y0 + cell // 3), str(int(cm[i, j])), fill="black", font=small)
+                d.text((x0 + cell // 2, y0 + cell // 2), str(int(cm[i, j])), fill="black", font=small, anchor="mm")
     lx = left + K * cell + 30
     for i, name in enumerate(classes):
         d.text((lx, top + i * 20), f"{i + 1}  {name}", fill="black", font=label_font)
