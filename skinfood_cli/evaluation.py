@@ -38,8 +38,15 @@ def resolve_eval_set(meta: dict, classes: list[str], data: str | None, split: st
         raise UsageError("this model records no dataset: pass --data DIR")
     root = Path(root_text).expanduser()
     folders = detect_layout(root)
-    if folders["train"] == root:  # DIR/<class>/ only: every photo in it is the test set
+    if folders.get("train") == root:  # DIR/<class>/ only: every photo in it is the test set
         folder, split = root, "all"
+    elif "train" not in folders:  # DIR/test/ and/or DIR/val/ only: held-out photos
+        if split not in folders and split == "test" and "val" in folders:
+            split = "val"  # the default --split, and val/ is the held-out folder there is
+        if split not in folders:
+            raise DataError(f"{root} has no {split}/ folder (it holds {', '.join(f'{n}/' for n in folders)}): "
+                            "drop --split, or pass --split " + next(iter(folders)))
+        folder = folders[split]
     elif split == "test":
         if "test" not in folders:
             raise DataError(f"{root} has no test/ folder: use --split val, or --data a folder of class folders")
@@ -52,8 +59,11 @@ def resolve_eval_set(meta: dict, classes: list[str], data: str | None, split: st
     index = _match_classes(names, classes)
     unknown_names = [n for n in names if n not in index]
     if unknown_names and not skip_unknown:
+        splits = [n for n in unknown_names if n in ("train", "val", "test")]
+        hint = (f"; {splits[0]}/ looks like a split folder: keep only train/, val/ and test/ in {root}, "
+                "each of class folders" if splits else "")
         raise DataError(f"the model does not know the class(es) {', '.join(unknown_names)} found in {folder} "
-                        f"(it knows: {', '.join(classes)}); pass --skip-unknown to leave them out")
+                        f"(it knows: {', '.join(classes)}); pass --skip-unknown to leave them out{hint}")
     known = [n for n in names if n in index]
     samples = [(p, index[known[label]]) for p, label in gather(folder, known)]
     unknown = {n: sum(is_image_path(Path(p)) for p, _ in gather(folder, [n])) for n in unknown_names}
