@@ -46,7 +46,8 @@ this machine, in one run, skinfood against the study's own loops — prediction:
 PIL open → `Resize((224, 224))` → ToTensor → Normalize → `model(x)` one image at
 a time in fp32; training: Adam, fp32, NCHW, no autocast — with the same weights
 and generated 640×480 JPEGs (DermNet's usual size). Ratios are what to compare:
-these machines are shared and noisy, absolute times drift.
+these machines are shared and noisy, absolute times drift. Rows needing an extra that is not
+installed (ONNX: `skinfood[export]`) are skipped with one line saying so; `make bench` installs all.
 
 `python benchmarks/serve.py [--quick] [--int8]`: a client process sends 640×480
 JPEGs to a real `skinfood serve` (224 px model) on 127.0.0.1 at each

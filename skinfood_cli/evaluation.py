@@ -38,8 +38,15 @@ def resolve_eval_set(meta: dict, classes: list[str], data: str | None, split: st
         raise UsageError("this model records no dataset: pass --data DIR")
     root = Path(root_text).expanduser()
     folders = detect_layout(root)
-    if folders["train"] == root:  # DIR/<class>/ only: every photo in it is the test set
+    if folders.get("train") == root:  # DIR/<class>/ only: every photo in it is the test set
         folder, split = root, "all"
+    elif "train" not in folders:  # DIR/test/ and/or DIR/val/ only: held-out photos
+        if split not in folders and split == "test" and "val" in folders:
+            split = "val"  # the default --split, and val/ is the held-out folder there is
+        if split not in folders:
+            raise DataError(f"{root} has no {split}/ folder (it holds {', '.join(f'{n}/' for n in folders)}): "
+                            "drop --split, or pass --split " + next(iter(folders)))
+        folder = folders[split]
     elif split == "test":
         if "test" not in folders:
             raise DataError(f"{root} has no test/ folder: use --split val, or --data a folder of class folders")
@@ -52,8 +59,11 @@ def resolve_eval_set(meta: dict, classes: list[str], data: str | None, split: st
     index = _match_classes(names, classes)
     unknown_names = [n for n in names if n not in index]
     if unknown_names and not skip_unknown:
+        splits = [n for n in unknown_names if n in ("train", "val", "test")]
+        hint = (f"; {splits[0]}/ looks like a split folder: keep only train/, val/ and test/ in {root}, "
+                "each of class folders" if splits else "")
         raise DataError(f"the model does not know the class(es) {', '.join(unknown_names)} found in {folder} "
-                        f"(it knows: {', '.join(classes)}); pass --skip-unknown to leave them out")
+                        f"(it knows: {', '.join(classes)}); pass --skip-unknown to leave them out{hint}")
     known = [n for n in names if n in index]
     samples = [(p, index[known[label]]) for p, label in gather(folder, known)]
     unknown = {n: sum(is_image_path(Path(p)) for p, _ in gather(folder, [n])) for n in unknown_names}
@@ -181,24 +191,26 @@ def render_confusion_png(matrix, classes: list[str], path: Path) -> Path:
     rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     cell = max(28, min(60, 900 // max(K, 1)))
     small, label_font = font(max(10, cell // 3)), font(14)
-    legend_w = 14 * max(len(c) for c in classes) // 2 + 60
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    legend_w = int(max(probe.textlength(f"{K}  {c}", font=label_font) for c in classes)) + 20
     left, top = 60, 60
     width = left + K * cell + 30 + legend_w
     height = max(top + K * cell + 40, top + 20 * K + 40)
+    title = "confusion matrix (rows: true class, columns: predicted; shade = row share)"
+    width = max(width, left + int(probe.textlength(title, font=label_font)) + 10)
     img = Image.new("RGB", (width, height), "white")
     d = ImageDraw.Draw(img)
-    d.text((left, 10), "confusion matrix (rows: true class, columns: predicted; shade = row share)",
-           fill="black", font=label_font)
+    d.text((left, 10), title, fill="black", font=label_font)
     for i in range(K):
-        d.text((left - 30, top + i * cell + cell // 3), f"{i + 1}", fill="black", font=small)
-        d.text((left + i * cell + cell // 3, top - 22), f"{i + 1}", fill="black", font=small)
+        d.text((left - 10, top + i * cell + cell // 2), f"{i + 1}", fill="black", font=small, anchor="rm")
+        d.text((left + i * cell + cell // 2, top - 6), f"{i + 1}", fill="black", font=small, anchor="ms")
         for j in range(K):
             v = rows[i, j]
             shade = (int(255 - 200 * v), int(255 - 120 * v), 255) if i == j else (255, int(255 - 200 * v), int(255 - 200 * v))
             x0, y0 = left + j * cell, top + i * cell
             d.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=shade, outline=(200, 200, 200))
             if cm[i, j]:
-                d.text((x0 + 4, y0 + cell // 3), str(int(cm[i, j])), fill="black", font=small)
+                d.text((x0 + cell // 2, y0 + cell // 2), str(int(cm[i, j])), fill="black", font=small, anchor="mm")
     lx = left + K * cell + 30
     for i, name in enumerate(classes):
         d.text((lx, top + i * 20), f"{i + 1}  {name}", fill="black", font=label_font)

@@ -86,22 +86,96 @@ def colormap(values):
 
 
 def font(size: int):
-    from PIL import ImageFont
+    """The font every skinfood picture draws with (Hangul included): skinfood_cli/fonts."""
+    from skinfood_cli.fonts import load_font
 
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has one bitmap size
-        return ImageFont.load_default()
+    return load_font(size)
 
 
-def render_explanation(image, cam, caption: str, note: str) -> "object":
-    """Photo | photo with heatmap overlay, side by side, caption and note underneath.
+# What the picture says, in the terminal's words (output.py prints the same facts).
+CAPTION_TEXT = {
+    "en": {"not sure": "(the model is not sure)",
+           "out of scope": "This photo may show something the model was not trained on: the answer may not apply.",
+           "heatmap for": "Heatmap shows the evidence for"},
+    "ko": {"not sure": "(모델이 확신하지 못합니다)",
+           "out of scope": "모델이 학습하지 않은 종류의 사진일 수 있어 결과가 맞지 않을 수 있습니다.",
+           "heatmap for": "히트맵이 보여주는 근거:"},
+}
 
-    Kept at the photo's own resolution unless its long side exceeds MAX_SIDE.
+
+@dataclass
+class Caption:
+    """The text under an explain picture: bold-size headline lines, then smaller notes."""
+
+    lines: list[str]
+    notes: list[str]
+
+
+def build_caption(record: dict, *, lang: str, explained_name: str | None = None,
+                  explained_probability: float | None = None) -> Caption:
+    """The caption for one prediction record (the fields `predict --format json` gives).
+
+    Carries what the terminal says: the condition and its confidence, the
+    uncertain state, the out-of-scope state (`record["out_of_scope"]`, when the
+    record has it), which class the heatmap explains if not the top one, the
+    heatmap caveat and the not-a-diagnosis line.
     """
-    import numpy as np
+    from skinfood_cli.prediction import NOT_A_DIAGNOSIS
+
+    words = CAPTION_TEXT.get(lang, CAPTION_TEXT["en"])
+    headline = f"{record['disease_name'] or record['label']}: {record['confidence'] * 100:.1f}%"
+    if record.get("uncertain"):
+        headline += f"  {words['not sure']}"
+    lines = [headline]
+    if record.get("out_of_scope"):
+        lines.append(words["out of scope"])
+    if explained_name is not None and explained_name != record["disease_name"]:
+        lines.append(f"{words['heatmap for']} {explained_name}"
+                     + (f" ({explained_probability * 100:.1f}%)" if explained_probability is not None else ""))
+    notes = [HEATMAP_NOTE.get(lang, HEATMAP_NOTE["en"]), NOT_A_DIAGNOSIS.get(lang, NOT_A_DIAGNOSIS["en"])]
+    return Caption(lines, notes)
+
+
+def caption_sizes(width: int) -> tuple[int, int]:
+    """(headline, note) font sizes in px for a picture `width` px wide (photo + overlay)."""
+    text_size = max(12, min(28, width // 40))
+    return text_size, max(10, text_size * 2 // 3)
+
+
+def render_caption(caption: Caption, width: int):
+    """The caption band: white, `width` px wide, as tall as its wrapped lines need."""
     from PIL import Image, ImageDraw
 
+    text_size, note_size = caption_sizes(width)
+    big, small = font(text_size), font(note_size)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    rows = [(line, big, text_size, "black") for text in caption.lines
+            for line in _wrap(probe, text, big, width - 16)]
+    rows += [(line, small, note_size, (90, 90, 90)) for text in caption.notes
+             for line in _wrap(probe, text, small, width - 16)]
+    # Baselines ("ls" anchor) 1.35 em apart: CJK fonts' own line gap (~1.45 em)
+    # would leave a tall empty strip above every line.
+    height = 6 + sum(int(size * 1.35) for _, _, size, _ in rows) + 6
+    band = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(band)
+    y = 6
+    for line, font_, size, colour in rows:
+        draw.text((8, y + size), line, fill=colour, font=font_, anchor="ls")
+        y += int(size * 1.35)
+    return band
+
+
+def render_explanation(image, cam, caption: Caption | str, note: str | None = None) -> object:
+    """Photo | photo with heatmap overlay, side by side, the caption band underneath.
+
+    Kept at the photo's own resolution unless its long side exceeds MAX_SIDE.
+    `caption` may be plain text (one headline) with `note` under it.
+    """
+    import numpy as np
+    from PIL import Image
+
+    if isinstance(caption, str):
+        caption = Caption([caption], [note] if note else [])
     scale = min(1.0, MAX_SIDE / max(image.width, image.height))
     if scale < 1.0:
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
@@ -111,31 +185,26 @@ def render_explanation(image, cam, caption: str, note: str) -> "object":
     heat = colormap(cam)
     alpha = (0.25 + 0.45 * np.asarray(cam))[..., None]  # stronger where the model looked
     overlay = (np.asarray(image, dtype=np.float32) * (1 - alpha) + heat * alpha).astype(np.uint8)
-    text_size = max(12, min(28, w // 20))
-    note_size = max(10, text_size * 2 // 3)
-    big, small = font(text_size), font(note_size)
-    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    caption_lines = _wrap(probe, caption, big, 2 * w - 16)
-    note_lines = _wrap(probe, note, small, 2 * w - 16)
-    band = 8 + len(caption_lines) * int(text_size * 1.3) + len(note_lines) * int(note_size * 1.3) + 6
-    canvas = Image.new("RGB", (2 * w, h + band), "white")
+    band = render_caption(caption, 2 * w)
+    canvas = Image.new("RGB", (2 * w, h + band.height), "white")
     canvas.paste(image, (0, 0))
     canvas.paste(Image.fromarray(overlay), (w, 0))
-    draw = ImageDraw.Draw(canvas)
-    y = h + 4
-    for line in caption_lines:
-        draw.text((8, y), line, fill="black", font=big)
-        y += int(text_size * 1.3)
-    for line in note_lines:
-        draw.text((8, y), line, fill=(90, 90, 90), font=small)
-        y += int(note_size * 1.3)
+    canvas.paste(band, (0, h))
     return canvas
 
 
 def _wrap(draw, text: str, font_, width: int) -> list[str]:
-    """Greedy word wrap to a pixel width (a long word gets a line of its own)."""
+    """Greedy word wrap to a pixel width; a word wider than a line is cut between characters."""
     lines, line = [], ""
     for word in text.split():
+        while draw.textlength(word, font=font_) > width and len(word) > 1:
+            cut = next(i for i in range(len(word), 0, -1) if draw.textlength(word[:i], font=font_) <= width
+                       or i == 1)
+            if line:
+                lines.append(line)
+                line = ""
+            lines.append(word[:cut])
+            word = word[cut:]
         trial = f"{line} {word}".strip()
         if line and draw.textlength(trial, font=font_) > width:
             lines.append(line)
@@ -205,10 +274,9 @@ def explain_image(engine, image, book, name: str, *, lang: str, top_k: int, targ
                              top_k=top_k, threshold=threshold).to_dict()
     explained = engine.classes[result.target]
     entry = book.get(explained, lang) if book is not None else None
-    caption = f"{entry.name if entry else explained}: {result.probs[result.target] * 100:.1f}%"
-    if target is not None and result.target != int(result.probs.argmax()):
-        caption += f"  (explaining --class; the top answer is {record['disease_name']})"
-    picture = render_explanation(image, result.cam, caption, HEATMAP_NOTE.get(lang, HEATMAP_NOTE["en"]))
+    caption = build_caption(record, lang=lang, explained_name=entry.name if entry else explained,
+                            explained_probability=float(result.probs[result.target]))
+    picture = render_explanation(image, result.cam, caption)
     return {**record, "explained_label": explained}, result, picture
 
 

@@ -188,25 +188,3 @@ def review_table(entries: list[tuple[str, str, tuple[RedFlag, ...]]]) -> str:
             sign = flag.sign.replace("|", "\\|")
             rows.append(f"| {first} | {when} | {sign} | {flag.source or ''} |")
     return "\n".join(rows) + "\n"
-
-
-def update_review_doc(path: str) -> None:
-    """Rewrites the table between the red-flags markers of `path` from the bundled file."""
-    from pathlib import Path
-
-    from skinfood_cli.descriptions import load_descriptions
-
-    book = load_descriptions(include_user=False)
-    entries = [(k, book.get(k)) for k in book.keys()]
-    table = review_table([(k, d.urgency, d.red_flags) for k, d in entries if d is not None])
-    doc = Path(path)
-    text = doc.read_text(encoding="utf-8")
-    start, end = "<!-- red-flags:start -->\n", "<!-- red-flags:end -->"
-    head, rest = text.split(start, 1)
-    doc.write_text(head + start + table + end + rest.split(end, 1)[1], encoding="utf-8")
-
-
-if __name__ == "__main__":  # python -m skinfood_cli.red_flags docs/descriptions.md
-    import sys
-
-    update_review_doc(sys.argv[1])

@@ -681,4 +681,4 @@ def test_the_review_table_in_the_docs_lists_every_red_flag_and_its_source(book):
     doc = (Path(desc.__file__).parent.parent / "docs" / "descriptions.md").read_text(encoding="utf-8")
     table = rf.review_table([(k, book.get(k).urgency, book.get(k).red_flags) for k in book.keys()])
     assert f"<!-- red-flags:start -->\n{table}<!-- red-flags:end -->" in doc, \
-        "docs/descriptions.md is stale: run python -m skinfood_cli.red_flags docs/descriptions.md"
+        "docs/descriptions.md is stale: run python tools/red_flags_table.py docs/descriptions.md"

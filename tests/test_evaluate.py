@@ -396,3 +396,43 @@ def test_no_model_at_all_says_to_train_one(cli):
     assert "skinfood train" in lines[0]
     assert "Traceback" not in r.stderr
     assert r.stdout.strip() == ""
+
+
+# --- held-out-only folders: DIR/test/<class>/ or DIR/val/<class>/ ---------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("split", ["test", "val"])
+def test_a_folder_holding_only_one_split_is_read_as_that_split(cli, model_path, dataset, tmp_path, split):
+    data_dir = tmp_path / "my-photos"
+    shutil.copytree(dataset / "test", data_dir / split)
+    r, data = evaluate_json(cli, "--model", model_path, "--data", data_dir)
+    assert r.exit_code == 0, r.stderr
+    assert data["split"] == split and data["num_images"] == NUM_TEST
+    assert data["classes"] == list(CLASSES) and data["skipped_unknown"] == {}
+    assert [sum(row) for row in data["confusion_matrix"]] == [TEST_PER_CLASS] * len(CLASSES)
+
+
+@pytest.mark.slow
+def test_unknown_class_in_a_test_only_folder_is_named_and_test_is_not(cli, model_path, dataset, tmp_path):
+    data_dir = tmp_path / "my-photos"
+    shutil.copytree(dataset / "test", data_dir / "test")
+    add_unknown_class(data_dir / "test")
+    r = cli("evaluate", "--model", model_path, "--data", data_dir)
+    assert r.exit_code == 2, r.stdout
+    assert "class(es) eczema found in" in r.stderr and "class(es) test" not in r.stderr
+    r = cli("evaluate", "--model", model_path, "--data", data_dir, "--split", "val")
+    assert r.exit_code == 2 and "has no val/ folder" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_test_only_folder_is_not_mistaken_for_training_data(cli, dataset, tmp_path):
+    from skinfood_cli.data.dataset import detect_layout
+
+    data_dir = tmp_path / "my-photos"
+    shutil.copytree(dataset / "test", data_dir / "test")
+    assert detect_layout(data_dir) == {"test": data_dir / "test"}
+    r = cli("train", "--data", data_dir, "--no-pretrained", "--epochs", "1")
+    assert r.exit_code == 2 and "holds only test/" in r.stderr and "skinfood evaluate" in r.stderr
+    # A class that happens to be called "test", beside others, is still a class.
+    (data_dir / "acne").mkdir()
+    assert detect_layout(data_dir) == {"train": data_dir}

@@ -348,3 +348,39 @@ def test_lang_ko_prints_the_korean_description(cli, model_path, tmp_path, book):
     top_class = korean_names[first.group(1)]
     assert flat(book.get(top_class, "ko").summary) in text
     assert flat(NOT_A_DIAGNOSIS["ko"]) in text
+
+
+def test_lang_ko_picture_carries_the_korean_caption(cli, model_path, tmp_path, book):
+    """The caption under the picture is Hangul drawn as letters: the name, and the caveat lines."""
+    from skinfood_cli.explanation import HEATMAP_NOTE, build_caption, caption_sizes, font, render_caption
+    from skinfood_cli.prediction import NOT_A_DIAGNOSIS
+
+    photo = save_photo(tmp_path / "photo.jpg", "vitiligo", seed=41)
+    out = tmp_path / "ko.png"
+    r = cli("explain", photo, "--model", model_path, "--output", out, "--lang", "ko", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    [record] = json.loads(r.stdout)
+    assert HANGUL.search(record["disease_name"])
+    caption = build_caption(record, lang="ko")
+    assert caption.notes == [HEATMAP_NOTE["ko"], NOT_A_DIAGNOSIS["ko"]]
+    with Image.open(out) as png:
+        picture = png.convert("RGB")
+    w, h = PHOTO_SIZE
+    band = picture.crop((0, h, 2 * w, picture.height))
+    assert band.tobytes() == render_caption(caption, 2 * w).tobytes()
+
+    # Independently of render_caption: the Korean name, drawn alone with the bundled font at the
+    # headline's size and place, is what the band shows there (and a row of boxes is not).
+    size, _ = caption_sizes(2 * w)
+    from PIL import ImageDraw
+
+    def name_drawn(text: str) -> np.ndarray:
+        alone = Image.new("RGB", band.size, "white")
+        ImageDraw.Draw(alone).text((8, 6 + size), text, fill="black", font=font(size), anchor="ls")
+        return pixels(alone)
+
+    name = record["disease_name"]
+    x1 = 8 + int(ImageDraw.Draw(band).textlength(name, font=font(size))) - 2
+    region = (slice(0, 6 + int(size * 1.35)), slice(0, x1))
+    assert np.abs(pixels(band)[region] - name_drawn(name)[region]).mean() < 1.0
+    assert np.abs(pixels(band)[region] - name_drawn("漢" * len(name))[region]).mean() > 5.0

@@ -430,3 +430,101 @@ def test_page_classifies_a_chosen_photo_and_switches_to_korean(server, browser, 
     browser.find_element(By.ID, "file").send_keys(str(notes))
     _wait_state(browser, "error")
     assert browser.find_element(By.ID, "error").is_displayed()
+
+
+def test_heic_upload_is_classified_like_its_jpeg_twin(server, photos, tmp_path):
+    from test_images import write_heic_twin
+
+    for jpeg in photos[::8]:  # one a class
+        heic = write_heic_twin(jpeg, tmp_path)
+        a = _post(f"{server.url}/v1/predict", jpeg).json()
+        with open(heic, "rb") as f:
+            answer = httpx.post(f"{server.url}/v1/predict", files={"file": (heic.name, f, "image/heic")}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        b = answer.json()
+        assert b["label"] == a["label"] and b["confidence"] == pytest.approx(a["confidence"], abs=0.05)
+    picture = httpx.post(f"{server.url}/v1/explain", content=heic.read_bytes(), headers={"Content-Type": "image/heic"},
+                         timeout=60)
+    assert picture.status_code == 200
+    assert Image.open(io.BytesIO(picture.content)).width == 2 * 128  # upright: 128 wide, stored 96 wide
+
+
+def test_explain_picture_in_korean_carries_the_caption(server, photos):
+    from skinfood_cli.explanation import build_caption, render_caption
+
+    answer = _post(f"{server.url}/v1/explain", photos[0], params={"lang": "ko"},
+                   headers={"Accept": "application/json"}).json()
+    import base64
+
+    picture = Image.open(io.BytesIO(base64.b64decode(answer["image_png_base64"]))).convert("RGB")
+    band = render_caption(build_caption(answer, lang="ko"), picture.width)
+    assert picture.height == 96 + band.height
+    assert picture.crop((0, 96, picture.width, picture.height)).tobytes() == band.tobytes()
+
+
+# --- the page's upload: shrunk in the browser, upright ----------------------------------
+
+# Wraps the page's fetch to keep a copy (base64) of every photo it uploads.
+CAPTURE_UPLOADS = """
+window.__uploads = [];
+const realFetch = window.fetch;
+window.fetch = async (url, options) => {
+  const body = options && options.body;
+  if (body instanceof FormData && body.get('file')) {
+    const bytes = new Uint8Array(await body.get('file').arrayBuffer());
+    let text = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    window.__uploads.push({url: String(url), name: body.get('file').name, b64: btoa(text)});
+  }
+  return realFetch(url, options);
+};
+"""
+
+
+def _phone_photo(path: Path) -> Image.Image:
+    """A 12-megapixel portrait photo stored sideways with EXIF orientation 6, as phones do; returns it upright."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    h, w = 4032, 3024
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = np.stack([150 + 60 * x / w, 110 + 40 * y / h, 90 + 30 * (x + y) / (w + h)], axis=-1)
+    base[: h // 4, : w // 3] = (220, 40, 40)  # a red block top-left, so orientation shows
+    upright = Image.fromarray(np.clip(base + rng.normal(0, 14, base.shape), 0, 255).astype(np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turn 90° clockwise to show
+    upright.transpose(Image.Transpose.ROTATE_90).save(path, "JPEG", quality=95, exif=exif.tobytes())
+    return upright
+
+
+def test_page_shrinks_a_large_photo_before_upload_and_keeps_it_upright(server, browser, tmp_path):
+    import base64
+
+    import numpy as np
+
+    photo = tmp_path / "IMG_0001.jpg"
+    upright = _phone_photo(photo)
+    assert photo.stat().st_size > 2 << 20  # larger than the test server's --max-upload-mb 2
+    assert _post(f"{server.url}/v1/predict", photo).status_code == 413  # so the original would be refused
+
+    browser.get(f"{server.url}/")
+    _wait_state(browser, "idle")
+    browser.execute_script(CAPTURE_UPLOADS)
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(By.ID, "file").send_keys(str(photo))
+    _wait_state(browser, "result")
+    [upload] = browser.execute_script("return window.__uploads")
+    sent = base64.b64decode(upload["b64"])
+    received = Image.open(io.BytesIO(sent))
+    assert received.format == "JPEG" and received.size == (1200, 1600)  # longest side 1600, portrait
+    assert upload["name"] == "IMG_0001.jpg" and len(sent) < photo.stat().st_size / 4
+    assert received.getexif().get(0x0112, 1) == 1  # the pixels themselves stand upright
+    shown = np.asarray(received.convert("RGB"), dtype=np.float32)
+    expected = np.asarray(upright.resize((1200, 1600), Image.BILINEAR), dtype=np.float32)
+    assert np.abs(shown - expected).mean() < 8
+    turned = np.asarray(upright.transpose(Image.Transpose.ROTATE_180).resize((1200, 1600)), dtype=np.float32)
+    assert np.abs(shown - turned).mean() > 20
+
+    expected_record = httpx.post(f"{server.url}/v1/predict", files={"file": ("x.jpg", sent, "image/jpeg")}).json()
+    assert browser.find_element(By.ID, "disease-name").text == expected_record["disease_name"]

@@ -5,6 +5,7 @@ Layouts understood (class names are the folder names):
     DIR/train/<class>/*.jpg  + DIR/test/<class>/*.jpg     DermNet (Kaggle)
     DIR/train/... + DIR/val/... (+ DIR/test/...)          explicit validation
     DIR/<class>/*.jpg                                      class folders only
+    DIR/test/<class>/*.jpg (and/or DIR/val/...)            held-out photos only (evaluate)
 
 Without a val folder a stratified `val_fraction` of train is held out, chosen
 by `seed`, and recorded in the checkpoint so `evaluate --split val` sees the
@@ -65,12 +66,30 @@ def detect_layout(root: Path) -> dict[str, Path]:
         raise DataError(f"--data must be a folder of class folders, not a file: {root}")
     if (root / "train").is_dir():
         return {s: root / s for s in SPLITS if (root / s).is_dir()}
+    held_out = _held_out_only(root)
+    if held_out:
+        return held_out
     if not list_class_folders(root):
         raise DataError(
             f"{root} has no class folders: expected DIR/train/<class>/*.jpg "
             "(and DIR/test/...) or DIR/<class>/*.jpg"
         )
     return {"train": root}
+
+
+def _held_out_only(root: Path) -> dict[str, Path]:
+    """{split: folder} when DIR's only folders are test/ and/or val/, each of class folders.
+
+    A folder of "my test photos" laid out as DIR/test/<class>/ is that split, not
+    one class named "test"; a DIR/<class>/ tree that merely has a class called
+    "test" beside others stays a class-folder layout.
+    """
+    names = list_class_folders(root)
+    if not names or any(name not in ("val", "test") for name in names):
+        return {}
+    if not all(list_class_folders(root / name) for name in names):
+        return {}
+    return {name: root / name for name in names}
 
 
 def choose_classes(available: list[str], wanted: list[str] | None, where: Path) -> list[str]:
@@ -160,6 +179,10 @@ def discover_dataset(
     """
     root = Path(root).expanduser()
     folders = detect_layout(root)
+    if "train" not in folders:
+        found = " and ".join(f"{name}/" for name in folders)
+        raise DataError(f"{root} holds only {found}: training needs DIR/train/<class>/ (or DIR/<class>/); "
+                        f"score a model on it with `skinfood evaluate --data {root}`")
     all_classes = list_class_folders(folders["train"])
     chosen = choose_classes(all_classes, classes, folders["train"])
     if len(chosen) < 2:

@@ -8,6 +8,10 @@ raises `ImageError` with a one-line reason; it never lets another exception out
 * Transparency is composited on white; 16-bit and float images are scaled to
   8 bits instead of being clipped to white; CMYK, palette, grayscale -> RGB.
 * Animated images use their first frame.
+* HEIC/HEIF (iPhone photos) open through pi-heif, a decode-only build of
+  pillow-heif (a core dependency; pillow-heif itself is used when that is the
+  one installed). libheif applies the container's rotation, so they stand up
+  the same way.
 * Pixel count is checked from the header before decoding (decompression bombs).
 * JPEGs at least twice the model input are decoded at a reduced scale
   (libjpeg's DCT scaling), which is several times faster than decoding the full
@@ -25,13 +29,32 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from skinfood_cli.errors import ImageError
 
+HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif"})
+
+
+def _register_heif() -> bool:
+    """Teach Pillow HEIC/HEIF; False when neither plugin is installed."""
+    import importlib
+
+    for name in ("pi_heif", "pillow_heif"):
+        try:
+            plugin = importlib.import_module(name)
+            plugin.register_heif_opener()
+        except Exception:  # noqa: BLE001, S112 - a broken binary wheel must not stop JPEGs
+            continue
+        return True
+    return False
+
+
+HEIF_SUPPORT = _register_heif()
+
 # 100 megapixels: above any phone or DSLR photo, far below what a crafted
 # 50 kB PNG can claim to hold (gigapixels).
 MAX_PIXELS = 100_000_000
 
 IMAGE_EXTENSIONS = frozenset(
     ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN
-) | {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+) | {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"} | HEIF_EXTENSIONS
 
 # Pillow's own guard warns at MAX_IMAGE_PIXELS and raises at twice that; ours is
 # checked explicitly, so lift Pillow's to keep a single, clear limit.
@@ -71,6 +94,9 @@ def load_image(
     except PermissionError:
         raise ImageError("permission denied") from None
     except UnidentifiedImageError:
+        if not HEIF_SUPPORT and _looks_like_heif(source):
+            raise ImageError("a HEIC/HEIF photo, but no HEIF decoder is installed: pip install pi-heif",
+                             reason="not_image") from None
         raise ImageError("not an image file (unrecognised format)", reason="not_image") from None
     except Image.DecompressionBombError:
         raise ImageError("image is too large (decompression bomb guard)", reason="too_large") from None
@@ -85,6 +111,21 @@ def load_image(
     except Exception as exc:  # noqa: BLE001 - malformed files raise anything from
         # struct.error to ValueError deep inside the format plugins.
         raise ImageError(f"corrupt image ({exc.__class__.__name__}: {exc})") from None
+
+
+def _looks_like_heif(source) -> bool:
+    """An ISO-BMFF 'ftyp' box with a HEIF brand (heic, mif1, ...), or a .heic/.heif name."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        head = bytes(source[:12])
+    else:
+        if Path(source).suffix.lower() in HEIF_EXTENSIONS:
+            return True
+        try:
+            with open(source, "rb") as f:
+                head = f.read(12)
+        except OSError:
+            return False
+    return head[4:8] == b"ftyp" and head[8:12] in {b"heic", b"heix", b"heim", b"heis", b"hevc", b"mif1", b"msf1"}
 
 
 def _load(source, draft_size: int | None, max_pixels: int) -> Image.Image:

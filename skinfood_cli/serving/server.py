@@ -19,7 +19,6 @@ import base64
 import hmac
 import io
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI, Query, Request

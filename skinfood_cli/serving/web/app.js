@@ -94,6 +94,10 @@
     422: 'errUnreadable', 503: 'errBusy', 504: 'errTimeout',
   };
   const RETRYABLE = new Set([0, 500, 502, 503, 504]);
+  // Photos are shrunk here before upload: a 12-megapixel phone photo is 3-5 MB,
+  // slow on Wi-Fi, and the model sees 224 px (the explain picture at most 1024).
+  const MAX_SIDE = 1600;
+  const JPEG_QUALITY = 0.9;
   const URGENCIES = ['routine', 'soon', 'urgent'];
 
   const $ = (id) => document.getElementById(id);
@@ -109,7 +113,7 @@
     alternativesBlock: $('alternatives-block'), alternatives: $('alternatives'),
     descriptionBlock: $('description-block'), description: $('description'),
     todoBlock: $('todo-block'), urgency: $('urgency'), advice: $('advice'),
-    explain: $('explain'), heatmapFigure: $('heatmap-figure'), heatmap: $('heatmap'),
+    explain: $('explain'), heatmapFigure: $('heatmap-figure'), heatmap: $('heatmap'), heatmapLink: $('heatmap-link'),
     langEn: $('lang-en'), langKo: $('lang-ko'),
   };
 
@@ -268,6 +272,7 @@
     clearHeatmap();
     heatmapUrl = URL.createObjectURL(blob);
     els.heatmap.src = heatmapUrl;
+    els.heatmapLink.href = heatmapUrl;   // tap for the full-size picture (its caption is small on a phone)
     els.heatmapFigure.hidden = false;
     try {
       await els.heatmap.decode();   // so state "result" means the picture is there
@@ -310,6 +315,36 @@
 
   // ---- photo ----------------------------------------------------------------
 
+  // The photo to upload: `file` itself when its longest side is <= MAX_SIDE (the
+  // server applies its EXIF orientation), else a JPEG of it at MAX_SIDE, drawn
+  // upright ('from-image' applies the EXIF orientation before scaling). A photo
+  // this browser can't decode (HEIC outside Safari) goes as it is: the server reads it.
+  async function preparePhoto(file) {
+    if (typeof createImageBitmap !== 'function') return file;
+    let bitmap;
+    try {
+      bitmap = await createImageBitmap(file, { imageOrientation: 'from-image' });
+    } catch (e) {
+      return file;
+    }
+    try {
+      const scale = MAX_SIDE / Math.max(bitmap.width, bitmap.height);
+      if (scale >= 1) return file;
+      const canvas = document.createElement('canvas');
+      canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+      canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+      const context = canvas.getContext('2d');
+      context.imageSmoothingQuality = 'high';
+      context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+      const blob = await new Promise((resolve) => canvas.toBlob(resolve, 'image/jpeg', JPEG_QUALITY));
+      if (!blob) return file;
+      const name = `${(file.name || 'photo').replace(/\.[^.]*$/, '')}.jpg`;
+      return new File([blob], name, { type: 'image/jpeg' });
+    } finally {
+      bitmap.close();
+    }
+  }
+
   function onFileChosen(event) {
     const input = event.target;
     const file = input.files && input.files[0];
@@ -331,11 +366,14 @@
       return;
     }
 
-    currentFile = file;
+    currentFile = null;
     previewUrl = URL.createObjectURL(file);
     els.preview.src = previewUrl;
     els.preview.hidden = false;
-    runTask(predict, 'busyPredict').then(() => {
+    runTask(async () => {
+      currentFile = await preparePhoto(file);
+      await predict();
+    }, 'busyPredict').then(() => {
       if (!els.result.hidden) {
         els.diseaseName.focus({ preventScroll: true });
         els.result.scrollIntoView({ behavior: 'smooth', block: 'start' });
@@ -411,6 +449,7 @@
     if (heatmapUrl) URL.revokeObjectURL(heatmapUrl);
     heatmapUrl = null;
     els.heatmap.removeAttribute('src');
+    els.heatmapLink.removeAttribute('href');
     els.heatmapFigure.hidden = true;
   }
 
