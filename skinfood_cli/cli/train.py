@@ -52,6 +52,8 @@ def train(
     strict: bool = typer.Option(False, "--strict", help="Stop on unreadable images instead of skipping them."),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="Under torchrun on GPUs: BatchNorm statistics over the "
                                  "global batch (for small per-GPU batches)."),
+    leaks: str = typer.Option("drop", "--leaks", help="Training photos with a near copy in val/test: drop "
+                              "(leave them out of train) or keep. See `skinfood check`."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run NAME from its last.pt."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary."),
 ):
@@ -91,7 +93,8 @@ def train(
                     balance=balance, patience=patience, val_fraction=val_fraction, seed=seed,
                     classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
                     pretrained=pretrained, weights=str(weights) if weights else None,
-                    precision=precision.value, device=device, workers=workers, strict=strict, sync_bn=sync_bn)
+                    precision=precision.value, device=device, workers=workers, strict=strict, sync_bn=sync_bn,
+                    leaks=leaks)
                 result = train_run(cfg, reporter)
         finally:
             reporter.close()

@@ -31,6 +31,7 @@ from skinfood_cli import __version__
 from skinfood_cli.training import distributed
 from skinfood_cli.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
 from skinfood_cli.data.dataset import relative_key
+from skinfood_cli.data.leaks import leak_fields
 from skinfood_cli.errors import DataError, SkinfoodError, UsageError
 from skinfood_cli.model import ARCH, IMAGENET_MEAN, IMAGENET_STD
 from skinfood_cli.training.sampling import EpochAwareDataset, EpochBatches
@@ -68,6 +69,7 @@ class TrainConfig:
     workers: int | None = None
     strict: bool = False
     sync_bn: bool = False  # torchrun on GPUs: BatchNorm statistics over the global batch
+    leaks: str = "drop"  # training photos with a copy in val/test: "drop" them or "keep" them (data/leaks.py)
 
     def check(self) -> None:
         if self.epochs < 1:
@@ -82,6 +84,8 @@ class TrainConfig:
             raise UsageError("--image-size must be at least 32")
         if self.freeze_epochs is not None and self.freeze_epochs < 0:
             raise UsageError("--freeze-epochs must be 0 or more")
+        if self.leaks not in ("drop", "keep"):
+            raise UsageError("--leaks must be drop or keep")
 
 
 class Reporter:
@@ -130,6 +134,10 @@ def prepare_data(cfg: TrainConfig, reporter: Reporter, val_files: list[str] | No
     ds.train = [s for s in ds.train if s[0] not in bad]
     ds.val = [s for s in ds.val if s[0] not in bad]
     ds.skipped = skipped
+    from skinfood_cli.data.leaks import screen_dataset
+
+    ds.leaks = screen_dataset(ds, cfg.leaks, workers=cfg.workers, progress=reporter.scan)
+    (reporter.warning if ds.leaks.pairs and cfg.leaks == "keep" else reporter.message)(ds.leaks.summary())
     counts = class_counts(ds.train + ds.val, len(ds.classes))
     empty = [c for c, n in zip(ds.classes, counts) if n == 0]
     if empty:
@@ -432,6 +440,7 @@ class Trainer:
         if len(labels) < 2:
             return 1.0, 0.5
         temperature = fit_temperature(logits, labels)
+        self.val_logits = (logits, labels)  # for the model card's validation figures
         return temperature, confidence_threshold(softmax(logits, temperature), labels)
 
     # -- checkpoints -------------------------------------------------------------
@@ -456,7 +465,8 @@ class Trainer:
                      "val_source": self.ds.val_source,
                      "val_files": ([relative_key(p, self.ds.root) for p, _ in self.ds.val]
                                    if self.ds.val_source == "split" else None),
-                     "num_train": len(self.ds.train), "num_val": len(self.ds.val)},
+                     "num_train": len(self.ds.train), "num_val": len(self.ds.val),
+                     **leak_fields(self.ds.leaks)},
             "metrics": best or {}, "epoch": st.epoch, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         if resumable:
@@ -600,7 +610,11 @@ def _finish(trainer: Trainer) -> TrainResult:
     trainer.model.load_state_dict(best["state_dict"])
     temperature, threshold = trainer.calibrate()
     best["temperature"], best["threshold"] = temperature, threshold
+    from skinfood_cli.model_card import card_fields, write_model_card
+
+    best.update(card_fields(trainer, temperature))
     save_checkpoint(best, run_dir / "best.pt")
+    write_model_card(run_dir, best)
     return TrainResult(run_dir, run_dir / "best.pt", run_dir / "last.pt", trainer.state.history,
                        _best_row(trainer.state), temperature=temperature, threshold=threshold,
                        skipped=trainer.ds.skipped)
@@ -705,7 +719,7 @@ def _open_run(name: str, epochs: int | None, reporter: Reporter):
         stale.unlink(missing_ok=True)
     if "train_state" not in ckpt:
         raise ModelError(f"{last} was not saved by a training run that can be resumed")
-    cfg = TrainConfig(**ckpt["config"])
+    cfg = TrainConfig(**{"leaks": "keep", **ckpt["config"]})  # runs from before --leaks trained on every photo
     if epochs is not None:
         cfg.epochs = epochs
     cfg.check()
@@ -758,7 +772,8 @@ def _write_config_and_skips(run_dir: Path, cfg: TrainConfig, ds, source: str) ->
               "torch_version": str(torch.__version__), "classes": list(ds.classes),
               "layout": ds.layout, "num_train": len(ds.train), "num_val": len(ds.val),
               "world_size": distributed.world_size(),
-              "global_batch_size": distributed.world_size() * cfg.batch_size}
+              "global_batch_size": distributed.world_size() * cfg.batch_size,
+              "leak_screen": ds.leaks.record() if ds.leaks else None}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     if ds.skipped:
         (run_dir / "skipped.txt").write_text("".join(f"{p}\t{r}\n" for p, r in ds.skipped))
