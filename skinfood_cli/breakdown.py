@@ -20,7 +20,7 @@ def subset_metrics(y, pred, num_classes: int, *, bootstrap: int = 1000, seed: in
     y, pred = np.asarray(y, dtype=np.int64), np.asarray(pred, dtype=np.int64)
     if not len(y):
         return {"count": 0, "accuracy": None, "balanced_accuracy": None, "macro_f1": None, "ci": {}}
-    return {"count": int(len(y)), "accuracy": M.accuracy(y, pred),
+    return {"count": len(y), "accuracy": M.accuracy(y, pred),
             "balanced_accuracy": M.balanced_accuracy(y, pred, num_classes),
             "macro_f1": M.macro_f1(y, pred, num_classes),
             "ci": M.bootstrap_ci(y, pred, num_classes, samples=bootstrap, seed=seed)}
@@ -37,7 +37,7 @@ def skin_tone_table(y, pred, itas, num_classes: int, *, bootstrap: int = 1000, s
         keep = groups == name
         rows.append({"group": name, "ita": group_range(name),
                      **subset_metrics(y[keep], pred[keep], num_classes, bootstrap=bootstrap, seed=seed)})
-    return {"note": NOTE, "groups": rows, "total": int(len(y))}
+    return {"note": NOTE, "groups": rows, "total": len(y)}
 
 
 def _arrays(result: dict):

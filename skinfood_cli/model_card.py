@@ -48,7 +48,7 @@ def card_fields(trainer, temperature: float) -> dict:
     scores = M.per_class_scores(cm)
     itas = [(ds.leaks.ita if ds.leaks else {}).get(p) for p, _ in ds.val]
     fields["validation"] = {
-        **subset_metrics(labels, pred, K), "num_images": int(len(labels)),
+        **subset_metrics(labels, pred, K), "num_images": len(labels),
         "ece": M.expected_calibration_error(labels, probs),
         "ece_uncalibrated": M.expected_calibration_error(labels, softmax(logits)),
         "loss": M.cross_entropy(labels, probs),
@@ -106,11 +106,11 @@ def _details(meta: dict) -> list[str]:
     cfg = meta.get("config") or {}
     classes = meta.get("classes") or []
     return ["## Model details", "",
-            f"- Architecture: torchvision {meta.get('arch', 'resnet50')}, fine-tuned by skinfood "
-            f"{meta.get('skinfood_version', '')} (PyTorch {meta.get('torch_version', '')})",
+            (f"- Architecture: torchvision {meta.get('arch', 'resnet50')}, fine-tuned by skinfood "
+            f"{meta.get('skinfood_version', '')} (PyTorch {meta.get('torch_version', '')})"),
             f"- Started from: {meta.get('weights_source') or ('ImageNet weights' if cfg.get('pretrained') else 'random initialisation')}",
-            f"- Input: {meta.get('image_size')} x {meta.get('image_size')} RGB, squashed (no crop), "
-            "ImageNet normalisation",
+            (f"- Input: {meta.get('image_size')} x {meta.get('image_size')} RGB, squashed (no crop), "
+            "ImageNet normalisation"),
             f"- Classes ({len(classes)}): {', '.join(classes)}",
             f"- Trained: {meta.get('created', '')}, run `{meta.get('run_name', '')}`", ""]
 
@@ -135,11 +135,11 @@ def _data(meta: dict) -> list[str]:
             what = (f"the {leaks['num_dropped']} training photo(s) involved were left out of training (`--leaks drop`)"
                     if leaks.get("policy") == "drop" else
                     "they were kept in training (`--leaks keep`): validation and test figures are optimistic")
-            lines += [f"**Copies across splits:** {leaks['num_pairs']} pair(s) of a training photo and a validation or "
-                      f"test photo within {leaks['threshold']} of 256 difference-hash bits; {what}.", ""]
+            lines += [(f"**Copies across splits:** {leaks['num_pairs']} pair(s) of a training photo and a validation or "
+                      f"test photo within {leaks['threshold']} of 256 difference-hash bits; {what}."), ""]
         else:
-            lines += [f"**Copies across splits:** none found (within {leaks['threshold']} of 256 difference-hash "
-                      "bits).", ""]
+            lines += [(f"**Copies across splits:** none found (within {leaks['threshold']} of 256 difference-hash "
+                      "bits)."), ""]
     return lines
 
 
@@ -150,9 +150,9 @@ def _recipe(meta: dict) -> list[str]:
     rows = [f"| {k} | {cfg[k]} |" for k in keys if k in cfg]
     best = meta.get("metrics") or {}
     lines = ["## Training recipe", "",
-             "AdamW, warmup then cosine decay; the new head trains alone for `freeze_epochs`, then the whole "
+             ("AdamW, warmup then cosine decay; the new head trains alone for `freeze_epochs`, then the whole "
              "network with the backbone at a tenth of the head's rate; best.pt is the epoch with the best "
-             "validation macro-F1 (never test).", "", "| setting | value |", "|---|---|", *rows, ""]
+             "validation macro-F1 (never test)."), "", "| setting | value |", "|---|---|", *rows, ""]
     if best:
         lines += [f"Best epoch: {best.get('epoch')} of {cfg.get('epochs')}.", ""]
     return lines
@@ -184,24 +184,24 @@ def _evaluation(meta: dict, test: dict | None) -> list[str]:
         lines += [f"### Validation ({val['num_images']} photos)", "", *_metric_table(val)]
     if test:
         lines += [f"### Test ({test['num_images']} photos)", "",
-                  f"From `skinfood evaluate` on `{test.get('data')}` ({test.get('split')} split), "
-                  f"{time.strftime('%Y-%m-%d %H:%M')}.", "", *_metric_table(test),
-                  f"Top-{test.get('top_k')} accuracy {_fmt(test.get('top_k_accuracy'))}, cross-entropy "
-                  f"{_fmt(test.get('loss'))}.", ""]
+                  (f"From `skinfood evaluate` on `{test.get('data')}` ({test.get('split')} split), "
+                  f"{time.strftime('%Y-%m-%d %H:%M')}."), "", *_metric_table(test),
+                  (f"Top-{test.get('top_k')} accuracy {_fmt(test.get('top_k_accuracy'))}, cross-entropy "
+                  f"{_fmt(test.get('loss'))}."), ""]
         leaks = test.get("leaks")
         if leaks and leaks.get("count"):
             w = leaks["without"]
-            lines += [f"**{leaks['count']} test photo(s) have a near copy among the training photos** (within "
+            lines += [(f"**{leaks['count']} test photo(s) have a near copy among the training photos** (within "
                       f"{leaks['threshold']} bits). Without them ({w['count']} photos): accuracy "
                       f"{_fmt(w['accuracy'])} ({_ci(w['ci'], 'accuracy')}), macro-F1 {_fmt(w['macro_f1'])} "
-                      f"({_ci(w['ci'], 'macro_f1')}).", ""]
+                      f"({_ci(w['ci'], 'macro_f1')})."), ""]
         elif leaks:
             lines += ["No test photo has a near copy among the training photos.", ""]
     elif val:
         lines += ["No test figures yet: `skinfood evaluate` on the test split writes them here.", ""]
     lines += ["### Calibration", "",
-              f"Temperature {meta.get('temperature', 1.0):.3f} (fitted on validation); answers below "
-              f"{meta.get('threshold', 0.5):.0%} confidence are flagged uncertain."]
+              (f"Temperature {meta.get('temperature', 1.0):.3f} (fitted on validation); answers below "
+              f"{meta.get('threshold', 0.5):.0%} confidence are flagged uncertain.")]
     if val:
         lines.append(f"Validation expected calibration error: {_fmt(val.get('ece_uncalibrated'))} before, "
                      f"{_fmt(val.get('ece'))} after the temperature.")
@@ -234,16 +234,16 @@ def _evaluation(meta: dict, test: dict | None) -> list[str]:
 
 def _closing(meta: dict) -> list[str]:
     return ["## Intended use", "",
-            "Research, teaching and trying out skin-photo classification on one's own machine: a hint about which "
-            f"of these {len(meta.get('classes') or [])} conditions a photo most resembles, to discuss with a doctor.",
-            "", "Out of scope: diagnosis, triage or any clinical decision; conditions outside the class list (the model "
+            ("Research, teaching and trying out skin-photo classification on one's own machine: a hint about which "
+            f"of these {len(meta.get('classes') or [])} conditions a photo most resembles, to discuss with a doctor."),
+            "", ("Out of scope: diagnosis, triage or any clinical decision; conditions outside the class list (the model "
             "still answers with one of its classes); photos unlike the training set (other cameras, dermoscopy, "
-            "other body sites).", "",
+            "other body sites)."), "",
             "## Limitations", "",
-            "- Trained on a small atlas photo set: figures carry wide intervals, and atlas photos are cleaner than "
-            "phone photos.",
-            "- Dermatology photo sets lean to light skin; see the per-skin-tone table, whose groups are estimated "
-            "from pixels and depend on light and camera.",
+            ("- Trained on a small atlas photo set: figures carry wide intervals, and atlas photos are cleaner than "
+            "phone photos."),
+            ("- Dermatology photo sets lean to light skin; see the per-skin-tone table, whose groups are estimated "
+            "from pixels and depend on light and camera."),
             "- A confident answer can still be wrong; low-confidence answers are flagged uncertain.", "",
             "## Not a medical device", "", NOT_A_DEVICE, ""]
 

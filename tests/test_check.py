@@ -18,7 +18,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from skinfood_cli.data.check import DEFAULT_THRESHOLD, check_dataset
-from skinfood_cli.data.hash_cache import FactsCache, collect_facts
+from skinfood_cli.data.hash_cache import collect_facts
 from skinfood_cli.data.hashing import close_pairs, pack_hashes, photo_facts
 from skinfood_cli.data.skin_tone import estimate_ita, ita_group, lab_to_srgb
 

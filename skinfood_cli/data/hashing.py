@@ -135,7 +135,7 @@ if hasattr(np, "bitwise_count"):
     def _popcount(x: np.ndarray) -> np.ndarray:
         return np.bitwise_count(x)
 else:  # numpy < 2.0: a byte lookup table
-    _TABLE = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+    _TABLE = np.array([i.bit_count() for i in range(256)], dtype=np.uint8)
 
     def _popcount(x: np.ndarray) -> np.ndarray:
         b = x.view(np.uint8).reshape(*x.shape, 8)
