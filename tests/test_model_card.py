@@ -128,7 +128,10 @@ def test_evaluate_warns_about_test_photos_copied_from_training(cli, model_path, 
     root = tmp_path / "other"
     shutil.copytree(dataset / "test", root / "test")
     shutil.copytree(dataset / "train", root / "train")
-    copies = sorted((dataset / "train" / "acne").iterdir())[:2]
+    from skinfood_cli.data.dataset import discover_dataset
+
+    # Photos the model trained on: train/ less the validation photos carved from it.
+    copies = [Path(p) for p, _ in discover_dataset(dataset).train][:2]
     for i, src in enumerate(copies):
         shutil.copy(src, root / "test" / "acne" / f"leak{i}.jpg")
     result = cli("evaluate", "--model", model_path, "--data", root, "--format", "json")
