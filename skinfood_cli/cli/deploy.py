@@ -79,12 +79,18 @@ def export(
     if dynamic and batch is not None:
         raise UsageError("--dynamic and --batch N contradict each other: pick one")
     err = console(stderr=True)
+    source = resolve_model(model)
     result = export_model(
-        resolve_model(model), fmt=fmt.value, output=output, int8=int8, calibration=calibration,
+        source, fmt=fmt.value, output=output, int8=int8, calibration=calibration,
         calibration_images=calibration_images, opset=opset, batch=batch, with_preprocessing=with_preprocessing,
         verify_images=verify_images, book=_book(descriptions), log=lambda msg: err.print(f"[dim]{msg}[/dim]"),
     )
     print_export(result)
+    from skinfood_cli.model_card import copy_model_card
+
+    card = copy_model_card(source, result.path)
+    if card:
+        err.print(f"[dim]model card: {card}[/dim]")
     check_passed(result)
 
 

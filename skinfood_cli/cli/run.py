@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
@@ -26,6 +27,12 @@ from skinfood_cli.cli.app import (
     command,
 )
 from skinfood_cli.errors import EXIT_SOME_FAILED
+
+
+
+class GroupBy(str, Enum):
+    skin_tone = "skin-tone"
+
 
 # --- predict -----------------------------------------------------------------------
 
@@ -139,8 +146,14 @@ def evaluate(
     device: Optional[str] = DeviceOpt,
     precision: Precision = PrecisionOpt,
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+    by: Optional[GroupBy] = typer.Option(None, "--by", help="skin-tone: counts and scores per estimated "
+                                     "skin-tone group (ITA from the photo's pixels, not a Fitzpatrick type)."),
 ):
     """Score a model on held-out photos: confusion table, per-class scores, calibration, worst mix-ups.
+
+    Warns when test photos have a near copy among the model's training photos,
+    and gives the scores without them too. On the test split it also writes the
+    test figures into the run's MODEL_CARD.md.
 
     Examples:
 
@@ -149,6 +162,8 @@ def evaluate(
         skinfood evaluate --model my-run --split val --normalize
 
         skinfood evaluate --format json | jq .macro_f1
+
+        skinfood evaluate --by skin-tone
     """
     from skinfood_cli.cli.reporting import BatchProgress
     from skinfood_cli.evaluation import evaluate as run_evaluation
@@ -165,8 +180,12 @@ def evaluate(
                                 progress=bar.advance)
     for item in result["unreadable"]:
         warn(f"skipped {item['path']}: {item['error']}")
+    from skinfood_cli.cli.breakdown_view import add_breakdowns, update_card, write_breakdown_files
+
+    add_breakdowns(result, engine.model, by_skin_tone=by is GroupBy.skin_tone, bootstrap=bootstrap, seed=seed)
     if report:
         files = write_report(result, report)
+        files += write_breakdown_files(result, report)
         note(f"report written: {', '.join(str(f) for f in files)}")
     if fmt is TableFormat.json:
         print_json({k: v for k, v in result.items() if k != "predictions"})
@@ -179,6 +198,10 @@ def evaluate(
         from skinfood_cli.cli.evaluation_view import print_evaluation
 
         print_evaluation(result, normalize=normalize)
+        from skinfood_cli.cli.breakdown_view import print_breakdowns
+
+        print_breakdowns(result, by_skin_tone=by is GroupBy.skin_tone)
+    update_card(engine.model, result)
     if result["unreadable"]:
         raise typer.Exit(EXIT_SOME_FAILED)
 

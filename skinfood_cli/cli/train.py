@@ -51,6 +51,7 @@ def train(
     workers: Optional[int] = _opt("workers", "--workers"),
     strict: bool = _opt("strict", "--strict"),
     sync_bn: bool = _opt("sync_bn", "--sync-bn"),
+    leaks: str = _opt("leaks", "--leaks"),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run NAME from its last.pt."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary."),
 ):

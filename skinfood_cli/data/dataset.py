@@ -38,6 +38,7 @@ class Dataset:
     test: list[tuple[str, int]]
     val_source: str  # "folder" or "split"
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    leaks: object = None  # the training pre-scan's `data.leaks.LeakScreen`
 
     def split(self, name: str) -> list[tuple[str, int]]:
         return {"train": self.train, "val": self.val, "test": self.test}[name]

@@ -19,6 +19,7 @@ import torch
 from skinfood_cli import __version__
 from skinfood_cli.checkpoint import FORMAT, FORMAT_VERSION, clean_state_dict, save_checkpoint
 from skinfood_cli.data.dataset import relative_key
+from skinfood_cli.data.leaks import leak_fields
 from skinfood_cli.errors import SkinfoodError
 from skinfood_cli.model import ARCH
 
@@ -47,7 +48,8 @@ def build_payload(trainer: Trainer, *, resumable: bool, temperature: float = 1.0
                  "val_source": trainer.ds.val_source,
                  "val_files": ([relative_key(p, trainer.ds.root) for p, _ in trainer.ds.val]
                                if trainer.ds.val_source == "split" else None),
-                 "num_train": len(trainer.ds.train), "num_val": len(trainer.ds.val)},
+                 "num_train": len(trainer.ds.train), "num_val": len(trainer.ds.val),
+                 **leak_fields(trainer.ds.leaks)},
         "metrics": best_row(st) or {}, "epoch": st.epoch, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     if resumable:

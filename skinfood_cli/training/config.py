@@ -50,6 +50,8 @@ class TrainConfig:
     # torchrun on GPUs: BatchNorm statistics over the global batch
     sync_bn: bool = _opt(False, "Under torchrun on GPUs: BatchNorm statistics over the global batch "
                                 "(for small per-GPU batches).")
+    leaks: str = _opt("drop", "Training photos with a copy in val/test: drop them from training, or keep them "
+                              "(skinfood check lists them).")
 
     def check(self) -> None:
         if self.epochs < 1:
@@ -64,6 +66,8 @@ class TrainConfig:
             raise UsageError("--image-size must be at least 32")
         if self.freeze_epochs is not None and self.freeze_epochs < 0:
             raise UsageError("--freeze-epochs must be 0 or more")
+        if self.leaks not in ("drop", "keep"):
+            raise UsageError("--leaks must be drop or keep")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,7 +128,7 @@ def _fits(value: Any, kind: type) -> bool:
 
 # What `_write_run_files` adds to config.yaml beside the settings.
 RUN_RECORD_KEYS = {"weights_source", "skinfood_version", "torch_version", "layout", "num_train", "num_val",
-                   "world_size", "global_batch_size"}
+                   "world_size", "global_batch_size", "leak_screen"}
 
 
 class Reporter:

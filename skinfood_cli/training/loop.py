@@ -7,6 +7,7 @@ import shutil
 import time
 
 from skinfood_cli.checkpoint import load_checkpoint, save_checkpoint
+from skinfood_cli.model_card import card_fields, write_model_card
 from skinfood_cli.training import distributed
 from skinfood_cli.training.checkpointing import build_payload, save_last, write_metrics
 from skinfood_cli.training.config import TrainResult
@@ -77,7 +78,9 @@ def _finish(trainer: Trainer) -> TrainResult:
     trainer.model.load_state_dict(best["state_dict"])
     temperature, threshold = trainer.calibrate()
     best["temperature"], best["threshold"] = temperature, threshold
+    best.update(card_fields(trainer, temperature))
     save_checkpoint(best, run_dir / "best.pt")
+    write_model_card(run_dir, best)
     return TrainResult(run_dir, run_dir / "best.pt", run_dir / "last.pt", trainer.state.history,
                        best_row(trainer.state), temperature=temperature, threshold=threshold,
                        skipped=trainer.ds.skipped)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from skinfood_cli.data.dataset import class_counts, discover_dataset, prescan
+from skinfood_cli.data.leaks import screen_dataset
 from skinfood_cli.errors import DataError
 from skinfood_cli.training.config import Reporter, TrainConfig
 
@@ -23,6 +24,9 @@ def prepare_data(cfg: TrainConfig, reporter: Reporter, val_files: list[str] | No
     ds.train = [s for s in ds.train if s[0] not in bad]
     ds.val = [s for s in ds.val if s[0] not in bad]
     ds.skipped = skipped
+    # Copies of one photo across the splits inflate every figure: leave the training copy out (--leaks).
+    ds.leaks = screen_dataset(ds, cfg.leaks, workers=cfg.workers, progress=reporter.scan)
+    (reporter.warning if ds.leaks.pairs and cfg.leaks == "keep" else reporter.message)(ds.leaks.summary())
     counts = class_counts(ds.train + ds.val, len(ds.classes))
     empty = [c for c, n in zip(ds.classes, counts) if n == 0]
     if empty:

@@ -83,7 +83,7 @@ def _open_run(name: str, epochs: int | None, reporter: Reporter):
         stale.unlink(missing_ok=True)
     if "train_state" not in ckpt:
         raise ModelError(f"{last} was not saved by a training run that can be resumed")
-    cfg = TrainConfig(**ckpt["config"])
+    cfg = TrainConfig(**{"leaks": "keep", **ckpt["config"]})  # runs from before --leaks trained on every photo
     if epochs is not None:
         cfg.epochs = epochs
     cfg.check()
@@ -133,7 +133,8 @@ def _write_config_and_skips(run_dir: Path, cfg: TrainConfig, ds, source: str) ->
               "torch_version": str(torch.__version__), "classes": list(ds.classes),
               "layout": ds.layout, "num_train": len(ds.train), "num_val": len(ds.val),
               "world_size": distributed.world_size(),
-              "global_batch_size": distributed.world_size() * cfg.batch_size}
+              "global_batch_size": distributed.world_size() * cfg.batch_size,
+              "leak_screen": ds.leaks.record() if ds.leaks else None}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     if ds.skipped:
         (run_dir / "skipped.txt").write_text("".join(f"{p}\t{r}\n" for p, r in ds.skipped))

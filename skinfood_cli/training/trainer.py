@@ -116,6 +116,7 @@ class Trainer:
         self.schedule = Schedule.for_epochs(cfg.epochs, self.freeze_epochs, self.batches.steps())
         # How an epoch trains: the whole network, or (--freeze-backbone) the head on cached features.
         self.strategy = create_strategy(cfg)
+        self.val_logits: tuple[np.ndarray, np.ndarray] | None = None  # set by calibrate(), for the model card
 
     # -- schedule ----------------------------------------------------------------
 
@@ -281,6 +282,7 @@ class Trainer:
         if len(labels) < 2:
             return 1.0, 0.5
         temperature = fit_temperature(logits, labels)
+        self.val_logits = (logits, labels)  # for the model card's validation figures
         return temperature, confidence_threshold(softmax(logits, temperature), labels)
 
     # -- resuming ----------------------------------------------------------------
