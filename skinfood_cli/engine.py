@@ -56,7 +56,12 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         from skinfood_cli.backends.torchscript import load_torchscript_model
 
         return load_torchscript_model(path)
-    ckpt = load_checkpoint(path)
+    if path.is_dir():  # issue 20 hook: a portable folder (config.json + model.safetensors), no pickle
+        from skinfood_cli.backends.hub_folder import load_hub_folder
+
+        ckpt = load_hub_folder(path)
+    else:
+        ckpt = load_checkpoint(path)
     module = model_from_checkpoint(ckpt)
     meta = metadata(ckpt)
     return LoadedModel(

@@ -129,8 +129,9 @@ def find_run(name: str) -> Path:
 def resolve_model(spec: str | os.PathLike | None) -> Path:
     """Turn a `--model` value into a checkpoint file.
 
-    Accepts a checkpoint path, a run folder, or a run name; with nothing given the
-    most recently trained run's best.pt is used.
+    Accepts a checkpoint path, a run folder, a run name, a model folder
+    (config.json + model.safetensors) or `hf://ORG/NAME[@REVISION]`; with nothing
+    given the most recently trained run's best.pt is used.
     """
     if spec is None or str(spec) == "":
         runs = list_runs()
@@ -141,6 +142,10 @@ def resolve_model(spec: str | os.PathLike | None) -> Path:
             )
         run = runs[0]
         return run.best if run.best.is_file() else run.last
+    if str(spec).startswith("hf://"):  # issue 20 hook: a model on the Hugging Face Hub, cached
+        from skinfood_cli.hub import resolve_hub_model
+
+        return resolve_hub_model(str(spec))
     path = Path(spec).expanduser()
     if path.is_file():
         return path
@@ -148,7 +153,9 @@ def resolve_model(spec: str | os.PathLike | None) -> Path:
         for candidate in (path / "best.pt", path / "last.pt"):
             if candidate.is_file():
                 return candidate
-        raise ModelError(f"{path} holds no best.pt or last.pt")
+        if (path / "config.json").is_file():  # issue 20 hook: a portable model folder
+            return path
+        raise ModelError(f"{path} holds no best.pt, last.pt or config.json")
     run = runs_dir() / str(spec)
     if "/" not in str(spec) and run.is_dir():
         for candidate in (run / "best.pt", run / "last.pt"):
