@@ -203,7 +203,7 @@ def _evict(pointer: Path) -> None:
 def _endpoint() -> str:
     from huggingface_hub import constants
 
-    return constants.ENDPOINT
+    return constants.ENDPOINT or "the Hub"
 
 
 def _is_network_error(exc: BaseException) -> bool:
@@ -259,7 +259,7 @@ def _explain(exc: BaseException, spec: str) -> BaseException:
 
 
 def build_hub_folder(source: str | os.PathLike, output: str | os.PathLike, *, with_onnx: bool = False,
-                     book=None, repo_id: str | None = None,
+                     book=None, repo_id: str | None = None, verify_images: int | None = None,
                      log: Callable[[str], None] = lambda _msg: None) -> HubExport:
     """The portable folder for `source` (a checkpoint or a folder), with the verified ONNX file if asked.
 
@@ -282,7 +282,8 @@ def build_hub_folder(source: str | os.PathLike, output: str | os.PathLike, *, wi
         from skinfood_cli.backends.hub_folder import describe_folder
         from skinfood_cli.export import check_passed, export_model
 
-        onnx = export_model(Path(source), fmt="onnx", output=Path(output) / ONNX_FILE, book=book, log=log)
+        extra = {} if verify_images is None else {"verify_images": verify_images}
+        onnx = export_model(Path(source), fmt="onnx", output=Path(output) / ONNX_FILE, book=book, log=log, **extra)
         check_passed(onnx)
         folder = describe_folder(Path(output), folder.weights_sha256)
     return HubExport(folder, onnx, time.perf_counter() - started)
@@ -388,11 +389,12 @@ def describe_hub_models() -> list[dict]:
     import json
 
     try:
-        from huggingface_hub import scan_cache_dir
+        from huggingface_hub import constants, scan_cache_dir
     except ImportError:
         return []
     try:
-        cache = scan_cache_dir()
+        # The cache folder as hf_hub_download sees it (scan_cache_dir's default is bound at import).
+        cache = scan_cache_dir(constants.HF_HUB_CACHE)
     except Exception:  # noqa: BLE001 - no cache folder yet (CacheNotFound), or one we can't read
         return []
     rows = []

@@ -154,6 +154,10 @@ def build_config(ckpt: dict, book, *, sha256: str, size_bytes: int) -> dict:
 
 
 def _display_names(classes: list[str], book) -> dict:
+    if book is None:  # the bundled descriptions
+        from skinfood_cli.descriptions import load_descriptions
+
+        book = load_descriptions(None)
     names = {}
     for lang in ("en", "ko"):
         names[lang] = []

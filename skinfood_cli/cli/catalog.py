@@ -68,9 +68,13 @@ def models(
         table.add_row(("* " if row["default"] else "  ") + row["name"], row["created"] or "", names, f1,
                       str(row["epochs"] or ""), f"{row['size_mb']:.0f} MB")
     out.print(table)
-    total = sum(row["size_mb"] for row in rows if row.get("source") != "hub")
-    out.print(f"[dim]* default model; runs are kept in {runs_dir()} ({total:.0f} MB); "
-              "to free space, delete a run's folder[/dim]")
+    local = [row for row in rows if row.get("source") != "hub"]
+    total = sum(row["size_mb"] for row in local)
+    if local:
+        out.print(f"[dim]* default model; runs are kept in {runs_dir()} ({total:.0f} MB); "
+                  "to free space, delete a run's folder[/dim]")
+    else:
+        out.print(f"[dim]no trained runs in {runs_dir()}[/dim]")
     if any(row.get("source") == "hub" for row in rows):
         out.print("[dim]hf://... models are in the Hugging Face cache: `hf cache ls`, `hf cache rm` manage it[/dim]")
 

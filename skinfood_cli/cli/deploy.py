@@ -95,7 +95,8 @@ def export(
                              "--with-onnx goes with --format hub; --int8, --batch and --with-preprocessing don't")
         source = resolve_model(model)
         print_hub_export(build_hub_folder(source, output or default_hub_output(source), with_onnx=with_onnx,
-                                          book=_book(descriptions), log=lambda msg: err.print(f"[dim]{msg}[/dim]")))
+                                          book=_book(descriptions), verify_images=verify_images,
+                                          log=lambda msg: err.print(f"[dim]{msg}[/dim]")))
         return
     result = export_model(
         resolve_model(model), fmt=fmt.value, output=output, int8=int8, calibration=calibration,
