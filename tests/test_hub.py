@@ -24,9 +24,9 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
-
 from conftest import parse_json
 
 CLASSES = ["acne", "psoriasis", "vitiligo"]
@@ -169,6 +169,28 @@ def test_export_hub_writes_beside_the_run_by_default(cli, checkpoint, tmp_path):
     assert r.exit_code == 0, r.stderr
     card = (run / "hub" / "README.md").read_text()
     assert "Written by hand." in card and card.startswith("---\n")  # the run's card, with Hub front matter
+
+
+def test_folder_works_in_explain_evaluate_and_serve(cli, folder, photos, dataset, tmp_path, checkpoint):
+    out = tmp_path / "cam.png"
+    r = cli("explain", photos[0], "--model", folder, "--output", out, "--device", "cpu")
+    assert r.exit_code == 0, r.stderr
+    assert out.stat().st_size > 0  # Grad-CAM: the folder's model has gradients, unlike an export
+    r = cli("evaluate", "--model", folder, "--data", dataset, "--format", "json", "--device", "cpu")
+    assert r.exit_code == 0, r.stderr
+    assert parse_json(r.stdout)["num_images"] > 0
+    r = cli("evaluate", "--model", folder)  # its validation split stayed on the trainer's machine
+    assert r.exit_code == 2 and "--data" in error_line(r)
+
+    from skinfood_cli.paths import resolve_model
+    from skinfood_cli.serving.server import ServeConfig, State
+
+    state = State(ServeConfig(model=str(resolve_model(str(folder))), device="cpu"))  # as `serve --model DIR`
+    try:
+        state.load()
+        assert state.ready and state.engine.model.classes == CLASSES and state.engine.model.run_name == "tiny"
+    finally:
+        state.stop()
 
 
 @pytest.mark.parametrize("edit, says", [
@@ -460,8 +482,8 @@ def test_malformed_hub_names_exit_2(cli, photos, spec):
 class RecordingApi:
     """Stands in for huggingface_hub.HfApi: records what would be sent, sends nothing."""
 
-    calls: list = []
-    sent: dict = {}
+    calls: ClassVar[list] = []
+    sent: ClassVar[dict] = {}
 
     def __init__(self, *args, **kwargs):
         pass
@@ -529,11 +551,12 @@ def test_real_cli_reads_hf_env_in_a_fresh_process(fake_hub, folder, photos, tmp_
                HF_HUB_DISABLE_IMPLICIT_TOKEN="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     cmd = [sys.executable, "-m", "skinfood_cli", "predict", str(photos[0]), "--model", "hf://skin-lab/tiny",
            "--format", "json", "--device", "cpu", "--precision", "fp32"]
-    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    first = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     assert (tmp_path / "hf" / "hub" / "models--skin-lab--tiny").is_dir()
     fake_hub.stop()
-    second = subprocess.run(cmd, env={**env, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
+    second = subprocess.run(cmd, check=False, env={**env, "HF_HUB_OFFLINE": "1"}, capture_output=True,
+                            text=True, timeout=300)
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout) == json.loads(first.stdout)
 

@@ -170,8 +170,9 @@ def _display_names(classes: list[str], book) -> dict:
 def _strip_local_paths(config: dict) -> None:
     """Keep folder names, drop absolute paths and the validation split's file names."""
     data = dict(config.get("data") or {})
-    if data.get("root"):
-        data["root"] = Path(str(data["root"])).name
+    root = data.pop("root", None)  # without it `evaluate` asks for --data instead of guessing a folder
+    if root:
+        data["root_name"] = Path(str(root)).name
     data.pop("val_files", None)  # photo file names can name patients; `evaluate` then needs --data
     if data:
         config["data"] = data
@@ -271,7 +272,7 @@ always answers with one of its classes, even for a photo of something else.
 ## Data
 
 Trained on a folder of {data.get('num_train', '?')} photos ({data.get('layout', 'unknown')} layout,
-folder `{data.get('root', '?')}`), validated on {data.get('num_val', '?')}. No photo is part of this
+folder `{data.get('root_name', '?')}`), validated on {data.get('num_val', '?')}. No photo is part of this
 repository: only the weights (`model.safetensors`) and their settings (`config.json`).
 
 ## Metrics
