@@ -324,6 +324,10 @@ def push_model(run_or_dir: str | None, repo_id: str, *, private: bool = False, r
 
     repo_id = parse_repo_id(repo_id)
     hub = require_hub()
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise HubError(f"HF_HUB_OFFLINE is set: unset it to push {repo_id}")
     spec = str(run_or_dir) if run_or_dir else None
     source = Path(spec).expanduser() if spec and is_hub_folder(Path(spec).expanduser()) else resolve_model(spec)
     if source.is_dir() and source.parent.name == "snapshots":

@@ -511,7 +511,12 @@ def test_push_sends_the_folder_to_the_named_repository(cli, checkpoint, monkeypa
     (run / "photo.jpg").write_bytes(b"\xff\xd8 not for upload")
     RecordingApi.calls, RecordingApi.sent = [], {}
     monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    r = cli("push", "tiny", "skin-lab/tiny")
+    assert r.exit_code == 2 and "HF_HUB_OFFLINE is set" in error_line(r)  # the tests' default
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")  # a real request could only fail
+    _reload_hub_constants()
     r = cli("push", "tiny", "skin-lab/tiny", "--private", "--revision", "v1")
     assert r.exit_code == 0, r.stderr
     assert r.stdout.strip() == "https://huggingface.co/skin-lab/tiny/tree/v1"
