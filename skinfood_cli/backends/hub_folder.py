@@ -257,7 +257,7 @@ def model_card(config: dict, run_card: str | None, repo_id: str | None = None) -
 # {name}
 
 A skin-condition photo classifier ({config.get('arch', 'resnet50')}) trained with
-[skinfood](https://pypi.org/project/skinfood/). **Not a medical device**: its answers are
+skinfood. **Not a medical device**: its answers are
 hints to discuss with a doctor, never a diagnosis.
 
 ## Intended use
