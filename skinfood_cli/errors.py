@@ -41,6 +41,10 @@ class ModelError(SkinfoodError):
     """No model, or a model file that is not a valid skinfood checkpoint."""
 
 
+class HubError(ModelError):
+    """A model on the Hugging Face Hub that can't be fetched, published or used (exit 2)."""
+
+
 class WeightsError(SkinfoodError):
     """Pretrained weights that can't be fetched or don't match their hash."""
 

@@ -235,8 +235,8 @@ def output_path_for(source: str, output: str | None, output_dir: str | Path, use
 def explain_items(items, engine, book, *, lang: str, top_k: int, target_class: str | None,
                   output: str | None, output_dir: str | Path, threshold: float | None = None):
     """Yield (Prediction record dict with `heatmap`, GradCam or None) per input, in order."""
-    from skinfood_cli.errors import ImageError, UsageError
     from skinfood_cli.data.images import load_image
+    from skinfood_cli.errors import ImageError, UsageError
     from skinfood_cli.prediction import Prediction
 
     target = None

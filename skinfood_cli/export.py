@@ -186,6 +186,10 @@ def check_passed(result: ExportResult) -> None:
 
 def default_output(checkpoint: Path, fmt: str, int8: bool) -> Path:
     """best.pt -> best[.int8].onnx or best[.int8].torchscript, beside the checkpoint."""
+    if checkpoint.is_dir():  # a model folder (or a Hub download) as --model
+        from skinfood_cli.backends.hub_folder import default_export_path
+
+        return default_export_path(checkpoint, fmt, int8)
     suffix = (".int8." if int8 else ".") + fmt
     return checkpoint.with_name(checkpoint.stem + suffix)
 

@@ -128,8 +128,9 @@ def find_run(name: str) -> Path:
 def resolve_model(spec: str | os.PathLike | None) -> Path:
     """Turn a `--model` value into a checkpoint file.
 
-    Accepts a checkpoint path, a run folder, or a run name; with nothing given the
-    most recently trained run's best.pt is used.
+    Accepts a checkpoint path, a run folder, a run name or a model folder
+    (config.json + model.safetensors); with nothing given the most recently trained
+    run's best.pt is used. `sources.resolve_model` adds `hf://ORG/NAME[@REVISION]`.
     """
     if spec is None or str(spec) == "":
         runs = list_runs()
@@ -140,6 +141,8 @@ def resolve_model(spec: str | os.PathLike | None) -> Path:
             )
         run = runs[0]
         return run.best if run.best.is_file() else run.last
+    if str(spec).startswith("hf://"):
+        raise UsageError(f"{spec}: a Hub model is resolved by skinfood_cli.sources.resolve_model, not here")
     path = Path(spec).expanduser()
     if path.is_file():
         return path
@@ -147,7 +150,9 @@ def resolve_model(spec: str | os.PathLike | None) -> Path:
         for candidate in (path / "best.pt", path / "last.pt"):
             if candidate.is_file():
                 return candidate
-        raise ModelError(f"{path} holds no best.pt or last.pt")
+        if (path / "config.json").is_file():  # a portable model folder
+            return path
+        raise ModelError(f"{path} holds no best.pt, last.pt or config.json")
     run = runs_dir() / str(spec)
     if "/" not in str(spec) and run.is_dir():
         for candidate in (run / "best.pt", run / "last.pt"):

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from skinfood_cli.errors import UsageError
 from skinfood_cli.data.images import is_image_path
+from skinfood_cli.errors import UsageError
 
 NOT_A_DIAGNOSIS = {
     "en": "Not a diagnosis: skinfood is not a medical device. See a doctor about any skin change that worries you.",

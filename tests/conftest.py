@@ -7,9 +7,11 @@ tests that need a model share it, read-only.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,14 @@ def env_setup(tmp_path, monkeypatch):
     monkeypatch.delenv("LC_ALL", raising=False)
     monkeypatch.delenv("LC_MESSAGES", raising=False)
     monkeypatch.delenv("SKINFOOD_DEBUG", raising=False)
+    # Issue 20: no test reads the machine's Hugging Face cache or reaches the Hub. huggingface_hub
+    # reads these when `constants` loads, so a loaded one is reloaded (tests/test_hub.py does too).
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name in ("HF_TOKEN", "HF_ENDPOINT", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    if "huggingface_hub.constants" in sys.modules:
+        importlib.reload(sys.modules["huggingface_hub.constants"])
     from skinfood_cli import output
 
     output._consoles.clear()

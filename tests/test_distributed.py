@@ -20,11 +20,10 @@ import numpy as np
 import pytest
 
 import skinfood_cli
-from skinfood_cli.training import distributed
 from skinfood_cli.checkpoint import load_checkpoint
 from skinfood_cli.data.synthetic import make_dataset
+from skinfood_cli.training import Reporter, TrainConfig, distributed
 from skinfood_cli.training.sampling import EpochBatches
-from skinfood_cli.training import Reporter, TrainConfig
 
 CLASSES = ("acne", "psoriasis", "vitiligo")
 

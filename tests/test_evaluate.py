@@ -14,9 +14,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import CLASSES, PHOTO_SIZE
 from PIL import Image
 
-from conftest import CLASSES, PHOTO_SIZE
 from skinfood_cli.data.synthetic import make_image
 
 TEST_PER_CLASS = 8

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CLASSES, PHOTO_SIZE
 from PIL import Image
 
-from conftest import CLASSES, PHOTO_SIZE
 from skinfood_cli.data.synthetic import make_image
 
 pytestmark = pytest.mark.slow

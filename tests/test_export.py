@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import parse_json
+from PIL import Image
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import parse_json
 from PIL import Image
 
-from conftest import parse_json
 from skinfood_cli.data import images
 from skinfood_cli.data.images import is_image_path, load_image
 

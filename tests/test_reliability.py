@@ -36,11 +36,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from skinfood_cli.weights import sha256_of
 from skinfood_cli.checkpoint import load_checkpoint
-from skinfood_cli.errors import ImageError, WeightsError
 from skinfood_cli.data.images import load_image
 from skinfood_cli.data.synthetic import make_dataset, make_image
+from skinfood_cli.errors import ImageError, WeightsError
+from skinfood_cli.weights import sha256_of
 
 PY = sys.executable
 CLASSES = ("acne", "psoriasis", "vitiligo")

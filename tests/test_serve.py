@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from conftest import parse_json
+from PIL import Image
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")

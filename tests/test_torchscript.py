@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import parse_json
 
 # torch.jit.* announce their deprecation; the README says it, the tests need not.

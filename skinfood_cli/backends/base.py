@@ -76,6 +76,7 @@ class Backend:
     name: str = ""
     suffixes: tuple[str, ...] = ()
     supports_gradients: bool = False
+    exported: bool = True  # a file `skinfood export` wrote (not something to export from)
 
     def load(self, path: Path) -> LoadedModel:
         raise NotImplementedError

@@ -22,9 +22,13 @@ class TorchBackend(Backend):
     name = "torch"
     suffixes = (".pt", ".pth")
     supports_gradients = True
+    exported = False
 
     def load(self, path: Path) -> LoadedModel:
-        ckpt = load_checkpoint(path)
+        return self.from_checkpoint(path, load_checkpoint(path))
+
+    def from_checkpoint(self, path: Path, ckpt: dict) -> LoadedModel:
+        """A validated checkpoint dict (from a .pt file or a model folder) -> `LoadedModel`."""
         return LoadedModel(
             path=path,
             module=model_from_checkpoint(ckpt),
@@ -50,3 +54,18 @@ class TorchBackend(Backend):
 
         return Runner(device=device, precision=resolved, module=module, forward=forward,
                       transform=eval_transform(model.image_size, model.mean, model.std))
+
+
+class FolderBackend(TorchBackend):
+    """A portable model folder (config.json + model.safetensors, `skinfood export --format hub`, hf://).
+
+    The weights are PyTorch's, so it runs exactly as a checkpoint does (gradients included);
+    only loading differs: safetensors and JSON, never a pickle.
+    """
+
+    suffixes = ()
+
+    def load(self, path: Path) -> LoadedModel:
+        from skinfood_cli.backends.hub_folder import load_hub_folder
+
+        return self.from_checkpoint(path, load_hub_folder(path))

@@ -11,6 +11,7 @@ from skinfood_cli.cli import train  # noqa: F401
 from skinfood_cli.cli import run  # noqa: F401
 from skinfood_cli.cli import catalog  # noqa: F401
 from skinfood_cli.cli import deploy  # noqa: F401
+from skinfood_cli.cli import share  # noqa: F401
 from skinfood_cli.cli import demo  # noqa: F401
 from skinfood_cli.cli.app import app, main
 

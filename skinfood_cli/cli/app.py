@@ -166,7 +166,7 @@ def _lang(lang: Optional[Lang]) -> str:
 
 def _load_engine(model: Optional[str], device, precision, batch_size: int = 32, workers=None):
     from skinfood_cli.engine import Engine, load_model
-    from skinfood_cli.paths import resolve_model
+    from skinfood_cli.sources import resolve_model
 
     loaded = load_model(resolve_model(model))
     return Engine(loaded, device=device, precision=precision.value if precision else None,

@@ -28,18 +28,19 @@ from skinfood_cli.cli.completion import complete_disease
 def models(
     fmt: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="table, json or csv."),
 ):
-    """List trained runs; the default (used without --model) is marked."""
+    """List trained runs, and models downloaded from the Hub (hf://...); the default (used without --model) is marked."""
+    from skinfood_cli.hub import describe_hub_models
     from skinfood_cli.output import RecordWriter, console, print_json
     from skinfood_cli.paths import runs_dir
     from skinfood_cli.store import describe_runs
 
-    rows = describe_runs()
+    rows = [{**row, "source": "local"} for row in describe_runs()] + describe_hub_models()
     if fmt is TableFormat.json:
         print_json(rows)
         return
     if fmt is TableFormat.csv:
         writer = RecordWriter("csv", sys.stdout, ["name", "default", "created", "classes", "num_classes",
-                                                  "val_macro_f1", "val_acc", "epochs", "size_mb", "path"])
+                                                  "val_macro_f1", "val_acc", "epochs", "size_mb", "path", "source"])
         for row in rows:
             writer.write({**row, "classes": "|".join(row["classes"])})
         writer.close()
@@ -67,9 +68,15 @@ def models(
         table.add_row(("* " if row["default"] else "  ") + row["name"], row["created"] or "", names, f1,
                       str(row["epochs"] or ""), f"{row['size_mb']:.0f} MB")
     out.print(table)
-    total = sum(row["size_mb"] for row in rows)
-    out.print(f"[dim]* default model; runs are kept in {runs_dir()} ({total:.0f} MB); "
-              "to free space, delete a run's folder[/dim]")
+    local = [row for row in rows if row.get("source") != "hub"]
+    total = sum(row["size_mb"] for row in local)
+    if local:
+        out.print(f"[dim]* default model; runs are kept in {runs_dir()} ({total:.0f} MB); "
+                  "to free space, delete a run's folder[/dim]")
+    else:
+        out.print(f"[dim]no trained runs in {runs_dir()}[/dim]")
+    if any(row.get("source") == "hub" for row in rows):
+        out.print("[dim]hf://... models are in the Hugging Face cache: `hf cache ls`, `hf cache rm` manage it[/dim]")
 
 
 @command()

@@ -25,17 +25,22 @@ from skinfood_cli.serving.config import ServeConfig, serve_default, serve_help
 class ExportFormat(str, Enum):
     onnx = "onnx"
     torchscript = "torchscript"
+    hub = "hub"  # the portable folder (safetensors + config.json + README.md)
 
 
 @command()
 def export(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint file, run folder or run name "
                                         "(default: the most recently trained run)."),
-    fmt: ExportFormat = typer.Option(ExportFormat.onnx, "--format", "-f", help="onnx (apps, browsers), or "
+    fmt: ExportFormat = typer.Option(ExportFormat.onnx, "--format", "-f", help="onnx (apps, browsers), "
                                      "torchscript (PyTorch; deprecated upstream, but with --int8 the fastest "
-                                     "--model for skinfood on a CPU)."),
+                                     "--model for skinfood on a CPU), or hub (a folder to share: "
+                                     "model.safetensors, config.json, README.md)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: beside the "
-                                          "checkpoint: best.onnx, best.int8.onnx, best[.int8].torchscript)."),
+                                          "checkpoint: best.onnx, best.int8.onnx, best[.int8].torchscript); "
+                                          "a folder for --format hub (default: hub/ in the run)."),
+    with_onnx: bool = typer.Option(False, "--with-onnx", help="--format hub: add the verified ONNX file "
+                                   "(model.onnx) and its sidecar to the folder."),
     int8: bool = typer.Option(False, "--int8", help="Quantise to int8, per-channel weights: ONNX Runtime QDQ "
                               "(onnx), PyTorch's x86 kernels (torchscript). ~4x smaller, 2x faster on CPUs."),
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="Folder of photos to calibrate int8 "
@@ -70,16 +75,29 @@ def export(
         skinfood predict photos/ --model skin.int8.onnx
 
         skinfood export --format torchscript --int8    # best.int8.torchscript
+
+        skinfood export --format hub --output skin-model/    # then: skinfood push skin-model/ ORG/NAME
     """
     from skinfood_cli.errors import UsageError
     from skinfood_cli.export import check_passed, export_model
     from skinfood_cli.output import console, print_export
-    from skinfood_cli.paths import resolve_model
+    from skinfood_cli.sources import resolve_model
 
     if dynamic and batch is not None:
         raise UsageError("--dynamic and --batch N contradict each other: pick one")
     err = console(stderr=True)
     source = resolve_model(model)
+    if fmt is ExportFormat.hub or with_onnx:  # the portable folder (docs/sharing.md)
+        from skinfood_cli.cli.share import print_hub_export
+        from skinfood_cli.hub import build_hub_folder, default_hub_output
+
+        if fmt is not ExportFormat.hub or int8 or batch is not None or with_preprocessing:
+            raise UsageError("--format hub writes fp32 weights (and --with-onnx a plain ONNX file): "
+                             "--with-onnx goes with --format hub; --int8, --batch and --with-preprocessing don't")
+        print_hub_export(build_hub_folder(source, output or default_hub_output(source), with_onnx=with_onnx,
+                                          book=_book(descriptions), verify_images=verify_images,
+                                          log=lambda msg: err.print(f"[dim]{msg}[/dim]")))
+        return
     result = export_model(
         source, fmt=fmt.value, output=output, int8=int8, calibration=calibration,
         calibration_images=calibration_images, opset=opset, batch=batch, with_preprocessing=with_preprocessing,
@@ -147,7 +165,7 @@ def serve(
 
     from skinfood_cli.errors import MissingExtraError
     from skinfood_cli.output import console
-    from skinfood_cli.paths import resolve_model
+    from skinfood_cli.sources import resolve_model
 
     try:
         import fastapi  # noqa: F401

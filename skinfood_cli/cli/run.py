@@ -29,7 +29,6 @@ from skinfood_cli.cli.app import (
 from skinfood_cli.errors import EXIT_SOME_FAILED
 
 
-
 class GroupBy(str, Enum):
     skin_tone = "skin-tone"
 

@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from skinfood_cli.errors import DataError, ImageError
 from skinfood_cli.data.images import is_image_path, load_image
+from skinfood_cli.errors import DataError, ImageError
 
 SPLITS = ("train", "val", "test")
 

@@ -1,0 +1,438 @@
+"""Sharing models through the Hugging Face Hub: `--model hf://ORG/NAME[@REVISION]` and `skinfood push`.
+
+    hf://ORG/NAME@REV -> model_info (files, LFS sha256) -> config.json (is it ours? which version?)
+                      -> model.safetensors into the Hugging Face cache -> sha256 checked -> folder
+    RUN or DIR        -> portable folder (backends/hub_folder.py) -> create_repo -> upload_folder
+
+Downloads go through `huggingface_hub` and its cache, so HF_HOME, HF_HUB_CACHE,
+HF_ENDPOINT, HF_HUB_OFFLINE and HF_TOKEN mean what they mean for every other
+Hub tool, and a model downloaded once runs offline. huggingface_hub (2.4)
+names a cached file after its ETag but does not hash what it downloaded, so
+skinfood compares model.safetensors with the sha256 the Hub lists for it.
+Nothing on this path unpickles: the weights are safetensors, the rest JSON.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from skinfood_cli.errors import (
+    HubError,
+    MissingExtraError,
+    ModelError,
+    UsageError,
+    first_line,
+)
+
+HUB_INSTALL = 'pip install "skinfood[hub]"'
+SCHEME = "hf://"
+DEFAULT_REVISION = "main"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass
+class HubExport:
+    """A folder built for the Hub, and the ONNX export in it, if any."""
+
+    folder: object  # hub_folder.HubFolder
+    onnx: object | None  # export.ExportResult
+    seconds: float
+
+
+@dataclass
+class PushResult:
+    url: str
+    repo_id: str
+    revision: str
+    files: list[str]
+    size_bytes: int
+    commit_url: str | None
+
+
+def require_hub():
+    """The huggingface_hub module, or MissingExtraError with the install line."""
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise MissingExtraError(f"the Hugging Face Hub needs huggingface_hub: {HUB_INSTALL}") from None
+    return huggingface_hub
+
+
+def parse_repo_id(text: str) -> str:
+    """ORG/NAME (or hf://ORG/NAME) -> ORG/NAME; UsageError for anything else."""
+    repo_id = text.removeprefix(SCHEME)
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(_NAME.fullmatch(p) and len(p) <= 96 for p in parts):
+        raise UsageError(f"{text!r} is not a Hub repository name: give ORG/NAME (letters, digits, . _ -)")
+    return repo_id
+
+
+def parse_hub_spec(spec: str) -> tuple[str, str]:
+    """hf://ORG/NAME[@REVISION] -> (ORG/NAME, REVISION or "main")."""
+    if not spec.startswith(SCHEME):
+        raise UsageError(f"{spec!r} is not a Hub model: write hf://ORG/NAME[@REVISION]")
+    name, _, revision = spec[len(SCHEME):].partition("@")
+    if "@" in spec[len(SCHEME):] and not revision:
+        raise UsageError(f"{spec!r}: nothing after @; give a branch, tag or commit, or leave out the @")
+    return parse_repo_id(name), revision or DEFAULT_REVISION
+
+
+# --- using a model by name -------------------------------------------------------------
+
+
+def resolve_hub_model(spec: str) -> Path:
+    """Download `hf://ORG/NAME[@REVISION]` once into the Hugging Face cache; the folder it is in.
+
+    Online, the Hub's file list is asked first (it lists model.safetensors' sha256),
+    config.json is fetched and checked before the weights, and the weights are hashed
+    after download. Offline (HF_HUB_OFFLINE=1, or no network) the cached copy is used;
+    `load_hub_folder` checks it against the sha256 in its config.json.
+
+    Raises:
+        HubError: no network and no cached copy; repository or revision not found,
+            private or gated; not a skinfood model; a config version this skinfood
+            can't read; a download whose sha256 differs from the Hub's.
+        MissingExtraError: huggingface_hub is not installed.
+    """
+    repo_id, revision = parse_hub_spec(spec)
+    hub = require_hub()
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return _from_cache(spec, repo_id, revision, "HF_HUB_OFFLINE is set")
+    try:
+        info = hub.HfApi().model_info(repo_id, revision=revision, files_metadata=True)
+    except Exception as exc:  # noqa: BLE001 - sorted by _explain; anything else is re-raised there
+        if _is_network_error(exc):
+            return _from_cache(spec, repo_id, revision, f"no network ({_endpoint()} unreachable)")
+        raise _explain(exc, spec) from None
+    files = {s.rfilename: s for s in info.siblings or []}
+    if "config.json" not in files:
+        raise HubError(f"{spec} is not a skinfood model: the repository has no config.json")
+    config_path = Path(_download(spec, repo_id, "config.json", revision))
+    _check_config(config_path, spec)
+    if "model.safetensors" not in files:
+        raise HubError(f"{spec} is damaged: its config.json says skinfood but it has no model.safetensors")
+    weights = Path(_download(spec, repo_id, "model.safetensors", revision))
+    if info.sha and weights.parent.name != info.sha:
+        raise HubError(f"{spec} changed on the Hub while it was downloading: run the command again")
+    _verify_download(spec, weights, files["model.safetensors"])
+    if "README.md" in files:
+        try:
+            _download(spec, repo_id, "README.md", revision)
+        except HubError:
+            pass  # the card is for people; the model runs without it
+    return weights.parent
+
+
+def _download(spec: str, repo_id: str, filename: str, revision: str, **kw) -> str:
+    """One file through huggingface_hub's cache (with its progress bar on stderr)."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return hf_hub_download(repo_id, filename, revision=revision, **kw)
+    except Exception as exc:  # noqa: BLE001 - sorted by _explain
+        raise _explain(exc, spec) from None
+
+
+def _from_cache(spec: str, repo_id: str, revision: str, why: str) -> Path:
+    """The cached copy of a model, when the Hub can't (or may not) be asked."""
+    from huggingface_hub import constants
+
+    try:
+        config = _download(spec, repo_id, "config.json", revision, local_files_only=True)
+        weights = _download(spec, repo_id, "model.safetensors", revision, local_files_only=True)
+    except HubError:
+        raise HubError(f"{spec} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and {why}: "
+                       "run once with network to download it") from None
+    _check_config(Path(config), spec)
+    return Path(weights).parent
+
+
+def _check_config(path: Path, spec: str) -> None:
+    from skinfood_cli.backends.hub_folder import read_config
+
+    try:
+        read_config(path.parent)
+    except ModelError as exc:
+        raise HubError(exc.message.replace(str(path.parent / "config.json"), f"{spec} (config.json)")
+                       .replace(str(path.parent), spec)) from None
+
+
+def _verify_download(spec: str, weights: Path, sibling) -> None:
+    """model.safetensors against the Hub's own record: LFS sha256, or the git blob id for small files."""
+    import hashlib
+
+    from skinfood_cli.weights import sha256_of
+
+    lfs = getattr(sibling, "lfs", None)
+    expected = getattr(lfs, "sha256", None) if lfs is not None else None
+    if expected:
+        actual, what = sha256_of(weights), "sha256"
+    elif getattr(sibling, "blob_id", None):
+        expected, what = sibling.blob_id, "git blob id"
+        digest = hashlib.sha1(b"blob %d\0" % weights.stat().st_size)
+        with open(weights, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        actual = digest.hexdigest()
+    else:
+        return  # the Hub listed no hash: config.json's sha256 is still checked on load
+    if actual != expected.lower():
+        _evict(weights)
+        raise HubError(f"{spec}: the downloaded model.safetensors does not match the Hub's {what} "
+                       f"({actual[:12]}... != {expected[:12]}...); removed from the cache, run again")
+
+
+def _evict(pointer: Path) -> None:
+    """Remove a bad cached file: the snapshot's link and the blob it points to."""
+    blob = pointer.resolve()
+    for path in {pointer, blob}:
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT or "the Hub"
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    """Connection refused, DNS, timeouts, offline mode: for requests (hub < 1.0) and httpx alike."""
+    names = {"ConnectError", "ConnectionError", "ConnectTimeout", "Timeout", "TimeoutException",
+             "ReadTimeout", "NetworkError", "TransportError", "OfflineModeIsEnabled", "ProxyError"}
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if any(c.__name__ in names for c in type(exc).__mro__):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _explain(exc: BaseException, spec: str) -> BaseException:
+    """A huggingface_hub exception -> one HubError line; anything unknown is returned unchanged."""
+    from huggingface_hub.utils import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    if isinstance(exc, GatedRepoError):
+        return HubError(f"{spec} is gated: accept its conditions on the Hub's page, then log in "
+                        "(hf auth login) or set HF_TOKEN")
+    if isinstance(exc, RepositoryNotFoundError):
+        return HubError(f"{spec}: repository not found, or private and you are not logged in with access "
+                        "(hf auth login, or set HF_TOKEN)")
+    if isinstance(exc, RevisionNotFoundError):
+        return HubError(f"{spec}: no such branch, tag or commit on the Hub")
+    if isinstance(exc, LocalEntryNotFoundError):  # before EntryNotFoundError: it is one
+        reason = "offline" if _is_network_error(exc) or "outgoing traffic" in str(exc) else "no network"
+        return HubError(f"{spec}: not in the Hugging Face cache and {reason}")
+    if isinstance(exc, EntryNotFoundError):
+        return HubError(f"{spec} is not a skinfood model: a file it needs is missing ({first_line(exc, 120)})")
+    if _is_network_error(exc):
+        return HubError(f"{spec}: no network ({_endpoint()} unreachable: {first_line(exc, 120)})")
+    if isinstance(exc, HfHubHTTPError):
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status == 401:
+            return HubError(f"{spec}: the Hub refused your token (401): log in again (hf auth login) or fix HF_TOKEN")
+        if status == 403:
+            return HubError(f"{spec}: your token has no access to it (403)")
+        return HubError(f"{spec}: the Hub answered {status or 'an error'}: {first_line(exc, 160)}")
+    return exc
+
+
+# --- building and publishing --------------------------------------------------------------
+
+
+def build_hub_folder(source: str | os.PathLike, output: str | os.PathLike, *, with_onnx: bool = False,
+                     book=None, repo_id: str | None = None, verify_images: int | None = None,
+                     log: Callable[[str], None] = lambda _msg: None) -> HubExport:
+    """The portable folder for `source` (a checkpoint or a folder), with the verified ONNX file if asked.
+
+    Raises:
+        ModelError: the source does not load.
+        MissingExtraError: `with_onnx` without the export extra.
+        SkinfoodError (exit 1): the ONNX export does not match PyTorch.
+    """
+    from skinfood_cli.backends.hub_folder import ONNX_FILE, write_hub_folder
+
+    started = time.perf_counter()
+    if with_onnx:
+        from skinfood_cli.export import require_export_extra
+
+        require_export_extra()  # before writing anything
+    log(f"writing model.safetensors, config.json and README.md: {output}")
+    folder = write_hub_folder(source, output, book=book, repo_id=repo_id)
+    onnx = None
+    if with_onnx:
+        from skinfood_cli.backends.hub_folder import describe_folder
+        from skinfood_cli.export import check_passed, export_model
+
+        extra = {} if verify_images is None else {"verify_images": verify_images}
+        onnx = export_model(Path(source), fmt="onnx", output=Path(output) / ONNX_FILE, book=book, log=log, **extra)
+        check_passed(onnx)
+        folder = describe_folder(Path(output), folder.weights_sha256)
+    return HubExport(folder, onnx, time.perf_counter() - started)
+
+
+def default_hub_output(source: Path) -> Path:
+    """Where `skinfood export --format hub` writes: `hub/` beside the checkpoint; a folder in place."""
+    if source.is_dir():
+        if source.parent.name == "snapshots":  # the Hugging Face cache is not ours to write in
+            return Path.cwd() / source.parent.parent.name.split("--")[-1]
+        return source
+    return source.parent / "hub"
+
+
+def push_model(run_or_dir: str | None, repo_id: str, *, private: bool = False, revision: str | None = None,
+               with_onnx: bool = False, book=None, log: Callable[[str], None] = lambda _msg: None,
+               api=None) -> PushResult:
+    """Build the portable folder for a run (or take a folder) and upload it to the Hub.
+
+    The token is huggingface_hub's: HF_TOKEN, or what `hf auth login` stored.
+    skinfood never reads, prints or stores it.
+
+    Args:
+        run_or_dir: a run name, run folder, checkpoint or model folder (None: the latest run).
+        repo_id: ORG/NAME on the Hub; created if missing (private if asked).
+        revision: a branch to upload to (created from main if missing); None: main.
+        api: an `HfApi` (tests pass a stand-in); None: a new one.
+
+    Returns:
+        PushResult with the model's URL.
+
+    Raises:
+        MissingExtraError: huggingface_hub is not installed.
+        HubError: not logged in, no write access, no network.
+    """
+    from skinfood_cli.backends.hub_folder import is_hub_folder
+    from skinfood_cli.paths import resolve_model
+
+    repo_id = parse_repo_id(repo_id)
+    hub = require_hub()
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise HubError(f"HF_HUB_OFFLINE is set: unset it to push {repo_id}")
+    spec = str(run_or_dir) if run_or_dir else None
+    source = Path(spec).expanduser() if spec and is_hub_folder(Path(spec).expanduser()) else resolve_model(spec)
+    if source.is_dir() and source.parent.name == "snapshots":
+        raise UsageError(f"{spec} is a downloaded model: push your own run or folder")
+    api = api if api is not None else hub.HfApi()
+    with tempfile.TemporaryDirectory(prefix=".skinfood-push-") as tmp:
+        staging = Path(tmp) / "model"
+        built = build_hub_folder(source, staging, with_onnx=with_onnx or _has_onnx(source), book=book,
+                                 repo_id=repo_id, log=log)
+        files = list(built.folder.files)
+        target = revision or DEFAULT_REVISION
+        log(f"uploading {', '.join(files)} ({built.folder.size_bytes / 1e6:.1f} MB) to {repo_id}@{target}")
+        try:
+            url = str(api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model"))
+            if revision and revision != DEFAULT_REVISION:
+                api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
+            commit = api.upload_folder(repo_id=repo_id, folder_path=str(staging), repo_type="model",
+                                       revision=revision, allow_patterns=files,
+                                       commit_message=f"Upload skinfood model ({', '.join(files)})")
+        except (HubError, UsageError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - sorted by _push_error
+            raise _push_error(exc, repo_id) from None
+    url = url.rstrip("/")
+    if revision and revision != DEFAULT_REVISION:
+        url = f"{url}/tree/{revision}"
+    return PushResult(url=url, repo_id=repo_id, revision=target, files=files, size_bytes=built.folder.size_bytes,
+                      commit_url=getattr(commit, "commit_url", None))
+
+
+def _has_onnx(source: Path) -> bool:
+    """A folder that already carries an ONNX file keeps it (re-exported and verified) when pushed."""
+    from skinfood_cli.backends.hub_folder import ONNX_FILE
+
+    return source.is_dir() and (source / ONNX_FILE).is_file()
+
+
+def _push_error(exc: BaseException, repo_id: str) -> BaseException:
+    from huggingface_hub.utils import HfHubHTTPError
+
+    if _is_network_error(exc):
+        return HubError(f"could not reach {_endpoint()} to push {repo_id}: no network ({first_line(exc, 120)})")
+    if isinstance(exc, HfHubHTTPError) or "token" in str(exc).lower():
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status in (None, 401) or "token" in str(exc).lower():
+            return HubError(f"not logged in to the Hugging Face Hub: run `hf auth login` or set HF_TOKEN "
+                            f"(a token with write access) to push {repo_id}")
+        if status == 403:
+            return HubError(f"your token cannot write to {repo_id} (403): use a write token, or an ORG you belong to")
+        return HubError(f"the Hub refused the upload to {repo_id} ({status}): {first_line(exc, 160)}")
+    return exc
+
+
+# --- what is in the cache -------------------------------------------------------------------
+
+
+def describe_hub_models() -> list[dict]:
+    """Downloaded skinfood models in the Hugging Face cache, one row per cached revision.
+
+    Rows have the keys of `store.describe_runs` rows; `name` is what --model takes.
+    Without huggingface_hub, or with no cache yet, there are none.
+    """
+    import json
+
+    try:
+        from huggingface_hub import constants, scan_cache_dir
+    except ImportError:
+        return []
+    try:
+        # The cache folder as hf_hub_download sees it (scan_cache_dir's default is bound at import).
+        cache = scan_cache_dir(constants.HF_HUB_CACHE)
+    except Exception:  # noqa: BLE001 - no cache folder yet (CacheNotFound), or one we can't read
+        return []
+    rows = []
+    for repo in cache.repos:
+        if repo.repo_type != "model":
+            continue
+        for rev in repo.revisions:
+            config_file = Path(rev.snapshot_path) / "config.json"
+            try:
+                config = json.loads(config_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if not isinstance(config, dict) or config.get("library") != "skinfood":
+                continue
+            refs = sorted(rev.refs)
+            ref = DEFAULT_REVISION if DEFAULT_REVISION in refs else (refs[0] if refs else rev.commit_hash)
+            name = f"{SCHEME}{repo.repo_id}" + ("" if ref == DEFAULT_REVISION else f"@{ref}")
+            metrics = config.get("metrics") if isinstance(config.get("metrics"), dict) else {}
+            classes = [str(c) for c in config.get("classes") or []]
+            rows.append({
+                "name": name,
+                "default": False,
+                "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(rev.last_modified)),
+                "classes": classes,
+                "num_classes": len(classes),
+                "val_macro_f1": _number(metrics.get("val_macro_f1")),
+                "val_acc": _number(metrics.get("val_acc")),
+                "epochs": config.get("epoch"),
+                "size_mb": round(rev.size_on_disk / 1e6, 1),
+                "path": str(rev.snapshot_path),
+                "source": "hub",
+            })
+    return sorted(rows, key=lambda r: r["name"])
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
