@@ -37,10 +37,20 @@ class LoadedModel:
     # "torchscript" (a frozen ScriptModule, fp32 or x86 int8): exported files fix
     # their own arithmetic and carry no gradients.
     backend: str = "torch"
+    # The scope check and conformal sets (trust/scope.py): a checkpoint's `trust`
+    # dict, or an export's metadata copy of it (its graph computes the score).
+    # None: a model from before skinfood had them.
+    trust: dict | None = None
 
     @property
     def run_name(self) -> str:
         return self.meta.get("run_name") or self.path.parent.name
+
+    @property
+    def qhat(self) -> float | None:
+        """The conformal quantile of the prediction sets, or None without calibrated sets."""
+        conformal = (self.trust or {}).get("conformal") or {}
+        return float(conformal["qhat"]) if "qhat" in conformal else None
 
 
 def load_model(path: str | os.PathLike) -> LoadedModel:
@@ -69,6 +79,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         temperature=float(ckpt.get("temperature", 1.0)),
         threshold=float(ckpt.get("threshold", DEFAULT_THRESHOLD)),
         meta=meta,
+        trust=ckpt.get("trust"),
     )
 
 
@@ -95,6 +106,7 @@ def loaded_from_metadata(path: Path, module, meta: dict, *, backend: str,
         threshold=float(meta.get("threshold", DEFAULT_THRESHOLD)),
         meta={**meta, "run_name": meta.get("run"), "backend": backend},
         backend=backend,
+        trust=meta.get("trust") if isinstance(meta.get("trust"), dict) else None,
     )
 
 
@@ -106,6 +118,7 @@ class Result:
     path: str
     logits: object | None = None
     error: str | None = None
+    scope: float | None = None  # the scope score (>= 0: in scope); None without a scope check
 
 
 class _PathDataset:
@@ -184,6 +197,7 @@ class Engine:
         from skinfood_cli.model import Precision, resolve_device, resolve_precision
 
         self.model = model
+        self.scoped = None  # trust.ScopedClassifier sharing self.module, for checkpoints with a scope check
         self.device = resolve_device(device)
         self.batch_size = max(1, int(batch_size))
         self.workers = workers
@@ -212,6 +226,10 @@ class Engine:
         from skinfood_cli.model import fold_batchnorm
 
         self.module = fold_batchnorm(model.module.eval()).to(self.device, memory_format=torch.channels_last)
+        if model.trust and "score" in model.trust:
+            from skinfood_cli.trust import ScopedClassifier
+
+            self.scoped = ScopedClassifier(self.module, model.trust).to(self.device).eval()
 
     def _place_torchscript(self, device_spec: str | None):
         """The file's module on this engine's device: int8 runs on the CPU only."""
@@ -242,6 +260,15 @@ class Engine:
     def classes(self) -> list[str]:
         return self.model.classes
 
+    @property
+    def has_scope_check(self) -> bool:
+        """Whether this model flags photos out of scope (False: trained or exported before the check)."""
+        if self.model.backend == "torch":
+            return self.scoped is not None
+        if self.model.backend == "onnx":
+            return self.module.has_scope
+        return bool(self.model.trust)  # torchscript: the export writes `trust` only with a scope output
+
     def forward(self, batch):
         """Logits (B, K) as float32 on the CPU for a preprocessed batch (B, 3, S, S)."""
         import torch
@@ -250,10 +277,38 @@ class Engine:
             return self.module.forward(batch)
         if self.model.backend == "torchscript":
             with torch.inference_mode():
-                return self.module(batch.to(self.device, non_blocking=True)).float().cpu()
+                out = self.module(batch.to(self.device, non_blocking=True))
+            return (out[0] if isinstance(out, (tuple, list)) else out).float().cpu()
         with torch.inference_mode(), self.precision.autocast(self.device):
             batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             return self.module(batch).float().cpu()
+
+    def forward_scoped(self, batch):
+        """(logits (B, K), scope score (B,) or None) as float32 on the CPU for a preprocessed batch.
+
+        The network runs under autocast; the scope score is computed from its
+        pooled features in fp32 (a bf16 distance to 2048-d class means is too coarse).
+        """
+        import torch
+
+        if self.model.backend == "onnx":
+            return self.module.forward_scoped(batch)
+        if self.model.backend == "torchscript":
+            with torch.inference_mode():
+                out = self.module(batch.to(self.device, non_blocking=True))
+            if isinstance(out, (tuple, list)):  # exported with a scope check: (logits, scope_score)
+                return out[0].float().cpu(), out[1].float().cpu()
+            return out.float().cpu(), None
+        if self.scoped is None:
+            return self.forward(batch), None
+        from skinfood_cli.trust import pooled_features
+
+        with torch.inference_mode():
+            with self.precision.autocast(self.device):
+                batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                features, logits = pooled_features(self.module, batch)
+            scope = self.scoped.scope_from(features.float(), logits.float())
+        return logits.float().cpu(), scope.float().cpu()
 
     def run_paths(self, paths: Iterable[str]) -> Iterator[Result]:
         """Stream results for `paths`, in order."""
@@ -276,8 +331,10 @@ class Engine:
             persistent_workers=False,
         )
         for indices, batch, errors in loader:
-            logits = self.forward(batch).numpy() if batch is not None else []
-            out = {i: Result(i, paths[i], logits=row) for i, row in zip(indices, logits)}
+            logits, scope = self.forward_scoped(batch) if batch is not None else ([], None)
+            logits = logits.numpy() if batch is not None else []
+            scope = [None] * len(indices) if scope is None else [float(v) for v in scope]
+            out = {i: Result(i, paths[i], logits=row, scope=sc) for i, row, sc in zip(indices, logits, scope)}
             out.update({i: Result(i, paths[i], error=e) for i, e in errors})
             for i in sorted(out):
                 yield out[i]
@@ -288,6 +345,13 @@ class Engine:
 
         batch = torch.stack([self.transform(img) for img in images])
         return self.forward(batch).numpy()
+
+    def run_images_scoped(self, images: list):
+        """(logits (N, K) numpy, scope scores (N,) numpy or None) for loaded RGB PIL images."""
+        import torch
+
+        logits, scope = self.forward_scoped(torch.stack([self.transform(img) for img in images]))
+        return logits.numpy(), None if scope is None else scope.numpy()
 
     def probabilities(self, logits):
         """Calibrated probabilities: softmax(logits / T) along the last axis."""

@@ -201,13 +201,17 @@ def explain_image(engine, image, book, name: str, *, lang: str, top_k: int, targ
     from skinfood_cli.prediction import make_prediction
 
     result = grad_cam(engine, image, target)
-    record = make_prediction(name, result.probs, engine.classes, book, lang=lang,
-                             top_k=top_k, threshold=threshold).to_dict()
+    _, scope = engine.run_images_scoped([image])  # the scope check: one more no-grad pass
+    record = make_prediction(name, result.probs, engine.classes, book, lang=lang, top_k=top_k,
+                             threshold=threshold, scope_score=None if scope is None else float(scope[0]),
+                             qhat=engine.model.qhat).to_dict()
     explained = engine.classes[result.target]
     entry = book.get(explained, lang) if book is not None else None
     caption = f"{entry.name if entry else explained}: {result.probs[result.target] * 100:.1f}%"
     if target is not None and result.target != int(result.probs.argmax()):
         caption += f"  (explaining --class; the top answer is {record['disease_name']})"
+    if record["in_scope"] is False:
+        caption = f"{record['description']} ({caption})"
     picture = render_explanation(image, result.cam, caption, HEATMAP_NOTE.get(lang, HEATMAP_NOTE["en"]))
     return {**record, "explained_label": explained}, result, picture
 

@@ -35,6 +35,8 @@ FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 18  # loads in ONNX Runtime >= 1.14 and onnxruntime-web
 FP32_TOLERANCE = 1e-4  # max |p_export - p_torch| over all classes and photos
 INT8_AGREEMENT = 0.99  # top-1 agreement of an int8 export with PyTorch fp32
+SCOPE_TOLERANCE = 1e-4  # fp32: max |s_export - s_torch| / max(1, |s_torch|) of the scope score
+SCOPE_AGREEMENT = 0.99  # int8: share of photos whose in/out-of-scope decision agrees with PyTorch fp32
 VERIFY_IMAGES = 200
 CALIBRATION_IMAGES = 300
 
@@ -49,6 +51,9 @@ class Verification:
     agreement: float  # top-1
     passed: bool
     criterion: str
+    # The scope score output (None: the model has no scope check).
+    scope_max_rel_diff: float | None = None
+    scope_agreement: float | None = None
 
 
 @dataclass
@@ -219,7 +224,18 @@ def build_metadata(loaded, book, *, with_preprocessing: bool, batch: int | None)
         "metrics": loaded.meta.get("metrics") or {},
         "data": {k: data.get(k) for k in ("root", "layout", "val_source") if k in data},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **_trust_metadata(loaded),
     }
+
+
+def _trust_metadata(loaded) -> dict:
+    """The scope check's cut and the conformal quantile; the graph computes the score itself."""
+    trust = loaded.trust or {}
+    if "score" not in trust:
+        return {}
+    return {"trust": {"output": "scope_score", "in_scope": "scope_score >= 0",
+                      **{k: trust[k] for k in ("version", "method", "threshold", "scale", "keep") if k in trust},
+                      "conformal": trust.get("conformal") or {}}}
 
 
 def _set_metadata(path: Path, meta: dict) -> None:
@@ -258,6 +274,11 @@ def _export_module(loaded, with_preprocessing: bool):
     import torch
 
     net = loaded.module.eval().float()
+    if loaded.trust and "score" in loaded.trust:
+        from skinfood_cli.trust import ScopedClassifier
+
+        # (logits, scope_score): the scope check runs inside the exported graph.
+        net = ScopedClassifier(net, loaded.trust).eval()
     if not with_preprocessing:
         return net
 
@@ -274,7 +295,10 @@ def _export_module(loaded, with_preprocessing: bool):
         def forward(self, pixels):
             x = pixels.permute(0, 3, 1, 2).float()
             x = (x - self.mean) / self.std
-            return torch.softmax(self.net(x) / self.temperature, dim=-1)
+            out = self.net(x)
+            if isinstance(out, tuple):  # (logits, scope_score)
+                return torch.softmax(out[0] / self.temperature, dim=-1), out[1]
+            return torch.softmax(out / self.temperature, dim=-1)
 
     return WithPreprocessing().eval()
 
@@ -304,7 +328,8 @@ def _export_onnx(loaded, path: Path, meta: dict, *, opset: int, batch: int | Non
             torch.onnx.export(
                 module, (example,), str(path), dynamo=True, external_data=False, opset_version=opset,
                 input_names=["pixels" if with_preprocessing else "input"],
-                output_names=["probabilities" if with_preprocessing else "logits"],
+                output_names=["probabilities" if with_preprocessing else "logits",
+                              *(["scope_score"] if "trust" in meta else [])],
                 dynamic_shapes=dynamic, optimize=True,
             )
     except Exception as exc:
@@ -422,7 +447,8 @@ def _quantize(fp32_path: Path, output: Path, loaded, photos: list[str], meta: di
             warnings.simplefilter("ignore")
             # Shape inference + graph optimisation first, as ORT's docs advise:
             # quantising after BN folding and fusion gives better int8 kernels.
-            quant_pre_process(str(fp32_path), str(prepared))
+            # The scope check's ops (TopK, ...) defeat the symbolic shape inference; ONNX's own suffices.
+            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=engine.module.has_scope)
             reader = _CalibrationReader(engine, photos, engine.module.input_name)
             quantize_static(
                 str(prepared), str(Path(tmp) / "int8.onnx"), reader,
@@ -433,9 +459,34 @@ def _quantize(fp32_path: Path, output: Path, loaded, photos: list[str], meta: di
                 # input normalisation and softmax stay fp32.
                 op_types_to_quantize=["Conv", "Gemm", "MatMul", "Add", "MaxPool", "GlobalAveragePool"],
                 extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+                # The scope score stays fp32: int8 distances to the training photos are too coarse.
+                nodes_to_exclude=_scope_only_nodes(prepared),
             )
         os.replace(Path(tmp) / "int8.onnx", output)
     _set_metadata(output, meta)
+
+
+def _scope_only_nodes(path: Path) -> list[str]:
+    """Names of the nodes that feed the `scope_score` output and not the first (logits) output."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    outputs = [o.name for o in graph.output]
+    if "scope_score" not in outputs:
+        return []
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def ancestors(name: str) -> set[str]:
+        seen, stack = set(), [name]
+        while stack:
+            node = producer.get(stack.pop())
+            if node is None or node.name in seen:
+                continue
+            seen.add(node.name)
+            stack.extend(node.input)
+        return seen
+
+    return sorted(ancestors("scope_score") - ancestors(outputs[0]))
 
 
 # --- verification ------------------------------------------------------------------
@@ -486,20 +537,37 @@ def verify(loaded, path: Path, photos: _Photos, *, int8: bool) -> Verification:
     reference = Engine(loaded, device="cpu", precision="fp32")
     run = _file_runner(path)
     diffs, agree, total = [], 0, 0
+    scope_diffs, scope_agree = [], 0
     for images in photos.batches():
-        p_ref = reference.probabilities(reference.run_images(images))
-        p_exp = run(images)
+        logits, s_ref = reference.run_images_scoped(images)
+        p_ref = reference.probabilities(logits)
+        p_exp, s_exp = run(images)
         diffs.append(float(np.abs(p_ref - p_exp).max()))
         agree += int((p_ref.argmax(1) == p_exp.argmax(1)).sum())
         total += len(images)
+        if s_ref is not None:
+            if s_exp is None:  # the export lost the scope output: fail loudly
+                s_exp = np.full_like(s_ref, np.nan)
+            scope_diffs.append(float(np.max(np.abs(s_ref - s_exp) / np.maximum(1.0, np.abs(s_ref)))))
+            scope_agree += int(((s_ref >= 0) == (s_exp >= 0)).sum())
     max_diff = max(diffs) if diffs else float("nan")
     agreement = agree / total if total else 0.0
+    scoped = bool(scope_diffs)
+    scope_diff = max(scope_diffs) if scoped else None
+    scope_agreement = scope_agree / total if scoped and total else None
     if int8:
         passed, criterion = agreement >= INT8_AGREEMENT, f"top-1 agreement >= {INT8_AGREEMENT:.0%}"
+        if scoped:
+            passed = passed and scope_agreement >= SCOPE_AGREEMENT
+            criterion += f", in/out-of-scope agreement >= {SCOPE_AGREEMENT:.0%}"
     else:
         passed, criterion = max_diff <= FP32_TOLERANCE, f"max |Δp| <= {FP32_TOLERANCE:g}"
+        if scoped:
+            passed = passed and scope_diff <= SCOPE_TOLERANCE
+            criterion += f", scope score within {SCOPE_TOLERANCE:g} relative"
     return Verification(images=total, source=photos.source, max_abs_diff=max_diff, agreement=agreement,
-                        passed=bool(passed and total > 0), criterion=criterion)
+                        passed=bool(passed and total > 0), criterion=criterion,
+                        scope_max_rel_diff=scope_diff, scope_agreement=scope_agreement)
 
 
 def _file_runner(path: Path):
@@ -507,4 +575,9 @@ def _file_runner(path: Path):
     from skinfood_cli.engine import Engine, load_model
 
     engine = Engine(load_model(path), device="cpu")
-    return lambda images: engine.probabilities(engine.run_images(images))
+
+    def run(images):
+        logits, scope = engine.run_images_scoped(images)
+        return engine.probabilities(logits), scope
+
+    return run

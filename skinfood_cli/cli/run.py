@@ -136,6 +136,8 @@ def evaluate(
     device: Optional[str] = DeviceOpt,
     precision: Precision = PrecisionOpt,
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+    ood: Optional[List[Path]] = typer.Option(None, "--ood", help="A folder of photos the model should NOT "
+                                             "recognise (repeatable): how well the scope check flags them."),
 ):
     """Score a model on held-out photos: confusion table, per-class scores, calibration, worst mix-ups.
 
@@ -146,6 +148,8 @@ def evaluate(
         skinfood evaluate --model my-run --split val --normalize
 
         skinfood evaluate --format json | jq .macro_f1
+
+        skinfood evaluate --ood not-skin/ --ood other-conditions/
     """
     from skinfood_cli.evaluation import evaluate as run_evaluation
     from skinfood_cli.evaluation import resolve_eval_set, write_report
@@ -159,7 +163,7 @@ def evaluate(
         warn(f"left out {count} photo(s) of class {name!r}, which the model does not know")
     with BatchProgress(len(eval_set.samples), "evaluating") as bar:
         result = run_evaluation(engine, eval_set, top_k=top_k, bootstrap=bootstrap, seed=seed,
-                                progress=bar.advance)
+                                progress=bar.advance, ood=[str(p) for p in ood or []])
     for item in result["unreadable"]:
         warn(f"skipped {item['path']}: {item['error']}")
     if report:
@@ -229,7 +233,8 @@ def explain(
         failed += record["error"] is not None
         if writer:
             writer.write({k: record.get(k) for k in ("path", "label", "disease_name", "confidence", "uncertain",
-                                                     "top_k", "explained_label", "heatmap", "error")})
+                                                     "top_k", "in_scope", "scope_score", "prediction_set",
+                                                     "explained_label", "heatmap", "error")})
         else:
             print_explanation(record, book, language, HEATMAP_NOTE[language])
     if writer:

@@ -52,6 +52,8 @@ def train(
     strict: bool = typer.Option(False, "--strict", help="Stop on unreadable images instead of skipping them."),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="Under torchrun on GPUs: BatchNorm statistics over the "
                                  "global batch (for small per-GPU batches)."),
+    coverage: float = typer.Option(0.9, "--coverage", help="Prediction sets hold the true condition for this "
+                                   "share of photos like the training ones (calibrated on validation)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run NAME from its last.pt."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary."),
 ):
@@ -91,7 +93,8 @@ def train(
                     balance=balance, patience=patience, val_fraction=val_fraction, seed=seed,
                     classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
                     pretrained=pretrained, weights=str(weights) if weights else None,
-                    precision=precision.value, device=device, workers=workers, strict=strict, sync_bn=sync_bn)
+                    precision=precision.value, device=device, workers=workers, strict=strict, sync_bn=sync_bn,
+                    coverage=coverage)
                 result = train_run(cfg, reporter)
         finally:
             reporter.close()
@@ -119,6 +122,15 @@ def _print_train_result(result, torchrun: bool = False) -> None:
         err.print(f"best epoch {b['epoch']}: validation accuracy {b['val_acc']:.3f}, macro-F1 "
                   f"{b['val_macro_f1']:.3f}; calibrated temperature {result.temperature:.2f}, "
                   f"uncertain below {result.threshold:.0%}")
+    trust = result.trust or {}
+    conformal = trust.get("conformal") or {}
+    if conformal.get("reason"):
+        err.print(f"[yellow]warning:[/yellow] {conformal['reason']}")
+    elif conformal:
+        err.print(f"scope check: {trust['method']}, 95% of validation photos in scope; prediction sets at "
+                  f"{conformal['coverage']:.0%} coverage held the true condition for "
+                  f"{conformal['validation_coverage']:.0%} of {conformal['calibration_size']} validation photos "
+                  f"(mean size {conformal['validation_mean_set_size']:.2f})")
     if result.skipped:
         err.print(f"{len(result.skipped)} file(s) skipped: listed in {result.run_dir / 'skipped.txt'}")
     err.print(f"model saved to {result.best_path}")

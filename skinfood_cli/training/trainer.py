@@ -68,6 +68,7 @@ class TrainConfig:
     workers: int | None = None
     strict: bool = False
     sync_bn: bool = False  # torchrun on GPUs: BatchNorm statistics over the global batch
+    coverage: float = 0.9  # conformal prediction sets: share of photos whose set holds the true class
 
     def check(self) -> None:
         if self.epochs < 1:
@@ -80,6 +81,8 @@ class TrainConfig:
             raise UsageError("--val-fraction must be in [0, 1)")
         if self.image_size < 32:
             raise UsageError("--image-size must be at least 32")
+        if not 0 < self.coverage < 1:
+            raise UsageError("--coverage must be between 0 and 1, like 0.9")
         if self.freeze_epochs is not None and self.freeze_epochs < 0:
             raise UsageError("--freeze-epochs must be 0 or more")
 
@@ -107,6 +110,7 @@ class TrainResult:
     temperature: float = 1.0
     threshold: float = 0.5
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    trust: dict | None = None  # the scope check and conformal sets stored in best.pt (trust/scope.py)
 
 
 # --- data ------------------------------------------------------------------------
@@ -600,10 +604,13 @@ def _finish(trainer: Trainer) -> TrainResult:
     trainer.model.load_state_dict(best["state_dict"])
     temperature, threshold = trainer.calibrate()
     best["temperature"], best["threshold"] = temperature, threshold
+    from skinfood_cli.training.trust_fit import fit_run_trust
+
+    best["trust"] = fit_run_trust(trainer, temperature)
     save_checkpoint(best, run_dir / "best.pt")
     return TrainResult(run_dir, run_dir / "best.pt", run_dir / "last.pt", trainer.state.history,
                        _best_row(trainer.state), temperature=temperature, threshold=threshold,
-                       skipped=trainer.ds.skipped)
+                       skipped=trainer.ds.skipped, trust=best["trust"])
 
 
 def checkpoint_bytes(model, head_only: bool = False) -> int:

@@ -28,3 +28,43 @@ def auroc(in_scores, out_scores) -> float:
             ranks[order[s:e]] = (s + 1 + e) / 2
     u = ranks[: len(a)].sum() - len(a) * (len(a) + 1) / 2
     return float(u / (len(a) * len(b)))
+
+
+def scope_summary(scopes, probs, labels, qhat: float | None, coverage: float | None) -> dict:
+    """The test split's side: share wrongly flagged, and the prediction sets' coverage and size.
+
+    Args:
+        scopes: (N,) scope scores of the in-scope test photos (None entries: no scope check).
+        probs, labels: (N, K) calibrated probabilities and (N,) true classes.
+        qhat, coverage: the model's conformal quantile and the coverage it was calibrated for.
+    """
+    from skinfood_cli.trust.conformal import set_metrics
+
+    out: dict = {"scope_check": scopes is not None and all(s is not None for s in scopes)}
+    if out["scope_check"]:
+        s = np.asarray(scopes, dtype=np.float64)
+        out["test_flagged"] = float(np.mean(s < 0)) if len(s) else float("nan")
+    if qhat is not None and len(labels):
+        covered, size = set_metrics(probs, labels, qhat)
+        out.update({"coverage_target": coverage, "test_coverage": covered, "test_mean_set_size": size})
+    return out
+
+
+def ood_report(engine, folder: str, test_scopes) -> dict:
+    """Score every picture under `folder` (which the model should not recognise) against the test photos.
+
+    Returns {folder, num_images, unreadable, auroc, flagged}: AUROC of the scope
+    score, in-scope test photos against these, and the share of them flagged.
+    """
+    from skinfood_cli.prediction import expand_inputs
+
+    items = [i.path for i in expand_inputs([folder]) if i.error is None]
+    scores, unreadable = [], 0
+    for result in engine.run_paths(items):
+        if result.error is not None or result.scope is None:
+            unreadable += result.error is not None
+            continue
+        scores.append(result.scope)
+    s = np.asarray(scores, dtype=np.float64)
+    return {"folder": str(folder), "num_images": len(s), "unreadable": unreadable,
+            "auroc": auroc(test_scopes, s), "flagged": float(np.mean(s < 0)) if len(s) else float("nan")}

@@ -56,8 +56,12 @@ class ScopedClassifier(nn.Module):
 
     def forward(self, x):
         features, logits = pooled_features(self.model, x)
+        return logits, self.scope_from(features, logits)
+
+    def scope_from(self, features, logits):
+        """(B,) scope scores from pooled features (B, D) and logits (B, K): >= 0 is in scope."""
         raw = self.score(features.float(), logits.float())
-        return logits, (raw - self.threshold) / self.scale
+        return (raw - self.threshold) / self.scale
 
 
 def fit_trust(train_features, train_logits, train_labels, val_features, val_logits, val_labels, *,

@@ -174,10 +174,12 @@ def score_from_state(state: dict) -> Score:
 def in_scope_threshold(val_scores, keep: float = 0.95) -> float:
     """The score above which `keep` of the validation photos lie (they stay in scope).
 
-    Sorted ascending s_1..s_n, the cut is s_(floor((1 - keep) n) + 1): at least
-    `keep` of the photos score >= it.
+    Sorted ascending s_1..s_n with i = floor((1 - keep) n), the cut lies halfway
+    between s_i and s_(i+1): at least `keep` of the photos score above it, and
+    none sits exactly on it (where an int8 export's rounding would flip it).
     """
     s = torch.as_tensor(val_scores, dtype=torch.float64).flatten().sort().values
     if len(s) == 0:
         return -math.inf
-    return float(s[min(len(s) - 1, math.floor((1 - keep) * len(s) + 1e-9))])
+    i = min(len(s) - 1, math.floor((1 - keep) * len(s) + 1e-9))
+    return float((s[i - 1] + s[i]) / 2) if i > 0 else float(s[0] - 0.5 * (s[-1] - s[0]) / len(s))
