@@ -126,6 +126,7 @@ def main() -> None:
     coverage, size = set_metrics(test_p, d["test_y"], cal.qhat)
     result = {
         "model": Path(args.model).name, "classes": list(ckpt["classes"]), "temperature": temperature,
+        "epochs_trained": ckpt.get("epoch"), "image_size": int(ckpt["image_size"]),
         "val_macro_f1": ckpt.get("metrics", {}).get("val_macro_f1"),
         "test_accuracy": float(np.mean(d["test_z"].argmax(1) == d["test_y"])),
         "counts": {k: len(d[f"{k}_z"]) for k in ("train", "val", "test", "near", "far")},

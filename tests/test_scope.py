@@ -56,7 +56,7 @@ def test_non_skin_pictures_are_flagged_more_than_the_models_own_test_photos(cli,
     inside = _records(cli, dataset / "test", "--model", model_path)
     flagged = lambda records: sum(not r["in_scope"] for r in records) / len(records)
     assert flagged(outside) >= 0.5
-    assert flagged(outside) > flagged(inside) + 0.3
+    assert flagged(outside) > flagged(inside) + 0.25
     for rec in outside + inside:
         assert isinstance(rec["scope_score"], float) and rec["in_scope"] == (rec["scope_score"] >= 0)
         assert rec["prediction_set"] and rec["prediction_set"][0] == rec["label"]

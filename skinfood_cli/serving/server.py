@@ -375,6 +375,7 @@ def create_app(cfg: ServeConfig, state: State | None = None):
         return {"run": e.model.run_name, "file": e.model.path.name, "backend": e.model.backend,
                 "classes": e.classes, "image_size": e.model.image_size, "temperature": e.model.temperature,
                 "threshold": e.model.threshold, "metrics": e.model.meta.get("metrics") or {},
+                "scope_check": e.has_scope_check, "prediction_sets": (e.model.trust or {}).get("conformal"),
                 "device": str(e.device), "precision": e.precision.name,
                 "batching": {"max_batch_size": cfg.max_batch_size, "batch_timeout_ms": cfg.batch_timeout_ms,
                              "max_queue": cfg.max_queue}, "max_upload_mb": cfg.max_upload_mb,

@@ -30,7 +30,7 @@ from skinfood_cli.trust.scores import fit_score, in_scope_threshold, score_from_
 TRUST_VERSION = 1
 # Chosen by benchmarks/trust.py on dermnet-dev (docs/trust.md): the method that
 # separated non-skin pictures and unseen conditions best at 95% validation kept.
-DEFAULT_METHOD = "knn"
+DEFAULT_METHOD = "mahalanobis"
 KEEP = 0.95
 NO_SCOPE_CHECK = ("this model has no scope check (trained or exported before skinfood had one): every photo "
                   "counts as in scope; retrain it to flag photos that are not skin conditions it knows")
