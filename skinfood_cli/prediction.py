@@ -183,7 +183,7 @@ def make_prediction(path: str, probs, classes: list[str], book, *, lang: str = "
     if not in_scope:
         return Prediction(
             path=path, label=best, disease_name=entry.name if entry else best, confidence=round(confidence, 6),
-            uncertain=True, top_k=alternatives, description=OUT_OF_SCOPE.get(lang, OUT_OF_SCOPE["en"]),
+            uncertain=bool(uncertain), top_k=alternatives, description=OUT_OF_SCOPE.get(lang, OUT_OF_SCOPE["en"]),
             in_scope=False, scope_score=round(float(scope_score), 6), prediction_set=members)
     return Prediction(
         path=path,
