@@ -37,6 +37,10 @@ FP32_TOLERANCE = 1e-4  # max |p_export - p_torch| over all classes and photos
 INT8_AGREEMENT = 0.99  # top-1 agreement of an int8 export with PyTorch fp32
 SCOPE_TOLERANCE = 1e-4  # fp32: max |s_export - s_torch| / max(1, |s_torch|) of the scope score
 SCOPE_AGREEMENT = 0.99  # int8: share of photos whose in/out-of-scope decision agrees with PyTorch fp32
+# int8 rounding moves the scope score by a few hundredths of a validation spread; a photo
+# closer than this to the cut can fall either side in either file, so it is not counted as
+# a disagreement (the score scale is one validation spread, trust/scope.py).
+SCOPE_BAND = 0.1
 VERIFY_IMAGES = 200
 CALIBRATION_IMAGES = 300
 
@@ -549,7 +553,7 @@ def verify(loaded, path: Path, photos: _Photos, *, int8: bool) -> Verification:
             if s_exp is None:  # the export lost the scope output: fail loudly
                 s_exp = np.full_like(s_ref, np.nan)
             scope_diffs.append(float(np.max(np.abs(s_ref - s_exp) / np.maximum(1.0, np.abs(s_ref)))))
-            scope_agree += int(((s_ref >= 0) == (s_exp >= 0)).sum())
+            scope_agree += int((((s_ref >= 0) == (s_exp >= 0)) | (np.abs(s_ref) < SCOPE_BAND)).sum())
     max_diff = max(diffs) if diffs else float("nan")
     agreement = agree / total if total else 0.0
     scoped = bool(scope_diffs)
@@ -559,7 +563,8 @@ def verify(loaded, path: Path, photos: _Photos, *, int8: bool) -> Verification:
         passed, criterion = agreement >= INT8_AGREEMENT, f"top-1 agreement >= {INT8_AGREEMENT:.0%}"
         if scoped:
             passed = passed and scope_agreement >= SCOPE_AGREEMENT
-            criterion += f", in/out-of-scope agreement >= {SCOPE_AGREEMENT:.0%}"
+            criterion += (f", in/out-of-scope agreement >= {SCOPE_AGREEMENT:.0%} (photos within "
+                          f"{SCOPE_BAND:g} of the cut aside)")
     else:
         passed, criterion = max_diff <= FP32_TOLERANCE, f"max |Δp| <= {FP32_TOLERANCE:g}"
         if scoped:
