@@ -24,6 +24,7 @@ import torch
 from skinfood_cli.backends import DEFAULT_THRESHOLD, LoadedModel, load_model
 from skinfood_cli.data.images import load_image
 from skinfood_cli.errors import ImageError
+from skinfood_cli.metrics import softmax
 from skinfood_cli.model import resolve_device
 
 __all__ = ["DEFAULT_THRESHOLD", "Engine", "LoadedModel", "Result", "load_model", "softmax"]
@@ -36,6 +37,7 @@ class Result:
     path: str
     logits: object | None = None
     error: str | None = None
+    scope: float | None = None  # the scope score (>= 0: in scope); None without a scope check
 
 
 class _PathDataset:
@@ -116,6 +118,11 @@ class Engine:
     def supports_gradients(self) -> bool:
         return self.model.supports_gradients
 
+    @property
+    def has_scope_check(self) -> bool:
+        """Whether this model flags photos out of scope (False: trained or exported before the check)."""
+        return self.runner.has_scope
+
     def example_input(self, n: int):
         """A batch of n zero images in the runner's input layout."""
         return self.runner.example_input(n, self.model.image_size)
@@ -127,6 +134,11 @@ class Engine:
     def forward(self, batch):
         """Logits (B, K) as float32 on the CPU for a preprocessed batch (B, 3, S, S)."""
         return self.runner.forward(batch)
+
+    def forward_scoped(self, batch):
+        """(logits (B, K), scope score (B,) or None) as float32 on the CPU for a preprocessed batch."""
+        assert self.runner.forward_scoped is not None  # Runner sets it
+        return self.runner.forward_scoped(batch)
 
     def run_paths(self, paths: Iterable[str]) -> Iterator[Result]:
         """Stream results for `paths`, in order."""
@@ -147,8 +159,10 @@ class Engine:
             persistent_workers=False,
         )
         for indices, batch, errors in loader:
-            logits = self.forward(batch).numpy() if batch is not None else []
-            out = {i: Result(i, paths[i], logits=row) for i, row in zip(indices, logits)}
+            logits, scope = self.forward_scoped(batch) if batch is not None else ([], None)
+            logits = logits.numpy() if batch is not None else []
+            scope = [None] * len(indices) if scope is None else [float(v) for v in scope]
+            out = {i: Result(i, paths[i], logits=row, scope=sc) for i, row, sc in zip(indices, logits, scope)}
             out.update({i: Result(i, paths[i], error=e) for i, e in errors})
             for i in sorted(out):
                 yield out[i]
@@ -158,13 +172,11 @@ class Engine:
         batch = torch.stack([self.transform(img) for img in images])
         return self.forward(batch).numpy()
 
+    def run_images_scoped(self, images: list):
+        """(logits (N, K) numpy, scope scores (N,) numpy or None) for loaded RGB PIL images."""
+        logits, scope = self.forward_scoped(torch.stack([self.transform(img) for img in images]))
+        return logits.numpy(), None if scope is None else scope.numpy()
+
     def probabilities(self, logits):
         """Calibrated probabilities: softmax(logits / T) along the last axis."""
         return softmax(logits, self.model.temperature)
-
-
-def softmax(logits, temperature: float = 1.0):
-    z = np.asarray(logits, dtype=np.float64) / max(temperature, 1e-6)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)

@@ -95,7 +95,7 @@ def _match_classes(folders: list[str], classes: list[str]) -> dict[str, int]:
 
 
 def evaluate(engine, eval_set: EvalSet, *, top_k: int = 3, bootstrap: int = 1000, seed: int = 0,
-             progress=None) -> dict:
+             progress=None, ood: list[str] | None = None) -> dict:
     """Run the engine over the set and compute every metric `evaluate` reports.
 
     Returns the JSON-ready dict documented in docs/usage.md (keys: accuracy,
@@ -108,7 +108,10 @@ def evaluate(engine, eval_set: EvalSet, *, top_k: int = 3, bootstrap: int = 1000
 
     classes = engine.classes
     K = len(classes)
-    labels, probs, rows, failed = [], [], [], []
+    from skinfood_cli.trust import prediction_sets
+
+    qhat = engine.model.qhat
+    labels, probs, rows, failed, scopes = [], [], [], [], []
     for result in engine.run_paths([p for p, _ in eval_set.samples]):
         true = eval_set.samples[result.index][1]
         if progress:
@@ -120,8 +123,13 @@ def evaluate(engine, eval_set: EvalSet, *, top_k: int = 3, bootstrap: int = 1000
         labels.append(true)
         probs.append(p)
         pred = int(np.argmax(p))
+        scopes.append(result.scope)
+        members = prediction_sets(p[None], qhat)[0] if qhat is not None else [pred]
         rows.append({"path": result.path, "true": classes[true], "predicted": classes[pred],
-                     "confidence": round(float(p[pred]), 6), "correct": pred == true})
+                     "confidence": round(float(p[pred]), 6), "correct": pred == true,
+                     "in_scope": result.scope is None or result.scope >= 0,
+                     "scope_score": None if result.scope is None else round(result.scope, 6),
+                     "prediction_set": "|".join(classes[i] for i in members)})
     if not labels:
         raise DataError("none of the images could be read: nothing to evaluate")
     y = np.asarray(labels)
@@ -151,10 +159,29 @@ def evaluate(engine, eval_set: EvalSet, *, top_k: int = 3, bootstrap: int = 1000
             for i, c in enumerate(classes)
         },
         "most_confused": M.most_confused(cm, list(classes)),
+        "trust": _trust_report(engine, scopes, P, y, ood or []),
         "unreadable": failed,
         "skipped_unknown": eval_set.unknown,
         "predictions": rows,
     }
+
+
+def _trust_report(engine, scopes, probs, labels, ood: list[str]) -> dict:
+    """Scope check and prediction sets on this split, and per --ood folder (trust/measures.py)."""
+    from skinfood_cli.trust.measures import ood_report, scope_summary
+
+    conformal = (engine.model.trust or {}).get("conformal") or {}
+    report = scope_summary(scopes, probs, labels, engine.model.qhat, conformal.get("coverage"))
+    report["method"] = (engine.model.trust or {}).get("method")
+    if report["scope_check"]:
+        from skinfood_cli.prediction import expand_inputs
+
+        report["ood"] = [ood_report(engine, folder, [i.path for i in expand_inputs([folder]) if i.error is None],
+                                    scopes) for folder in ood]
+    elif ood:
+        report["ood"] = []
+        report["note"] = "this model has no scope check: --ood folders were not scored"
+    return report
 
 
 def write_report(report: dict, folder: str | os.PathLike) -> list[Path]:
@@ -172,7 +199,8 @@ def write_report(report: dict, folder: str | os.PathLike) -> list[Path]:
         for name, row in zip(classes, report["confusion_matrix"]):
             w.writerow([name, *row])
     with open(paths[2], "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["path", "true", "predicted", "confidence", "correct"])
+        w = csv.DictWriter(f, fieldnames=["path", "true", "predicted", "confidence", "correct", "in_scope",
+                                          "scope_score", "prediction_set"])
         w.writeheader()
         w.writerows(report["predictions"])
     render_confusion_png(report["confusion_matrix"], classes, paths[3])

@@ -95,10 +95,10 @@ def font(size: int):
 # What the picture says, in the terminal's words (output.py prints the same facts).
 CAPTION_TEXT = {
     "en": {"not sure": "(the model is not sure)",
-           "out of scope": "This photo may show something the model was not trained on: the answer may not apply.",
+           "closest": "Closest trained condition (not an answer):",
            "heatmap for": "Heatmap shows the evidence for"},
     "ko": {"not sure": "(모델이 확신하지 못합니다)",
-           "out of scope": "모델이 학습하지 않은 종류의 사진일 수 있어 결과가 맞지 않을 수 있습니다.",
+           "closest": "학습한 질환 중 가장 가까운 것 (답이 아님):",
            "heatmap for": "히트맵이 보여주는 근거:"},
 }
 
@@ -116,19 +116,21 @@ def build_caption(record: dict, *, lang: str, explained_name: str | None = None,
     """The caption for one prediction record (the fields `predict --format json` gives).
 
     Carries what the terminal says: the condition and its confidence, the
-    uncertain state, the out-of-scope state (`record["out_of_scope"]`, when the
-    record has it), which class the heatmap explains if not the top one, the
-    heatmap caveat and the not-a-diagnosis line.
+    uncertain state, the out-of-scope state (`record["in_scope"]` False: the
+    out-of-scope sentence leads, and the condition is only "the closest"), which
+    class the heatmap explains if not the top one, the heatmap caveat and the
+    not-a-diagnosis line.
     """
-    from skinfood_cli.prediction import NOT_A_DIAGNOSIS
+    from skinfood_cli.prediction import NOT_A_DIAGNOSIS, OUT_OF_SCOPE
 
     words = CAPTION_TEXT.get(lang, CAPTION_TEXT["en"])
     headline = f"{record['disease_name'] or record['label']}: {record['confidence'] * 100:.1f}%"
-    if record.get("uncertain"):
-        headline += f"  {words['not sure']}"
-    lines = [headline]
-    if record.get("out_of_scope"):
-        lines.append(words["out of scope"])
+    if record.get("in_scope") is False:
+        lines = [OUT_OF_SCOPE.get(lang, OUT_OF_SCOPE["en"]), f"{words['closest']} {headline}"]
+    else:
+        if record.get("uncertain"):
+            headline += f"  {words['not sure']}"
+        lines = [headline]
     if explained_name is not None and explained_name != record["disease_name"]:
         lines.append(f"{words['heatmap for']} {explained_name}"
                      + (f" ({explained_probability * 100:.1f}%)" if explained_probability is not None else ""))
@@ -270,8 +272,10 @@ def explain_image(engine, image, book, name: str, *, lang: str, top_k: int, targ
     from skinfood_cli.prediction import make_prediction
 
     result = grad_cam(engine, image, target)
-    record = make_prediction(name, result.probs, engine.classes, book, lang=lang,
-                             top_k=top_k, threshold=threshold).to_dict()
+    _, scope = engine.run_images_scoped([image])  # the scope check: one more no-grad pass
+    record = make_prediction(name, result.probs, engine.classes, book, lang=lang, top_k=top_k,
+                             threshold=threshold, scope_score=None if scope is None else float(scope[0]),
+                             qhat=engine.model.qhat).to_dict()
     explained = engine.classes[result.target]
     entry = book.get(explained, lang) if book is not None else None
     caption = build_caption(record, lang=lang, explained_name=entry.name if entry else explained,

@@ -42,6 +42,12 @@ FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 18  # loads in ONNX Runtime >= 1.14 and onnxruntime-web
 FP32_TOLERANCE = 1e-4  # max |p_export - p_torch| over all classes and photos
 INT8_AGREEMENT = 0.99  # top-1 agreement of an int8 export with PyTorch fp32
+SCOPE_TOLERANCE = 1e-4  # fp32: max |s_export - s_torch| / max(1, |s_torch|) of the scope score
+SCOPE_AGREEMENT = 0.99  # int8: share of photos whose in/out-of-scope decision agrees with PyTorch fp32
+# int8 rounding moves the scope score by a few hundredths of a validation spread; a photo
+# closer than this to the cut can fall either side in either file, so it is not counted as
+# a disagreement (the score scale is one validation spread, trust/scope.py).
+SCOPE_BAND = 0.1
 VERIFY_IMAGES = 200
 CALIBRATION_IMAGES = 300
 
@@ -56,6 +62,9 @@ class Verification:
     agreement: float  # top-1
     passed: bool
     criterion: str
+    # The scope score output (None: the model has no scope check).
+    scope_max_rel_diff: float | None = None
+    scope_agreement: float | None = None
 
 
 @dataclass
@@ -318,20 +327,38 @@ def verify(loaded, path: Path, photos: _Photos, *, int8: bool) -> Verification:
     reference = Engine(loaded, device="cpu", precision="fp32")
     run = _file_runner(path)
     diffs, agree, total = [], 0, 0
+    scope_diffs, scope_agree = [], 0
     for images in photos.batches():
-        p_ref = reference.probabilities(reference.run_images(images))
-        p_exp = run(images)
+        logits, s_ref = reference.run_images_scoped(images)
+        p_ref = reference.probabilities(logits)
+        p_exp, s_exp = run(images)
         diffs.append(float(np.abs(p_ref - p_exp).max()))
         agree += int((p_ref.argmax(1) == p_exp.argmax(1)).sum())
         total += len(images)
+        if s_ref is not None:
+            if s_exp is None:  # the export lost the scope output: fail loudly
+                s_exp = np.full_like(s_ref, np.nan)
+            scope_diffs.append(float(np.max(np.abs(s_ref - s_exp) / np.maximum(1.0, np.abs(s_ref)))))
+            scope_agree += int((((s_ref >= 0) == (s_exp >= 0)) | (np.abs(s_ref) < SCOPE_BAND)).sum())
     max_diff = max(diffs) if diffs else float("nan")
     agreement = agree / total if total else 0.0
+    scoped = bool(scope_diffs)
+    scope_diff = max(scope_diffs) if scoped else None
+    scope_agreement = scope_agree / total if scoped and total else None
     if int8:
         passed, criterion = agreement >= INT8_AGREEMENT, f"top-1 agreement >= {INT8_AGREEMENT:.0%}"
+        if scoped:
+            passed = passed and scope_agreement >= SCOPE_AGREEMENT
+            criterion += (f", in/out-of-scope agreement >= {SCOPE_AGREEMENT:.0%} (photos within "
+                          f"{SCOPE_BAND:g} of the cut aside)")
     else:
         passed, criterion = max_diff <= FP32_TOLERANCE, f"max |Δp| <= {FP32_TOLERANCE:g}"
+        if scoped:
+            passed = passed and scope_diff <= SCOPE_TOLERANCE
+            criterion += f", scope score within {SCOPE_TOLERANCE:g} relative"
     return Verification(images=total, source=photos.source, max_abs_diff=max_diff, agreement=agreement,
-                        passed=bool(passed and total > 0), criterion=criterion)
+                        passed=bool(passed and total > 0), criterion=criterion,
+                        scope_max_rel_diff=scope_diff, scope_agreement=scope_agreement)
 
 
 def _file_runner(path: Path):
@@ -339,4 +366,9 @@ def _file_runner(path: Path):
     from skinfood_cli.engine import Engine
 
     engine = Engine(load_model(path), device="cpu")
-    return lambda images: engine.probabilities(engine.run_images(images))
+
+    def run(images):
+        logits, scope = engine.run_images_scoped(images)
+        return engine.probabilities(logits), scope
+
+    return run

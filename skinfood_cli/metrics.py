@@ -179,3 +179,11 @@ def confidence_threshold(probs, labels, target_precision: float = 0.9,
     # The largest prefix (most answers kept) that still meets the target.
     threshold = float(confidence[order][ok[-1]])
     return float(min(max(threshold, floor), ceiling))
+
+
+def softmax(logits, temperature: float = 1.0) -> np.ndarray:
+    """softmax(logits / T) along the last axis, in float64 (the calibrated probabilities)."""
+    z = np.asarray(logits, dtype=np.float64) / max(temperature, 1e-6)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)

@@ -32,7 +32,7 @@ def card_fields(trainer, temperature: float) -> dict:
     from skinfood_cli import metrics as M
     from skinfood_cli.breakdown import skin_tone_table, subset_metrics
     from skinfood_cli.data.dataset import class_counts
-    from skinfood_cli.engine import softmax
+    from skinfood_cli.metrics import softmax
 
     ds = trainer.ds
     K = len(ds.classes)

@@ -14,7 +14,7 @@ from typing import IO
 
 MACHINE_FORMATS = ("json", "jsonl", "csv", "tsv")
 RECORD_COLUMNS = ["path", "label", "disease_name", "confidence", "uncertain", "top_k",
-                  "description", "urgency", "advice", "error"]
+                  "description", "urgency", "advice", "in_scope", "scope_score", "prediction_set", "error"]
 
 _consoles: dict = {}
 
@@ -81,8 +81,8 @@ def _flat(value):
     """A CSV cell: top-k lists as `label:prob|label:prob`, None as empty."""
     if value is None:
         return ""
-    if isinstance(value, list):
-        return "|".join(f"{v['label']}:{v['probability']:.4f}" for v in value)
+    if isinstance(value, list):  # top-k (dicts) or a prediction set (class keys)
+        return "|".join(v if isinstance(v, str) else f"{v['label']}:{v['probability']:.4f}" for v in value)
     if isinstance(value, bool):
         return "true" if value else "false"
     return value
@@ -103,11 +103,15 @@ LABELS = {
            "what to do": "what to do", "signs": "signs", "look-alikes": "look-alikes",
            "self-care": "self-care", "when to see a doctor": "when to see a doctor",
            "heatmap": "heatmap", "heatmap for": "heatmap shows the evidence for",
-           "not sure": "(the model is not sure)"},
+           "not sure": "(the model is not sure)", "closest": "closest known condition",
+           "not an answer": "(not an answer)", "out of scope": "not a known skin condition",
+           "set": "possible conditions"},
     "ko": {"condition": "상태", "alternatives": "다른 가능성", "about": "설명", "what to do": "대처",
            "signs": "증상", "look-alikes": "비슷한 질환", "self-care": "자가 관리",
            "when to see a doctor": "진료가 필요한 때", "heatmap": "히트맵",
-           "heatmap for": "히트맵이 보여주는 근거", "not sure": "(모델이 확신하지 못합니다)"},
+           "heatmap for": "히트맵이 보여주는 근거", "not sure": "(모델이 확신하지 못합니다)",
+           "closest": "가장 가까운 학습된 질환", "not an answer": "(답이 아닙니다)",
+           "out of scope": "학습한 피부 질환이 아님", "set": "가능한 질환"},
 }
 
 
@@ -137,7 +141,18 @@ def print_prediction(rec: dict, lang: str, footer: str) -> None:
     body = Table.grid(padding=(0, 1))
     body.add_column(style="bold")
     body.add_column()
+    if rec.get("in_scope") is False:
+        # Out of scope: the sentence leads, and no condition is described as if it were the answer.
+        lines = (f"[bold yellow]{escape(rec['description'] or '')}[/bold yellow]\n"
+                 f"[dim]{label(lang, 'closest')}: {escape(rec['disease_name'])} {pct} "
+                 f"{label(lang, 'not an answer')}[/dim]")
+        out.print(Panel(lines, title=escape(rec["path"]), title_align="left", expand=False))
+        out.print(f"[dim]{escape(footer)}[/dim]")
+        return
     body.add_row(label(lang, "condition"), f"[bold]{escape(rec['disease_name'])}[/bold]  {pct} {sure}")
+    if len(rec.get("prediction_set") or []) > 1:
+        names = {a["label"]: a["disease_name"] for a in rec["top_k"]}
+        body.add_row(label(lang, "set"), ", ".join(escape(names.get(k, k)) for k in rec["prediction_set"]))
     alts = ", ".join(f"{escape(a['disease_name'])} {a['probability'] * 100:.1f}%" for a in rec["top_k"][1:])
     if alts:
         body.add_row(label(lang, "alternatives"), alts)
@@ -167,13 +182,19 @@ def print_prediction_table(records: list[dict], footer: str) -> None:
             continue
         conf = f"{rec['confidence'] * 100:.1f}%" + (" [yellow]?[/yellow]" if rec["uncertain"] else "")
         nxt = rec["top_k"][1] if len(rec["top_k"]) > 1 else None
+        if rec.get("in_scope") is False:
+            table.add_row(escape(rec["path"]), f"[yellow]{escape(rec['description'] or '')}[/yellow]",
+                          "", f"[dim]{escape(rec['disease_name'])}?[/dim]")
+            continue
         table.add_row(escape(rec["path"]), escape(rec["disease_name"]), conf,
                       f"{escape(nxt['disease_name'])} {nxt['probability'] * 100:.0f}%" if nxt else "")
     out = console()
     out.print(table)
     failed = sum(1 for r in records if r["error"])
-    uncertain = sum(1 for r in records if not r["error"] and r["uncertain"])
+    outside = sum(1 for r in records if not r["error"] and r.get("in_scope") is False)
+    uncertain = sum(1 for r in records if not r["error"] and r["uncertain"] and r.get("in_scope") is not False)
     out.print(f"{len(records)} image(s): {len(records) - failed} classified"
+              f"{f', {outside} out of scope' if outside else ''}"
               f"{f', {uncertain} uncertain (?)' if uncertain else ''}"
               f"{f', [red]{failed} failed[/red]' if failed else ''}")
     out.print(f"[dim]{escape(footer)}[/dim]")
@@ -189,6 +210,13 @@ def print_explanation(rec: dict, book, lang: str, note_text: str) -> None:
         return
     sure = f" [yellow]{label(lang, 'not sure')}[/yellow]" if rec["uncertain"] else ""
     out.print(f"[bold]{escape(rec['path'])}[/bold]")
+    if rec.get("in_scope") is False:
+        out.print(f"[bold yellow]{escape(rec['description'] or '')}[/bold yellow]")
+        out.print(f"  [dim]{label(lang, 'closest')}: {escape(rec['disease_name'])} "
+                  f"{rec['confidence'] * 100:.1f}% {label(lang, 'not an answer')}[/dim]")
+        out.print(f"\n{label(lang, 'heatmap')}: {escape(rec['heatmap'])}")
+        out.print(f"[dim]{escape(note_text)}[/dim]\n")
+        return
     for i, alt in enumerate(rec["top_k"]):
         out.print(f"  {i + 1}. {escape(alt['disease_name'])}  {alt['probability'] * 100:.1f}%"
                   f"{sure if i == 0 else ''}")

@@ -20,6 +20,11 @@ NOT_A_DIAGNOSIS = {
     "en": "Not a diagnosis: skinfood is not a medical device. See a doctor about any skin change that worries you.",
     "ko": "진단이 아닙니다: skinfood는 의료기기가 아닙니다. 걱정되는 피부 변화는 의사와 상담하세요.",
 }
+# What a record, the human output and the page lead with when the photo is out of scope.
+OUT_OF_SCOPE = {
+    "en": "This does not look like a photo of a skin condition this model was trained on.",
+    "ko": "이 사진은 이 모델이 학습한 피부 질환 사진으로 보이지 않습니다.",
+}
 
 
 @dataclass
@@ -36,6 +41,11 @@ class Prediction:
     urgency: str | None = None
     advice: str | None = None
     error: str | None = None
+    # The scope check (trust/): in_scope False means the photo does not look like the
+    # training photos, and the label is only the closest of the known classes.
+    in_scope: bool | None = None
+    scope_score: float | None = None  # >= 0 in scope, higher = more typical; None: no scope check
+    prediction_set: list[str] | None = None  # conformal set, most probable first
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -134,8 +144,16 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def make_prediction(path: str, probs, classes: list[str], book, *, lang: str = "en",
-                    top_k: int = 3, threshold: float = 0.5) -> Prediction:
-    """Build the record for one image from its calibrated probabilities (K,)."""
+                    top_k: int = 3, threshold: float = 0.5, scope_score: float | None = None,
+                    qhat: float | None = None) -> Prediction:
+    """Build the record for one image from its calibrated probabilities (K,).
+
+    With a conformal quantile `qhat` the record carries its prediction set and is
+    uncertain when the set holds more than one condition; without one (an older
+    model) the set is the top class and `threshold` on the confidence decides.
+    With a `scope_score` below 0 the photo is out of scope: the record keeps its
+    label and top-k for scripts, but its description is the out-of-scope sentence.
+    """
     import numpy as np
 
     from skinfood_cli.descriptions import NO_DESCRIPTION
@@ -154,22 +172,40 @@ def make_prediction(path: str, probs, classes: list[str], book, *, lang: str = "
         alternatives.append({"label": classes[i], "disease_name": e.name if e else classes[i],
                              "probability": round(float(probs[i]), 6)})
     confidence = float(probs[order[0]])
+    in_scope = scope_score is None or scope_score >= 0
+    if qhat is not None:
+        from skinfood_cli.trust.conformal import prediction_sets
+
+        members = [classes[i] for i in prediction_sets(probs[None], qhat)[0]]
+        uncertain = len(members) > 1
+    else:
+        members, uncertain = [best], confidence < threshold
+    if not in_scope:
+        return Prediction(
+            path=path, label=best, disease_name=entry.name if entry else best, confidence=round(confidence, 6),
+            uncertain=bool(uncertain), top_k=alternatives, description=OUT_OF_SCOPE.get(lang, OUT_OF_SCOPE["en"]),
+            in_scope=False, scope_score=round(float(scope_score), 6), prediction_set=members)
     return Prediction(
         path=path,
         label=best,
         disease_name=entry.name if entry else best,
         confidence=round(confidence, 6),
-        uncertain=bool(confidence < threshold),
+        uncertain=bool(uncertain),
         top_k=alternatives,
         description=entry.summary if entry else NO_DESCRIPTION.get(lang, NO_DESCRIPTION["en"]),
         urgency=entry.urgency if entry else None,
         advice=entry.see_a_doctor if entry else None,
+        in_scope=True,
+        scope_score=None if scope_score is None else round(float(scope_score), 6),
+        prediction_set=members,
     )
 
 
 def predict_items(items: list[InputItem], engine, book, *, lang: str = "en", top_k: int = 3,
                   threshold: float | None = None) -> Iterator[Prediction]:
     """Stream records for `items` in order; failures become error records."""
+    # An explicit --threshold keeps the confidence rule; by default the conformal set decides.
+    qhat = engine.model.qhat if threshold is None else None
     threshold = engine.model.threshold if threshold is None else threshold
     runnable = [item.path for item in items if item.error is None]
     results = engine.run_paths(runnable)
@@ -182,7 +218,8 @@ def predict_items(items: list[InputItem], engine, book, *, lang: str = "en", top
             yield Prediction(path=item.path, error=result.error)
         else:
             yield make_prediction(item.path, engine.probabilities(result.logits), engine.classes, book,
-                                  lang=lang, top_k=top_k, threshold=threshold)
+                                  lang=lang, top_k=top_k, threshold=threshold, scope_score=result.scope,
+                                  qhat=qhat)
 
 
 def missing_descriptions(classes: list[str], book) -> list[str]:

@@ -216,7 +216,8 @@ def test_report_writes_metrics_confusion_predictions_and_png(cli, model_path, tm
 
     with open(report / "predictions.csv", newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        assert reader.fieldnames == ["path", "true", "predicted", "confidence", "correct"]
+        assert reader.fieldnames == ["path", "true", "predicted", "confidence", "correct", "in_scope",
+                                     "scope_score", "prediction_set"]
         preds = list(reader)
     assert len(preds) == NUM_TEST
     assert len({p["path"] for p in preds}) == NUM_TEST

@@ -108,8 +108,11 @@ def test_caption_carries_what_the_terminal_says(lang):
     sure = build_caption({**record, "confidence": 0.9, "uncertain": False}, lang=lang)
     assert output.label(lang, "not sure") not in " ".join(sure.lines)
 
-    other = build_caption({**record, "out_of_scope": True}, lang=lang, explained_name="X", explained_probability=0.1)
-    assert CAPTION_TEXT[lang]["out of scope"] in other.lines
+    from skinfood_cli.prediction import OUT_OF_SCOPE
+
+    other = build_caption({**record, "in_scope": False}, lang=lang, explained_name="X", explained_probability=0.1)
+    assert other.lines[0] == OUT_OF_SCOPE[lang]  # the out-of-scope sentence leads, as on the terminal
+    assert CAPTION_TEXT[lang]["closest"] in other.lines[1] and output.label(lang, "not sure") not in other.lines[1]
     assert other.lines[-1] == f"{CAPTION_TEXT[lang]['heatmap for']} X (10.0%)"
 
 

@@ -182,8 +182,8 @@ def test_folder_works_in_explain_evaluate_and_serve(cli, folder, photos, dataset
     r = cli("evaluate", "--model", folder)  # its validation split stayed on the trainer's machine
     assert r.exit_code == 2 and "--data" in error_line(r)
 
-    from skinfood_cli.sources import resolve_model
     from skinfood_cli.serving.server import ServeConfig, State
+    from skinfood_cli.sources import resolve_model
 
     state = State(ServeConfig(model=str(resolve_model(str(folder))), device="cpu"))  # as `serve --model DIR`
     try:

@@ -28,7 +28,7 @@ pytest.importorskip("uvicorn")
 
 pytestmark = pytest.mark.slow
 RECORD_KEYS = {"path", "label", "disease_name", "confidence", "uncertain", "top_k", "description", "urgency",
-               "advice", "error"}
+               "advice", "error", "in_scope", "scope_score", "prediction_set"}
 
 
 class Server:
@@ -120,8 +120,9 @@ def test_predict_record_equals_the_clis(server, photos, cli, model_path):
     assert record["model"] == model_path.parent.name and record["latency_ms"] > 0
     [expected] = parse_json(cli("predict", photo, "--model", model_path, "--precision", "fp32",
                                 "--format", "json").stdout)
-    for key in RECORD_KEYS - {"path", "confidence", "top_k"}:
+    for key in RECORD_KEYS - {"path", "confidence", "top_k", "scope_score"}:
         assert record[key] == expected[key], key
+    assert record["scope_score"] == pytest.approx(expected["scope_score"], abs=1e-4)
     assert record["path"] == photo.name
     assert record["confidence"] == pytest.approx(expected["confidence"], abs=1e-5)
     assert [a["label"] for a in record["top_k"]] == [a["label"] for a in expected["top_k"]]
@@ -146,6 +147,29 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(server, ph
     count, total = _batch_stats(server)
     assert total - before_sum == len(sample)
     assert count - before_count < len(sample), "concurrent requests should share forward passes"
+
+
+def _non_skin_flagged(server, tmp_path) -> Path:
+    """A generated non-skin picture the server flags out of scope."""
+    from skinfood_cli.data.synthetic import make_non_skin
+
+    for path in make_non_skin(tmp_path / "non-skin"):
+        if _post(f"{server.url}/v1/predict", path).json()["in_scope"] is False:
+            return path
+    raise AssertionError("none of the generated non-skin pictures was flagged")
+
+
+def test_out_of_scope_photo_answers_with_the_sentence_in_both_languages(server, tmp_path):
+    from skinfood_cli.prediction import OUT_OF_SCOPE
+
+    picture = _non_skin_flagged(server, tmp_path)
+    for lang in ("en", "ko"):
+        record = _post(f"{server.url}/v1/predict", picture, params={"lang": lang}).json()
+        assert record["in_scope"] is False and record["description"] == OUT_OF_SCOPE[lang]
+        assert record["top_k"] and record["prediction_set"] and record["scope_score"] < 0
+        explained = _post(f"{server.url}/v1/explain", picture, params={"lang": lang},
+                          headers={"Accept": "application/json"}).json()
+        assert explained["in_scope"] is False and explained["description"] == OUT_OF_SCOPE[lang]
 
 
 def test_explain_returns_png_or_json(server, photos):
@@ -398,7 +422,8 @@ def _wait_state(driver, state: str, timeout: float = 60):
 def test_page_classifies_a_chosen_photo_and_switches_to_korean(server, browser, dataset, tmp_path):
     from selenium.webdriver.common.by import By
 
-    photo = sorted((dataset / "test" / "vitiligo").glob("*.jpg"))[0]
+    photo = next(p for p in sorted((dataset / "test" / "vitiligo").glob("*.jpg"))
+                 if _post(f"{server.url}/v1/predict", p).json()["in_scope"])
     expected = _post(f"{server.url}/v1/predict", photo).json()
     browser.get(f"{server.url}/")
     _wait_state(browser, "idle")
@@ -527,3 +552,24 @@ def test_page_shrinks_a_large_photo_before_upload_and_keeps_it_upright(server, b
 
     expected_record = httpx.post(f"{server.url}/v1/predict", files={"file": ("x.jpg", sent, "image/jpeg")}).json()
     assert browser.find_element(By.ID, "disease-name").text == expected_record["disease_name"]
+
+
+def test_page_leads_with_the_out_of_scope_sentence_in_both_languages(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from skinfood_cli.prediction import OUT_OF_SCOPE
+
+    picture = _non_skin_flagged(server, tmp_path)
+    browser.get(f"{server.url}/")
+    _wait_state(browser, "idle")
+    browser.find_element(By.ID, "file").send_keys(str(picture))
+    _wait_state(browser, "result")
+    heading = browser.find_element(By.ID, "disease-name")
+    assert heading.text == OUT_OF_SCOPE["en"]
+    assert not browser.find_element(By.ID, "description").is_displayed()
+    assert not browser.find_element(By.ID, "most-likely").is_displayed()
+    assert "not an answer" in browser.find_element(By.ID, "closest").text
+    browser.find_element(By.ID, "lang-ko").click()
+    WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "disease-name").text == OUT_OF_SCOPE["ko"])
+    assert "답이 아닙니다" in browser.find_element(By.ID, "closest").text

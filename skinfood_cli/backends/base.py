@@ -38,10 +38,20 @@ class LoadedModel:
     threshold: float = DEFAULT_THRESHOLD
     meta: dict = field(default_factory=dict)
     backend: Backend | None = None  # set by the backend that loaded it
+    # The scope check and conformal sets (trust/scope.py): a checkpoint's `trust` dict, or
+    # an export's metadata copy of it (its graph computes the score). None: a model from
+    # before skinfood had them.
+    trust: dict | None = None
 
     @property
     def run_name(self) -> str:
         return self.meta.get("run_name") or self.path.parent.name
+
+    @property
+    def qhat(self) -> float | None:
+        """The conformal quantile of the prediction sets, or None without calibrated sets."""
+        conformal = (self.trust or {}).get("conformal") or {}
+        return float(conformal["qhat"]) if "qhat" in conformal else None
 
     @property
     def kind(self) -> str:
@@ -64,6 +74,14 @@ class Runner:
     forward: Callable[[torch.Tensor], torch.Tensor]
     module: Any = None  # what runs: an nn.Module, a ScriptModule or an ONNX session wrapper
     input_dtype: torch.dtype = torch.float32  # uint8 for graphs that take raw pixels
+    # (logits (B, K), scope scores (B,) or None): None when the model has no scope check.
+    forward_scoped: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]] | None = None
+    has_scope: bool = False
+
+    def __post_init__(self) -> None:
+        if self.forward_scoped is None:
+            forward = self.forward
+            self.forward_scoped = lambda batch: (forward(batch), None)
 
     def example_input(self, n: int, image_size: int) -> torch.Tensor:
         """A batch of zeros in this runner's input layout (for warming kernels up)."""

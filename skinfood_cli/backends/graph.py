@@ -10,6 +10,11 @@ from skinfood_cli.backends.base import LoadedModel
 def export_module(loaded: LoadedModel, with_preprocessing: bool) -> torch.nn.Module:
     """The fp32 network, optionally wrapped to take uint8 pixels and return probabilities."""
     net = loaded.module.eval().float()
+    if loaded.trust and "score" in loaded.trust:
+        from skinfood_cli.trust import ScopedClassifier
+
+        # (logits, scope_score): the scope check runs inside the exported graph.
+        net = ScopedClassifier(net, loaded.trust).eval()
     if not with_preprocessing:
         return net
 
@@ -26,7 +31,10 @@ def export_module(loaded: LoadedModel, with_preprocessing: bool) -> torch.nn.Mod
         def forward(self, pixels):
             x = pixels.permute(0, 3, 1, 2).float()
             x = (x - self.mean) / self.std
-            return torch.softmax(self.net(x) / self.temperature, dim=-1)
+            out = self.net(x)
+            if isinstance(out, tuple):  # (logits, scope_score)
+                return torch.softmax(out[0] / self.temperature, dim=-1), out[1]
+            return torch.softmax(out / self.temperature, dim=-1)
 
     return WithPreprocessing().eval()
 

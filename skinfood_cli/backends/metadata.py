@@ -58,7 +58,18 @@ def export_metadata(loaded: LoadedModel, book: Any, *, file_format: str, with_pr
         "metrics": loaded.meta.get("metrics") or {},
         "data": {k: data.get(k) for k in ("root", "layout", "val_source") if k in data},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **_trust_metadata(loaded),
     }
+
+
+def _trust_metadata(loaded: LoadedModel) -> dict:
+    """The scope check's cut and the conformal quantile; the graph computes the score itself."""
+    trust = loaded.trust or {}
+    if "score" not in trust:
+        return {}
+    return {"trust": {"output": "scope_score", "in_scope": "scope_score >= 0",
+                      **{k: trust[k] for k in ("version", "method", "threshold", "scale", "keep") if k in trust},
+                      "conformal": trust.get("conformal") or {}}}
 
 
 def loaded_from_metadata(path: Path, module: Any, meta: dict, *, backend: Backend,
@@ -82,4 +93,5 @@ def loaded_from_metadata(path: Path, module: Any, meta: dict, *, backend: Backen
         threshold=float(meta.get("threshold", DEFAULT_THRESHOLD)),
         meta={**meta, "run_name": meta.get("run_name") or meta.get("run"), "backend": backend.name},
         backend=backend,
+        trust=meta.get("trust") if isinstance(meta.get("trust"), dict) else None,
     )

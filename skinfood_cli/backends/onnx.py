@@ -68,6 +68,9 @@ class OnnxRunner:
         self.input_name = session.get_inputs()[0].name
         self.input_kind = input_kind
         self.outputs_probabilities = outputs_probabilities
+        names = [o.name for o in session.get_outputs()]
+        # Exported with a scope check: a second output, `scope_score` (B,). Older files have one output.
+        self.scope_index = names.index("scope_score") if "scope_score" in names else None
         dim = session.get_inputs()[0].shape[0]
         self.fixed_batch = dim if isinstance(dim, int) and dim > 0 else None  # `export --batch N`
 
@@ -78,27 +81,37 @@ class OnnxRunner:
             x = x.permute(0, 2, 3, 1)  # (B, 3, S, S) -> (B, S, S, 3)
         return np.ascontiguousarray(x.numpy())
 
+    @property
+    def has_scope(self) -> bool:
+        return self.scope_index is not None
+
     def forward(self, batch):
-        out = self._run(self.input_array(batch)).astype(np.float32)
+        return self.forward_scoped(batch)[0]
+
+    def forward_scoped(self, batch):
+        """(logits (B, K) tensor, scope scores (B,) tensor or None for a file without a scope check)."""
+        outs = self._run(self.input_array(batch))
+        out = outs[0].astype(np.float32)
         if self.outputs_probabilities:
             # The graph already applied softmax(logits / T): its log is a logit vector
             # whose plain softmax gives the same probabilities back.
             out = np.log(np.clip(out, 1e-30, None))
-        return torch.from_numpy(out)
+        scope = None if self.scope_index is None else torch.from_numpy(outs[self.scope_index].astype(np.float32))
+        return torch.from_numpy(out), scope
 
     def _run(self, x):
         """Run `x`; a fixed-batch graph gets it in chunks of its size, the last one zero-padded."""
         n = self.fixed_batch
         if n is None or len(x) == n:
-            return self.session.run(None, {self.input_name: x})[0]
+            return self.session.run(None, {self.input_name: x})
         outs = []
         for start in range(0, len(x), n):
             chunk = x[start: start + n]
             pad = n - len(chunk)
             if pad:
                 chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), dtype=chunk.dtype)])
-            outs.append(self.session.run(None, {self.input_name: chunk})[0][: n - pad])
-        return np.concatenate(outs)
+            outs.append([o[: n - pad] for o in self.session.run(None, {self.input_name: chunk})])
+        return [np.concatenate(parts) for parts in zip(*outs)]
 
 
 class OnnxBackend(Backend):
@@ -146,4 +159,5 @@ class OnnxBackend(Backend):
             transform=(pixel_transform(model.image_size) if pixels
                        else eval_transform(model.image_size, model.mean, model.std)),
             forward=runner.forward, module=runner,
-            input_dtype=torch.uint8 if pixels else torch.float32)
+            input_dtype=torch.uint8 if pixels else torch.float32,
+            forward_scoped=runner.forward_scoped, has_scope=runner.has_scope)

@@ -41,7 +41,8 @@ def write_onnx(loaded: LoadedModel, path: Path, meta: dict, *, opset: int, batch
             torch.onnx.export(
                 module, (example,), str(path), dynamo=True, external_data=False, opset_version=opset,
                 input_names=["pixels" if with_preprocessing else "input"],
-                output_names=["probabilities" if with_preprocessing else "logits"],
+                output_names=["probabilities" if with_preprocessing else "logits",
+                              *(["scope_score"] if "trust" in meta else [])],
                 dynamic_shapes=dynamic, optimize=True,
             )
     except Exception as exc:
@@ -104,7 +105,8 @@ def quantize_onnx(fp32_path: Path, output: Path, batches: Batches, meta: dict) -
             warnings.simplefilter("ignore")
             # Shape inference + graph optimisation first, as ORT's docs advise:
             # quantising after BN folding and fusion gives better int8 kernels.
-            quant_pre_process(str(fp32_path), str(prepared))
+            # The scope check's ops (TopK, ...) defeat the symbolic shape inference; ONNX's own suffices.
+            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=runner.has_scope)
             reader = _CalibrationReader(runner, batches)
             quantize_static(
                 str(prepared), str(Path(tmp) / "int8.onnx"), reader,
@@ -115,6 +117,32 @@ def quantize_onnx(fp32_path: Path, output: Path, batches: Batches, meta: dict) -
                 # input normalisation and softmax stay fp32.
                 op_types_to_quantize=["Conv", "Gemm", "MatMul", "Add", "MaxPool", "GlobalAveragePool"],
                 extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+                # The scope score stays fp32: int8 distances to the training photos are too coarse.
+                nodes_to_exclude=_scope_only_nodes(prepared),
             )
         os.replace(Path(tmp) / "int8.onnx", output)
     set_metadata(output, meta)
+
+
+def _scope_only_nodes(path: Path) -> list[str]:
+    """Names of the nodes that feed the `scope_score` output and not the first (logits) output."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    outputs = [o.name for o in graph.output]
+    if "scope_score" not in outputs:
+        return []
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def ancestors(name: str) -> set[str]:
+        seen: set[str] = set()
+        stack = [name]
+        while stack:
+            node = producer.get(stack.pop())
+            if node is None or node.name in seen:
+                continue
+            seen.add(node.name)
+            stack.extend(node.input)
+        return seen
+
+    return sorted(ancestors("scope_score") - ancestors(outputs[0]))

@@ -40,6 +40,7 @@ class TorchBackend(Backend):
             threshold=float(ckpt.get("threshold", DEFAULT_THRESHOLD)),
             meta=metadata(ckpt),
             backend=self,
+            trust=ckpt.get("trust"),
         )
 
     def place(self, model: LoadedModel, device: torch.device, device_spec: str | None,
@@ -52,8 +53,25 @@ class TorchBackend(Backend):
                 batch = batch.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
                 return module(batch).float().cpu()
 
+        scoped = None
+        if model.trust and "score" in model.trust:
+            from skinfood_cli.trust import ScopedClassifier, pooled_features
+
+            scoped = ScopedClassifier(module, model.trust).to(device).eval()
+
+            def forward_scoped(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+                # The network runs under autocast; the scope score is computed from its pooled
+                # features in fp32 (a bf16 distance to 2048-d class means is too coarse).
+                with torch.inference_mode():
+                    with resolved.autocast(device):
+                        x = batch.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                        features, logits = pooled_features(module, x)
+                    scope = scoped.scope_from(features.float(), logits.float())
+                return logits.float().cpu(), scope.float().cpu()
+
         return Runner(device=device, precision=resolved, module=module, forward=forward,
-                      transform=eval_transform(model.image_size, model.mean, model.std))
+                      transform=eval_transform(model.image_size, model.mean, model.std),
+                      forward_scoped=forward_scoped if scoped is not None else None, has_scope=scoped is not None)
 
 
 class FolderBackend(TorchBackend):

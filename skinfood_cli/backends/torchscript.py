@@ -86,11 +86,17 @@ class TorchScriptBackend(Backend):
             # Freezing turned the weights into graph constants: only map_location moves them.
             module = load_module(model.path, device)
 
-        def forward(batch: torch.Tensor) -> torch.Tensor:
+        def forward_scoped(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
             with torch.inference_mode():
-                return module(batch.to(device, non_blocking=True)).float().cpu()
+                out = module(batch.to(device, non_blocking=True))
+            if isinstance(out, (tuple, list)):  # exported with a scope check: (logits, scope_score)
+                return out[0].float().cpu(), out[1].float().cpu()
+            return out.float().cpu(), None
 
-        return Runner(device=device, precision=fixed, module=module, forward=forward,
+        return Runner(device=device, precision=fixed, module=module,
+                      forward=lambda batch: forward_scoped(batch)[0], forward_scoped=forward_scoped,
+                      # the export writes `trust` into the metadata only with a scope output
+                      has_scope=bool(model.trust),
                       transform=eval_transform(model.image_size, model.mean, model.std))
 
 

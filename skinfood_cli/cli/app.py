@@ -169,8 +169,14 @@ def _load_engine(model: Optional[str], device, precision, batch_size: int = 32, 
     from skinfood_cli.sources import resolve_model
 
     loaded = load_model(resolve_model(model))
-    return Engine(loaded, device=device, precision=precision.value if precision else None,
-                  batch_size=batch_size, workers=workers)
+    engine = Engine(loaded, device=device, precision=precision.value if precision else None,
+                    batch_size=batch_size, workers=workers)
+    if not engine.has_scope_check:
+        from skinfood_cli.output import warn
+        from skinfood_cli.trust.scope import NO_SCOPE_CHECK
+
+        warn(f"{loaded.path.name}: {NO_SCOPE_CHECK}")
+    return engine
 
 
 def _warn_missing_descriptions(classes, book) -> None:

@@ -208,6 +208,10 @@ def serve(
             warning = "  [yellow](no token: anyone on the network can use it)[/yellow]" if exposed else ""
             say(f"open [bold]{url}[/bold]{warning}")
         say(f"API docs {url}docs · Ctrl-C stops (requests in flight finish)")
+        if not e.has_scope_check:
+            from skinfood_cli.trust.scope import NO_SCOPE_CHECK
+
+            say(f"[yellow]warning:[/yellow] {e.model.path.name}: {NO_SCOPE_CHECK}")
 
     run_server(cfg, host, port, announce, access_log=access_log)
     err.print("stopped")

@@ -70,7 +70,26 @@ def print_evaluation(result: dict, *, normalize: bool = False) -> None:
     out.print(f"top-{result['top_k']} accuracy     {result['top_k_accuracy']:.3f}")
     out.print(f"loss (mean NLL)    {result['loss']:.3f}   (calibrated, T = {result['temperature']:.2f})")
     out.print(f"calibration (ECE)  {result['ece']:.3f}   (0 = confidences match accuracy)")
+    _print_trust(out, result.get("trust") or {})
     if result["most_confused"]:
         out.print("\nmost confused (true → predicted: count)")
         for pair in result["most_confused"]:
             out.print(f"  {escape(pair['true'])} → {escape(pair['predicted'])}: {pair['count']}")
+
+
+def _print_trust(out, trust: dict) -> None:
+    """Prediction-set coverage and the scope check on this split and on each --ood folder."""
+    from rich.markup import escape
+
+    if "test_coverage" in trust:
+        out.print(f"prediction sets    coverage {trust['test_coverage']:.3f} (target {trust['coverage_target']:.2f}), "
+                  f"mean size {trust['test_mean_set_size']:.2f}")
+    if not trust.get("scope_check"):
+        if trust.get("note"):
+            out.print(f"[yellow]{escape(trust['note'])}[/yellow]")
+        return
+    out.print(f"scope check        {trust['test_flagged']:.1%} of these photos flagged out of scope "
+              f"({escape(str(trust.get('method')))})")
+    for row in trust.get("ood", []):
+        out.print(f"  --ood {escape(row['folder'])}: {row['num_images']} pictures, {row['flagged']:.1%} flagged, "
+                  f"AUROC {row['auroc']:.3f}")

@@ -147,6 +147,8 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     by: Optional[GroupBy] = typer.Option(None, "--by", help="skin-tone: counts and scores per estimated "
                                      "skin-tone group (ITA from the photo's pixels, not a Fitzpatrick type)."),
+    ood: Optional[List[Path]] = typer.Option(None, "--ood", help="A folder of photos the model should NOT "
+                                             "recognise (repeatable): how well the scope check flags them."),
 ):
     """Score a model on held-out photos: confusion table, per-class scores, calibration, worst mix-ups.
 
@@ -163,6 +165,8 @@ def evaluate(
         skinfood evaluate --format json | jq .macro_f1
 
         skinfood evaluate --by skin-tone
+
+        skinfood evaluate --ood not-skin/ --ood other-conditions/
     """
     from skinfood_cli.cli.reporting import BatchProgress
     from skinfood_cli.evaluation import evaluate as run_evaluation
@@ -176,7 +180,7 @@ def evaluate(
         warn(f"left out {count} photo(s) of class {name!r}, which the model does not know")
     with BatchProgress(len(eval_set.samples), "evaluating") as bar:
         result = run_evaluation(engine, eval_set, top_k=top_k, bootstrap=bootstrap, seed=seed,
-                                progress=bar.advance)
+                                progress=bar.advance, ood=[str(p) for p in ood or []])
     for item in result["unreadable"]:
         warn(f"skipped {item['path']}: {item['error']}")
     from skinfood_cli.cli.breakdown_view import add_breakdowns, update_card, write_breakdown_files
@@ -254,7 +258,8 @@ def explain(
         failed += record["error"] is not None
         if writer:
             writer.write({k: record.get(k) for k in ("path", "label", "disease_name", "confidence", "uncertain",
-                                                     "top_k", "explained_label", "heatmap", "error")})
+                                                     "top_k", "in_scope", "scope_score", "prediction_set",
+                                                     "explained_label", "heatmap", "error")})
         else:
             print_explanation(record, book, language, HEATMAP_NOTE[language])
     if writer:

@@ -51,6 +51,7 @@ def train(
     workers: Optional[int] = _opt("workers", "--workers"),
     strict: bool = _opt("strict", "--strict"),
     sync_bn: bool = _opt("sync_bn", "--sync-bn"),
+    coverage: float = _opt("coverage", "--coverage"),
     leaks: str = _opt("leaks", "--leaks"),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run NAME from its last.pt."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary."),
@@ -134,6 +135,15 @@ def _print_train_result(result, torchrun: bool = False) -> None:
         err.print(f"best epoch {b['epoch']}: validation accuracy {b['val_acc']:.3f}, macro-F1 "
                   f"{b['val_macro_f1']:.3f}; calibrated temperature {result.temperature:.2f}, "
                   f"uncertain below {result.threshold:.0%}")
+    trust = result.trust or {}
+    conformal = trust.get("conformal") or {}
+    if conformal.get("reason"):
+        err.print(f"[yellow]warning:[/yellow] {conformal['reason']}")
+    elif conformal:
+        err.print(f"scope check: {trust['method']}, 95% of validation photos in scope; prediction sets at "
+                  f"{conformal['coverage']:.0%} coverage held the true condition for "
+                  f"{conformal['validation_coverage']:.0%} of {conformal['calibration_size']} validation photos "
+                  f"(mean size {conformal['validation_mean_set_size']:.2f})")
     if result.skipped:
         err.print(f"{len(result.skipped)} file(s) skipped: listed in {result.run_dir / 'skipped.txt'}")
     err.print(f"model saved to {result.best_path}")

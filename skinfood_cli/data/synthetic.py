@@ -71,3 +71,35 @@ def make_dataset(
                 img, _ = make_image(cls, size, rng, lesion_scale=lesion_scale)
                 img.save(folder / f"{cls}_{i:04d}.jpg", quality=92)
     return root
+
+
+def make_non_skin(folder: str | Path, size: tuple[int, int] = (128, 96)) -> list[Path]:
+    """Write 12 pictures that are not skin: plain colours, text, stripes, checkerboards (tests of the scope check)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    pictures: dict[str, Image.Image] = {}
+    for name, colour in (("white", (255, 255, 255)), ("black", (0, 0, 0)), ("blue", (30, 60, 200)),
+                         ("green", (30, 160, 60))):
+        pictures[f"plain_{name}"] = Image.new("RGB", size, colour)
+    for i, (bg, fg) in enumerate((("white", "black"), ("black", "white"), ("yellow", "blue"))):
+        img = Image.new("RGB", size, bg)
+        draw = ImageDraw.Draw(img)
+        for y in range(2, h - 8, 11):
+            draw.text((3, y), "Lorem ipsum dolor sit 12345 amet", fill=fg)
+        pictures[f"text_{i}"] = img
+    for i, step in enumerate((6, 14)):
+        img = Image.new("RGB", size, "white")
+        draw = ImageDraw.Draw(img)
+        for x in range(0, w, step):
+            draw.rectangle([x, 0, x + step // 2 - 1, h], fill=(0, 0, 0) if i == 0 else (200, 20, 20))
+        pictures[f"stripes_{i}"] = img
+    for i, step in enumerate((8, 24, 16)):
+        ys, xs = np.mgrid[0:h, 0:w]
+        board = (((xs // step + ys // step) % 2) * 255).astype(np.uint8)
+        pictures[f"checker_{i}"] = Image.fromarray(np.stack([board] * 3, axis=-1))
+    paths = []
+    for name, img in pictures.items():
+        paths.append(folder / f"{name}.png")
+        img.save(paths[-1])
+    return paths

@@ -131,14 +131,15 @@ class Batcher:
         if not jobs:
             return
         try:
-            logits = self.engine.forward(torch.stack([j.payload for j in jobs])).numpy()  # (B, K)
+            logits, scope = self.engine.forward_scoped(torch.stack([j.payload for j in jobs]))  # (B, K), (B,)
         except BaseException as exc:  # noqa: BLE001 - every waiting request must hear back
             for j in jobs:
                 j.future.set_exception(exc)
             return
         self.on_batch(len(jobs))
-        for j, row in zip(jobs, logits):
-            j.future.set_result(row)
+        scope = [None] * len(jobs) if scope is None else [float(v) for v in scope]
+        for j, row, sc in zip(jobs, logits.numpy(), scope):
+            j.future.set_result((row, sc))  # logits (K,), scope score or None
 
     def _run_call(self, job: _Job) -> None:
         if not job.future.set_running_or_notify_cancel():

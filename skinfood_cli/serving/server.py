@@ -172,9 +172,10 @@ def create_app(cfg: ServeConfig, state: State | None = None):
         require_ready()
         name, data = await read_photo(request, limit)
         tensor, _ = await run_in_threadpool(decode, data, state.engine)
-        logits = await await_job(state.batcher.submit, tensor)
+        logits, scope = await await_job(state.batcher.submit, tensor)
         record = make_prediction(name, state.engine.probabilities(logits), state.engine.classes, state.book,
-                                 lang=lang, top_k=top_k, threshold=state.engine.model.threshold).to_dict()
+                                 lang=lang, top_k=top_k, threshold=state.engine.model.threshold,
+                                 scope_score=scope, qhat=state.engine.model.qhat).to_dict()
         return {**record, "model": state.engine.model.run_name,
                 "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
@@ -206,7 +207,8 @@ def create_app(cfg: ServeConfig, state: State | None = None):
                     base64.b64encode(png.getvalue()).decode(), "latency_ms":
                     round((time.perf_counter() - started) * 1000, 2)}
         return Response(png.getvalue(), media_type="image/png",
-                        headers={"X-Skinfood-Label": record["label"], "Cache-Control": "no-store"})
+                        headers={"X-Skinfood-Label": record["label"], "Cache-Control": "no-store",
+                                 "X-Skinfood-In-Scope": "true" if record["in_scope"] else "false"})
 
     @app.get("/v1/diseases", tags=["descriptions"])
     async def diseases(request: Request, lang: str = Query("en", pattern=LANG_PATTERN)):
@@ -233,6 +235,7 @@ def create_app(cfg: ServeConfig, state: State | None = None):
         return {"run": e.model.run_name, "file": e.model.path.name, "backend": e.model.kind,
                 "classes": e.classes, "image_size": e.model.image_size, "temperature": e.model.temperature,
                 "threshold": e.model.threshold, "metrics": e.model.meta.get("metrics") or {},
+                "scope_check": e.has_scope_check, "prediction_sets": (e.model.trust or {}).get("conformal"),
                 "device": str(e.device), "precision": e.precision.name,
                 "batching": {"max_batch_size": cfg.max_batch_size, "batch_timeout_ms": cfg.batch_timeout_ms,
                              "max_queue": cfg.max_queue}, "max_upload_mb": cfg.max_upload_mb,

@@ -50,6 +50,8 @@ class TrainConfig:
     # torchrun on GPUs: BatchNorm statistics over the global batch
     sync_bn: bool = _opt(False, "Under torchrun on GPUs: BatchNorm statistics over the global batch "
                                 "(for small per-GPU batches).")
+    coverage: float = _opt(0.9, "Prediction sets hold the true condition for this share of photos like the "
+                                "training ones (calibrated on validation).")
     leaks: str = _opt("drop", "Training photos with a copy in val/test: drop them from training, or keep them "
                               "(skinfood check lists them).")
 
@@ -66,6 +68,8 @@ class TrainConfig:
             raise UsageError("--image-size must be at least 32")
         if self.freeze_epochs is not None and self.freeze_epochs < 0:
             raise UsageError("--freeze-epochs must be 0 or more")
+        if not 0 < self.coverage < 1:
+            raise UsageError("--coverage must be between 0 and 1, like 0.9")
         if self.leaks not in ("drop", "keep"):
             raise UsageError("--leaks must be drop or keep")
 
@@ -154,3 +158,4 @@ class TrainResult:
     temperature: float = 1.0
     threshold: float = 0.5
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    trust: dict | None = None  # the scope check and conformal sets stored in best.pt (trust/scope.py)

@@ -13,6 +13,7 @@ from skinfood_cli.training.checkpointing import build_payload, save_last, write_
 from skinfood_cli.training.config import TrainResult
 from skinfood_cli.training.stopping import StopFlag
 from skinfood_cli.training.trainer import Trainer, best_row
+from skinfood_cli.training.trust_fit import fit_run_trust
 
 
 def fit(trainer: Trainer) -> TrainResult:
@@ -78,12 +79,14 @@ def _finish(trainer: Trainer) -> TrainResult:
     trainer.model.load_state_dict(best["state_dict"])
     temperature, threshold = trainer.calibrate()
     best["temperature"], best["threshold"] = temperature, threshold
+    # The scope check and the conformal sets, on best.pt's weights, beside the temperature.
+    best["trust"] = fit_run_trust(trainer, temperature)
     best.update(card_fields(trainer, temperature))
     save_checkpoint(best, run_dir / "best.pt")
     write_model_card(run_dir, best)
     return TrainResult(run_dir, run_dir / "best.pt", run_dir / "last.pt", trainer.state.history,
                        best_row(trainer.state), temperature=temperature, threshold=threshold,
-                       skipped=trainer.ds.skipped)
+                       skipped=trainer.ds.skipped, trust=best["trust"])
 
 
 def checkpoint_bytes(model, head_only: bool = False) -> int:

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from skinfood_cli.data.dataset import ImageDataset, class_counts, eval_transform, train_transform
-from skinfood_cli.engine import ignore_sigint, softmax
-from skinfood_cli.metrics import accuracy, confidence_threshold, cross_entropy, fit_temperature, macro_f1
+from skinfood_cli.engine import ignore_sigint
+from skinfood_cli.metrics import accuracy, confidence_threshold, cross_entropy, fit_temperature, macro_f1, softmax
 from skinfood_cli.model import IMAGENET_MEAN, IMAGENET_STD, build_model, resolve_precision
 from skinfood_cli.training import distributed
 from skinfood_cli.training.config import Reporter, TrainConfig

@@ -25,6 +25,10 @@ class FakeEngine:
         self.sizes.append(len(batch))
         return batch.mean(dim=(1, 2, 3)).unsqueeze(1)  # (B, 1)
 
+    def forward_scoped(self, batch: torch.Tensor):
+        logits = self.forward(batch)
+        return logits, -logits[:, 0]  # a "scope score" per image, to check it travels with its row
+
 
 def image(value: float) -> torch.Tensor:
     return torch.full((3, 4, 4), float(value))
@@ -40,7 +44,9 @@ def test_each_request_gets_its_own_row_and_waiting_requests_share_a_forward_pass
         time.sleep(0.1)
         rest = [batcher.submit(image(v)) for v in (1, 2, 3, 4, 5)]
         gate.set()
-        values = [float(f.result(5)[0]) for f in [first, *rest]]
+        answers = [f.result(5) for f in [first, *rest]]  # (logits row, scope score) per request
+        values = [float(row[0]) for row, _ in answers]
+        assert [scope for _, scope in answers] == [-v for v in values]
     finally:
         batcher.stop()
     assert values == [0, 1, 2, 3, 4, 5]
@@ -70,7 +76,7 @@ def test_a_full_queue_refuses_at_once_and_a_stopped_batcher_refuses_new_work():
         with pytest.raises(QueueFull):
             batcher.submit(image(4))
         gate.set()
-        assert [float(f.result(5)[0]) for f in [running, *queued]] == [1, 2, 3]
+        assert [float(f.result(5)[0][0]) for f in [running, *queued]] == [1, 2, 3]
     finally:
         batcher.stop()
     with pytest.raises(QueueFull):
@@ -80,17 +86,17 @@ def test_a_full_queue_refuses_at_once_and_a_stopped_batcher_refuses_new_work():
 
 def test_an_engine_error_reaches_every_request_of_its_batch_and_the_thread_goes_on():
     class Broken(FakeEngine):
-        def forward(self, batch):
+        def forward_scoped(self, batch):
             if len(self.sizes) == 0:
                 self.sizes.append(len(batch))
                 raise RuntimeError("out of memory")
-            return super().forward(batch)
+            return super().forward_scoped(batch)
 
     batcher = Batcher(Broken(), max_batch_size=4, batch_timeout_ms=1).start()
     try:
         with pytest.raises(RuntimeError, match="out of memory"):
             batcher.submit(image(1)).result(5)
-        assert float(batcher.submit(image(7)).result(5)[0]) == 7
-        assert isinstance(batcher.submit(image(1)).result(5), np.ndarray)
+        assert float(batcher.submit(image(7)).result(5)[0][0]) == 7
+        assert isinstance(batcher.submit(image(1)).result(5)[0], np.ndarray)
     finally:
         batcher.stop()

@@ -25,6 +25,8 @@
       mostLikely: 'Most likely',
       confidenceCaption: 'how sure the model is',
       uncertain: 'The model is not sure',
+      outOfScope: 'This does not look like a photo of a skin condition this model was trained on.',
+      closest: 'Closest known condition: {name} ({pct}). This is not an answer.',
       alternatives: 'Other possibilities',
       about: 'About this condition',
       whatToDo: 'What to do',
@@ -64,6 +66,8 @@
       mostLikely: '가장 가능성 높은 상태',
       confidenceCaption: '모델의 확신 정도',
       uncertain: '모델이 확신하지 못합니다',
+      outOfScope: '이 사진은 이 모델이 학습한 피부 질환 사진으로 보이지 않습니다.',
+      closest: '가장 가까운 학습된 질환: {name} ({pct}). 답이 아닙니다.',
       alternatives: '다른 가능성',
       about: '이 상태에 대하여',
       whatToDo: '어떻게 해야 하나요',
@@ -110,6 +114,7 @@
     announce: $('announce'),
     result: $('result'), diseaseName: $('disease-name'), confidence: $('confidence'),
     confidenceBar: $('confidence-bar'), uncertain: $('uncertain'),
+    mostLikely: $('most-likely'), closest: $('closest'), confidenceBlock: $('confidence-block'),
     alternativesBlock: $('alternatives-block'), alternatives: $('alternatives'),
     descriptionBlock: $('description-block'), description: $('description'),
     todoBlock: $('todo-block'), urgency: $('urgency'), advice: $('advice'),
@@ -260,7 +265,7 @@
       throw new ApiError(response.status, err.code, err.message);
     }
     renderResult(data);
-    els.announce.textContent = fill(t('announce'), {
+    els.announce.textContent = data.in_scope === false ? t('outOfScope') : fill(t('announce'), {
       name: data.disease_name || data.label || '', pct: percent(data.confidence),
     });
   }
@@ -419,6 +424,22 @@
     els.advice.textContent = data.advice || '';
     els.advice.hidden = !data.advice;
     els.todoBlock.hidden = !urgency && !data.advice;
+
+    // Out of scope: the sentence takes the answer's place, and no condition is described.
+    const outside = data.in_scope === false;
+    els.mostLikely.hidden = outside;
+    els.confidenceBlock.hidden = outside;
+    els.closest.hidden = !outside;
+    if (outside) {
+      els.diseaseName.textContent = t('outOfScope');
+      els.closest.textContent = fill(t('closest'), {
+        name: data.disease_name || data.label || '?', pct: percent(data.confidence),
+      });
+      els.uncertain.hidden = true;
+      els.alternativesBlock.hidden = true;
+      els.descriptionBlock.hidden = true;
+      els.todoBlock.hidden = true;
+    }
 
     els.result.hidden = false;
   }

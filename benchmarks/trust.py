@@ -1,0 +1,152 @@
+"""Out-of-scope scores and conformal sets, measured on real photos (run by hand, not a test).
+
+    flock /tmp/skinfood-heavy.lock python benchmarks/trust.py \\
+        --model $SKINFOOD_HOME/runs/trust6/best.pt --data /tmp/d6 \\
+        --near /tmp/trust-near --far /tmp/trust-far --out benchmarks/results/trust.json
+
+--data is the dataset the model was trained on (its train/val split is rebuilt
+from the checkpoint); --near holds photos of skin conditions the model was not
+trained on, --far pictures that are not skin (benchmarks/non_skin.py writes
+one). Every method is fitted on the training photos' pooled features, its cut
+set so 95% of the validation photos stay in scope, and then scored on test,
+near and far. AUROC is in-scope test photos against each out-of-scope set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from skinfood_cli.checkpoint import load_checkpoint, model_from_checkpoint
+from skinfood_cli.data.dataset import (
+    discover_dataset,
+    eval_transform,
+    gather,
+    list_class_folders,
+)
+from skinfood_cli.data.images import is_image_path, load_image
+from skinfood_cli.engine import softmax
+from skinfood_cli.trust import (
+    KEEP,
+    auroc,
+    calibrate,
+    fit_score,
+    in_scope_threshold,
+    pooled_features,
+    prediction_sets,
+    set_metrics,
+)
+
+CANDIDATES = [("max_softmax", {}), ("energy", {}), ("mahalanobis", {}),
+              ("knn", {"k": 1}), ("knn", {"k": 5}), ("knn", {"k": 10}), ("knn", {"k": 20})]
+
+
+def extract(model, paths: list[str], image_size: int, mean, std, batch: int = 32):
+    """(features (N, 2048), logits (N, K)) for `paths`, fp32, eval mode."""
+    transform = eval_transform(image_size, mean, std)
+    feats, logits = [], []
+    with torch.inference_mode():
+        for i in range(0, len(paths), batch):
+            x = torch.stack([transform(load_image(p, draft_size=image_size)) for p in paths[i:i + batch]])
+            f, z = pooled_features(model, x)
+            feats.append(f.float())
+            logits.append(z.float())
+    return torch.cat(feats).numpy(), torch.cat(logits).numpy()
+
+
+def images_in(folder: str) -> list[str]:
+    return sorted(str(p) for p in Path(folder).rglob("*") if p.is_file() and is_image_path(p))
+
+
+def load_splits(args, ckpt, model) -> dict:
+    cache = Path(args.cache) if args.cache else None
+    if cache and cache.is_file():
+        return dict(np.load(cache, allow_pickle=False))
+    ds = discover_dataset(args.data, classes=list(ckpt["classes"]), val_fraction=ckpt["config"]["val_fraction"],
+                          seed=ckpt["config"]["seed"], val_files=ckpt["data"].get("val_files"))
+    test_root = Path(args.data) / "test"
+    test = gather(test_root, list(ckpt["classes"])) if test_root.is_dir() else []
+    assert list_class_folders(test_root) == list(ckpt["classes"]) or not test
+    size, mean, std = int(ckpt["image_size"]), ckpt["mean"], ckpt["std"]
+    out = {}
+    for name, samples in (("train", ds.train), ("val", ds.val), ("test", test)):
+        t0 = time.perf_counter()
+        out[f"{name}_f"], out[f"{name}_z"] = extract(model, [p for p, _ in samples], size, mean, std)
+        out[f"{name}_y"] = np.array([y for _, y in samples], np.int64)
+        print(f"{name}: {len(samples)} photos in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+    for name, folder in (("near", args.near), ("far", args.far)):
+        paths = images_in(folder)
+        out[f"{name}_f"], out[f"{name}_z"] = extract(model, paths, size, mean, std)
+        print(f"{name}: {len(paths)} pictures", file=sys.stderr)
+    if cache:
+        np.savez(cache, **out)
+    return out
+
+
+def measure(method: str, kw: dict, d: dict, temperature: float) -> dict:
+    t = torch.as_tensor
+    score = fit_score(method, t(d["train_f"]), t(d["train_z"]), t(d["train_y"]), temperature=temperature, **kw)
+    with torch.no_grad():
+        s = {k: score(t(d[f"{k}_f"]), t(d[f"{k}_z"])).double().numpy() for k in ("val", "test", "near", "far")}
+    cut = in_scope_threshold(s["val"], KEEP)
+    return {
+        "method": method + (f" k={kw['k']}" if "k" in kw else ""),
+        "auroc_far": auroc(s["test"], s["far"]), "auroc_near": auroc(s["test"], s["near"]),
+        "flagged_far": float(np.mean(s["far"] < cut)), "flagged_near": float(np.mean(s["near"] < cut)),
+        "flagged_test": float(np.mean(s["test"] < cut)), "flagged_val": float(np.mean(s["val"] < cut)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--near", required=True)
+    parser.add_argument("--far", required=True)
+    parser.add_argument("--coverage", type=float, default=0.9)
+    parser.add_argument("--cache", help="an .npz to keep the extracted features in between runs")
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    ckpt = load_checkpoint(args.model)
+    model = model_from_checkpoint(ckpt).eval()
+    d = load_splits(args, ckpt, model)
+    temperature = float(ckpt.get("temperature", 1.0))
+    rows = [measure(m, kw, d, temperature) for m, kw in CANDIDATES]
+    val_p, test_p = softmax(d["val_z"], temperature), softmax(d["test_z"], temperature)
+    cal = calibrate(val_p, d["val_y"], args.coverage)
+    coverage, size = set_metrics(test_p, d["test_y"], cal.qhat)
+    result = {
+        "model": Path(args.model).name, "classes": list(ckpt["classes"]), "temperature": temperature,
+        "epochs_trained": ckpt.get("epoch"), "image_size": int(ckpt["image_size"]),
+        "val_macro_f1": ckpt.get("metrics", {}).get("val_macro_f1"),
+        "test_accuracy": float(np.mean(d["test_z"].argmax(1) == d["test_y"])),
+        "counts": {k: len(d[f"{k}_z"]) for k in ("train", "val", "test", "near", "far")},
+        "keep_on_validation": KEEP, "methods": rows,
+        "conformal": {**cal.state(), "test_coverage": coverage, "test_mean_set_size": size,
+                      "test_singletons": float(np.mean([len(s) == 1 for s in prediction_sets(test_p, cal.qhat)]))},
+    }
+    print(f"{'method':<14} {'AUROC far':>9} {'AUROC near':>10} {'flag far':>8} {'flag near':>9} "
+          f"{'flag test':>9} {'flag val':>8}")
+    for r in rows:
+        print(f"{r['method']:<14} {r['auroc_far']:9.3f} {r['auroc_near']:10.3f} {r['flagged_far']:8.1%} "
+              f"{r['flagged_near']:9.1%} {r['flagged_test']:9.1%} {r['flagged_val']:8.1%}")
+    c = result["conformal"]
+    print(f"conformal APS at {args.coverage:.0%}: qhat {c['qhat']:.3f} on {c['calibration_size']} val photos "
+          f"(val coverage {c['validation_coverage']:.3f}); test coverage {coverage:.3f}, mean set size {size:.2f}, "
+          f"singletons {c['test_singletons']:.1%}; test accuracy {result['test_accuracy']:.3f}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
