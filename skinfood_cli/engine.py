@@ -147,8 +147,9 @@ class Engine:
             return
         workers = (self.workers if self.workers is not None
                    else default_workers(len(paths), self.batch_size, self.device.type))
-        loader = torch.utils.data.DataLoader(
-            _PathDataset(paths, self.transform, self.model.image_size),
+        # _PathDataset is map-style without torch's Dataset base class, which DataLoader's stubs want.
+        loader: torch.utils.data.DataLoader = torch.utils.data.DataLoader(
+            _PathDataset(paths, self.transform, self.model.image_size),  # type: ignore[arg-type]
             batch_size=self.batch_size,
             shuffle=False,
             num_workers=workers,

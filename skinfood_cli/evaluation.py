@@ -199,10 +199,10 @@ def write_report(report: dict, folder: str | os.PathLike) -> list[Path]:
         for name, row in zip(classes, report["confusion_matrix"]):
             w.writerow([name, *row])
     with open(paths[2], "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["path", "true", "predicted", "confidence", "correct", "in_scope",
+        rows = csv.DictWriter(f, fieldnames=["path", "true", "predicted", "confidence", "correct", "in_scope",
                                           "scope_score", "prediction_set"])
-        w.writeheader()
-        w.writerows(report["predictions"])
+        rows.writeheader()
+        rows.writerows(report["predictions"])
     render_confusion_png(report["confusion_matrix"], classes, paths[3])
     return paths
 

@@ -16,6 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 HEATMAP_NOTE = {
     "en": "Heatmap = where the model looked. A hint, not a proof: it can key on shadows, hair or background.",
@@ -29,8 +33,8 @@ class GradCam:
     """The class explained, its probabilities, and the map (H, W) in [0, 1] at photo size."""
 
     target: int
-    probs: object  # (K,) numpy, calibrated
-    cam: object  # (H, W) numpy float32
+    probs: np.ndarray  # (K,) calibrated
+    cam: np.ndarray  # (H, W) float32
 
 
 def grad_cam(engine, image, target: int | None = None) -> GradCam:
@@ -50,7 +54,7 @@ def grad_cam(engine, image, target: int | None = None) -> GradCam:
                          "which an exported file does not carry")
     model = engine.module
     stage = model.layer4
-    saved = {}
+    saved: dict = {}
     handle = stage.register_forward_hook(lambda _m, _i, out: saved.__setitem__("act", out))
     try:
         x = engine.transform(image).unsqueeze(0).to(engine.device)  # (1, 3, S, S)
@@ -63,13 +67,13 @@ def grad_cam(engine, image, target: int | None = None) -> GradCam:
         weights = grads.mean(dim=(2, 3), keepdim=True)  # (1, 2048, 1, 1)
         cam = F.relu((weights * act).sum(dim=1, keepdim=True)).detach()  # (1, 1, h, w)
         cam = F.interpolate(cam, size=(image.height, image.width), mode="bilinear", align_corners=False)
-        cam = cam[0, 0].float().cpu().numpy()
-        peak = cam.max()
-        cam = cam / peak if peak > 0 else cam
+        heat = cam[0, 0].float().cpu().numpy()  # (H, W)
+        peak = heat.max()
+        heat = heat / peak if peak > 0 else heat
         probs = engine.probabilities(logits.detach().float().cpu().numpy()[0])
     finally:
         handle.remove()
-    return GradCam(target=target, probs=probs, cam=cam.astype(np.float32))
+    return GradCam(target=target, probs=probs, cam=heat.astype(np.float32))
 
 
 def colormap(values):
@@ -151,6 +155,7 @@ def render_caption(caption: Caption, width: int):
     text_size, note_size = caption_sizes(width)
     big, small = font(text_size), font(note_size)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    rows: list[tuple[str, Any, int, str | tuple[int, int, int]]]
     rows = [(line, big, text_size, "black") for text in caption.lines
             for line in _wrap(probe, text, big, width - 16)]
     rows += [(line, small, note_size, (90, 90, 90)) for text in caption.notes
@@ -181,8 +186,8 @@ def render_explanation(image, cam, caption: Caption | str, note: str | None = No
     scale = min(1.0, MAX_SIDE / max(image.width, image.height))
     if scale < 1.0:
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        image = image.resize(size, Image.BILINEAR)
-        cam = np.asarray(Image.fromarray((cam * 255).astype(np.uint8)).resize(size, Image.BILINEAR)) / 255.0
+        image = image.resize(size, Image.Resampling.BILINEAR)
+        cam = np.asarray(Image.fromarray((cam * 255).astype(np.uint8)).resize(size, Image.Resampling.BILINEAR)) / 255.0
     w, h = image.size
     heat = colormap(cam)
     alpha = (0.25 + 0.45 * np.asarray(cam))[..., None]  # stronger where the model looked

@@ -348,13 +348,13 @@ def verify(loaded, path: Path, photos: _Photos, *, int8: bool) -> Verification:
     if int8:
         passed, criterion = agreement >= INT8_AGREEMENT, f"top-1 agreement >= {INT8_AGREEMENT:.0%}"
         if scoped:
-            passed = passed and scope_agreement >= SCOPE_AGREEMENT
+            passed = passed and (scope_agreement or 0.0) >= SCOPE_AGREEMENT
             criterion += (f", in/out-of-scope agreement >= {SCOPE_AGREEMENT:.0%} (photos within "
                           f"{SCOPE_BAND:g} of the cut aside)")
     else:
         passed, criterion = max_diff <= FP32_TOLERANCE, f"max |Δp| <= {FP32_TOLERANCE:g}"
         if scoped:
-            passed = passed and scope_diff <= SCOPE_TOLERANCE
+            passed = passed and scope_diff is not None and scope_diff <= SCOPE_TOLERANCE
             criterion += f", scope score within {SCOPE_TOLERANCE:g} relative"
     return Verification(images=total, source=photos.source, max_abs_diff=max_diff, agreement=agreement,
                         passed=bool(passed and total > 0), criterion=criterion,

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from skinfood_cli.errors import (
     HubError,
@@ -29,6 +30,10 @@ from skinfood_cli.errors import (
     UsageError,
     first_line,
 )
+
+if TYPE_CHECKING:
+    from skinfood_cli.backends.hub_folder import HubFolder
+    from skinfood_cli.export import ExportResult
 
 HUB_INSTALL = 'pip install "skinfood[hub]"'
 SCHEME = "hf://"
@@ -40,8 +45,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 class HubExport:
     """A folder built for the Hub, and the ONNX export in it, if any."""
 
-    folder: object  # hub_folder.HubFolder
-    onnx: object | None  # export.ExportResult
+    folder: HubFolder
+    onnx: ExportResult | None
     seconds: float
 
 
@@ -210,12 +215,13 @@ def _is_network_error(exc: BaseException) -> bool:
     """Connection refused, DNS, timeouts, offline mode: for requests (hub < 1.0) and httpx alike."""
     names = {"ConnectError", "ConnectionError", "ConnectTimeout", "Timeout", "TimeoutException",
              "ReadTimeout", "NetworkError", "TransportError", "OfflineModeIsEnabled", "ProxyError"}
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if any(c.__name__ in names for c in type(exc).__mro__):
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if any(c.__name__ in names for c in type(current).__mro__):
             return True
-        exc = exc.__cause__ or exc.__context__
+        current = current.__cause__ or current.__context__
     return False
 
 
@@ -282,8 +288,8 @@ def build_hub_folder(source: str | os.PathLike, output: str | os.PathLike, *, wi
         from skinfood_cli.backends.hub_folder import describe_folder
         from skinfood_cli.export import check_passed, export_model
 
-        extra = {} if verify_images is None else {"verify_images": verify_images}
-        onnx = export_model(Path(source), fmt="onnx", output=Path(output) / ONNX_FILE, book=book, log=log, **extra)
+        onnx = export_model(Path(source), fmt="onnx", output=Path(output) / ONNX_FILE, book=book, log=log,
+                            **({} if verify_images is None else {"verify_images": verify_images}))  # type: ignore[arg-type]
         check_passed(onnx)
         folder = describe_folder(Path(output), folder.weights_sha256)
     return HubExport(folder, onnx, time.perf_counter() - started)
@@ -416,7 +422,7 @@ def describe_hub_models() -> list[dict]:
             refs = sorted(rev.refs)
             ref = DEFAULT_REVISION if DEFAULT_REVISION in refs else (refs[0] if refs else rev.commit_hash)
             name = f"{SCHEME}{repo.repo_id}" + ("" if ref == DEFAULT_REVISION else f"@{ref}")
-            metrics = config.get("metrics") if isinstance(config.get("metrics"), dict) else {}
+            metrics: dict = config["metrics"] if isinstance(config.get("metrics"), dict) else {}
             classes = [str(c) for c in config.get("classes") or []]
             rows.append({
                 "name": name,

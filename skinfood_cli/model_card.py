@@ -39,9 +39,9 @@ def card_fields(trainer, temperature: float) -> dict:
     counts = {split: dict(zip(ds.classes, class_counts(ds.split(split), K)))
               for split in ("train", "val", "test") if ds.split(split)}
     fields: dict = {"dataset_summary": {"class_counts": counts}}
-    logits, labels = getattr(trainer, "val_logits", (None, None))
-    if logits is None or not len(labels):
+    if trainer.val_logits is None or not len(trainer.val_logits[1]):
         return fields
+    logits, labels = trainer.val_logits
     probs = softmax(logits, temperature)
     pred = probs.argmax(1)
     cm = M.confusion_matrix(labels, pred, K)

@@ -153,9 +153,9 @@ def resolve_model(spec: str | os.PathLike | None) -> Path:
         if (path / "config.json").is_file():  # a portable model folder
             return path
         raise ModelError(f"{path} holds no best.pt, last.pt or config.json")
-    run = runs_dir() / str(spec)
-    if "/" not in str(spec) and run.is_dir():
-        for candidate in (run / "best.pt", run / "last.pt"):
+    folder = runs_dir() / str(spec)
+    if "/" not in str(spec) and folder.is_dir():
+        for candidate in (folder / "best.pt", folder / "last.pt"):
             if candidate.is_file():
                 return candidate
         raise ModelError(f"run {spec!r} has no checkpoint yet")

@@ -116,7 +116,7 @@ def _expand_one(raw: str, recursive: bool):
 
 
 def _folder_images(folder: Path, recursive: bool) -> list[InputItem]:
-    found = []
+    found: list[Path] = []
     if recursive:
         for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -184,7 +184,7 @@ def make_prediction(path: str, probs, classes: list[str], book, *, lang: str = "
         return Prediction(
             path=path, label=best, disease_name=entry.name if entry else best, confidence=round(confidence, 6),
             uncertain=bool(uncertain), top_k=alternatives, description=OUT_OF_SCOPE.get(lang, OUT_OF_SCOPE["en"]),
-            in_scope=False, scope_score=round(float(scope_score), 6), prediction_set=members)
+            in_scope=False, scope_score=round(float(scope_score or 0.0), 6), prediction_set=members)
     return Prediction(
         path=path,
         label=best,

@@ -17,7 +17,8 @@ def describe_runs() -> list[dict]:
 
     rows = []
     for i, run in enumerate(list_runs()):
-        config, best, epochs = {}, None, None
+        config: dict = {}
+        best, epochs = None, None
         try:
             config = yaml.safe_load((run.path / "config.yaml").read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError):

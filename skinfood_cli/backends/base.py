@@ -92,7 +92,7 @@ class Backend:
     """One kind of model file. Subclasses set the class attributes and implement `load`/`place`."""
 
     name: str = ""
-    suffixes: tuple[str, ...] = ()
+    suffixes: tuple[str, ...] = ()  # a subclass may read none by suffix (folders)
     supports_gradients: bool = False
     exported: bool = True  # a file `skinfood export` wrote (not something to export from)
 

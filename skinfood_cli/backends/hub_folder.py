@@ -158,7 +158,7 @@ def _display_names(classes: list[str], book) -> dict:
         from skinfood_cli.descriptions import load_descriptions
 
         book = load_descriptions(None)
-    names = {}
+    names: dict[str, list[str]] = {}
     for lang in ("en", "ko"):
         names[lang] = []
         for c in classes:
@@ -346,7 +346,7 @@ def check_config(config, where) -> None:
                          + (": upgrade skinfood (pip install -U skinfood)" if newer else ""))
     for key, kind in _REQUIRED.items():
         value = config.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool):
+        if not isinstance(value, kind) or isinstance(value, bool):  # type: ignore[arg-type]
             names = kind.__name__ if isinstance(kind, type) else "number"
             raise ModelError(f"{where} is damaged: field {key!r} is missing or not a {names}")
     if not all(isinstance(c, str) for c in config["classes"]):

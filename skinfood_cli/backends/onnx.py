@@ -49,7 +49,7 @@ def read_metadata(props: dict[str, str]) -> dict:
 def create_session(path: str | os.PathLike, device=None):
     """An ONNX Runtime session on the CPU, or CUDA when asked for and available."""
     ort = require_onnxruntime()
-    providers = ["CPUExecutionProvider"]
+    providers: list = ["CPUExecutionProvider"]  # names, or (name, options) pairs
     if device is not None and device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
     options = ort.SessionOptions()

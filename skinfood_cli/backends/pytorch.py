@@ -20,7 +20,7 @@ from skinfood_cli.model import fold_batchnorm, resolve_precision
 
 class TorchBackend(Backend):
     name = "torch"
-    suffixes = (".pt", ".pth")
+    suffixes: tuple[str, ...] = (".pt", ".pth")
     supports_gradients = True
     exported = False
 
@@ -81,7 +81,7 @@ class FolderBackend(TorchBackend):
     only loading differs: safetensors and JSON, never a pickle.
     """
 
-    suffixes = ()
+    suffixes: tuple[str, ...] = ()
 
     def load(self, path: Path) -> LoadedModel:
         from skinfood_cli.backends.hub_folder import load_hub_folder

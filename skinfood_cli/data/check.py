@@ -130,7 +130,7 @@ def list_photos(root: str | os.PathLike) -> tuple[str, list[tuple[str, str, str]
 
     root = Path(root).expanduser()
     folders = detect_layout(root)
-    files = []
+    files: list = []
     for split, folder in folders.items():
         names = list_class_folders(folder)
         files.extend((path, split, names[label]) for path, label in gather(folder, names))

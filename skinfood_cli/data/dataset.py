@@ -52,7 +52,7 @@ def list_class_folders(folder: Path) -> list[str]:
 
 def list_files(folder: Path) -> list[Path]:
     """Every non-hidden file under a class folder, recursively, sorted."""
-    files = []
+    files: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         files.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
@@ -98,7 +98,8 @@ def choose_classes(available: list[str], wanted: list[str] | None, where: Path) 
     if not wanted:
         return available
     by_lower = {c.lower(): c for c in available}
-    chosen, unknown = [], []
+    chosen: list[str] = []
+    unknown: list[str] = []
     for name in wanted:
         match = name if name in available else by_lower.get(name.lower())
         (chosen if match else unknown).append(match or name)
@@ -128,7 +129,7 @@ def check_class_agreement(train_classes: list[str], folder: Path, split: str) ->
 
 
 def gather(folder: Path, classes: list[str]) -> list[tuple[str, int]]:
-    samples = []
+    samples: list[tuple[str, int]] = []
     for label, name in enumerate(classes):
         samples.extend((str(p), label) for p in list_files(folder / name))
     return samples

@@ -101,12 +101,13 @@ def collect_facts(paths: list[str], *, workers: int | None = None, progress=None
         if progress:
             progress(done, len(paths))
         workers = workers or min(8, (os.cpu_count() or 1) * 2)
-        fresh = []
+        fresh: list[tuple[tuple[str, int, int], PhotoFacts]] = []
         with ThreadPoolExecutor(workers) as pool:  # sha256 and Pillow release the GIL
             for i, facts in zip(todo, pool.map(photo_facts, [paths[i] for i in todo])):
                 out[i] = facts
-                if keys[i] is not None:
-                    fresh.append((keys[i], facts))
+                key = keys[i]
+                if key is not None:
+                    fresh.append((key, facts))
                 if len(fresh) >= 500:
                     cache.store(fresh)
                     fresh = []

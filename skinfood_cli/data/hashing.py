@@ -161,14 +161,14 @@ def close_pairs(a: np.ndarray, b: np.ndarray | None, threshold: int, *, a_mirror
         (i, j, distance, mirrored) with i indexing a and j indexing b (or a).
     """
     same = b is None
-    b = a if same else b
+    other: np.ndarray = a if b is None else b
     for start in range(0, len(a), block):
         rows = slice(start, start + block)
         first = start if same else 0  # within one set, columns before the block are done
-        d = hamming(a[rows], b[first:])  # (block, M - first)
+        d = hamming(a[rows], other[first:])  # (block, M - first)
         mirrored = np.zeros(d.shape, dtype=bool)
         if a_mirror is not None:
-            dm = hamming(a_mirror[rows], b[first:])
+            dm = hamming(a_mirror[rows], other[first:])
             mirrored = dm < d
             d = np.minimum(d, dm)
         if same:  # no photo paired with itself, nor with one before it in the block

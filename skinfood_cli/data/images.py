@@ -132,7 +132,7 @@ def _load(source, draft_size: int | None, max_pixels: int) -> Image.Image:
     if isinstance(source, (bytes, bytearray, memoryview)):
         if not source:
             raise ImageError("empty file", reason="empty")
-        fp = io.BytesIO(source)
+        fp: io.BytesIO | Path = io.BytesIO(source)
     else:
         path = Path(source)
         if path.is_dir():

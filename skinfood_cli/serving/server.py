@@ -20,6 +20,7 @@ import hmac
 import io
 import time
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -49,8 +50,9 @@ class State:
         self.cfg = cfg
         self.book = load_descriptions(Path(cfg.descriptions) if cfg.descriptions else None)
         self.metrics = Metrics()
-        self.batcher = None
-        self.engine = None
+        # Set by load(); the routes use them only after require_ready(), and stop() checks for None.
+        self.batcher: Batcher = None  # type: ignore[assignment]
+        self.engine: Engine = None  # type: ignore[assignment]
         self.ready = False
 
     def load(self) -> None:
@@ -155,7 +157,7 @@ def create_app(cfg: ServeConfig, state: State | None = None):
             "file": {"type": "string", "format": "binary"}}}},
         "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
         "image/png": {"schema": {"type": "string", "format": "binary"}}}}}
-    error_doc = {s: {"description": d, "content": {"application/json": {"example": {
+    error_doc: dict[int | str, dict[str, Any]] = {s: {"description": d, "content": {"application/json": {"example": {
         "error": {"code": c, "message": "..."}}}}} for s, d, c in (
         (400, "Malformed request", "bad_request"), (401, "Missing or wrong token", "unauthorized"),
         (413, "Upload or image too large", "too_large"), (415, "Not an image", "not_an_image"),

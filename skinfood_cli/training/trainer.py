@@ -87,7 +87,8 @@ class Trainer:
             # holds few photos. Off by default, as in torchvision's reference scripts.
             self.model = distributed.convert_sync_batchnorm(self.model)
         self.model = self.model.to(self.device, memory_format=torch.channels_last)
-        self._ddp, self._ddp_frozen = None, None
+        self._ddp: torch.nn.Module | None = None
+        self._ddp_frozen: bool | None = None
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
 
         weight = None
@@ -225,8 +226,8 @@ class Trainer:
     def _epoch_totals(self, seen: int, correct: int, loss_sum: float, t0: float) -> dict:
         """The epoch's running totals summed over the ranks (as they are, on one process)."""
         if self.world > 1:
-            seen, correct, loss_sum = distributed.sum_ranks([seen, correct, loss_sum])
-            seen, correct = round(seen), round(correct)
+            total_seen, total_correct, loss_sum = distributed.sum_ranks([seen, correct, loss_sum])
+            seen, correct = round(total_seen), round(total_correct)
         return {"seen": seen, "correct": correct, "loss_sum": loss_sum, "seconds": time.perf_counter() - t0}
 
     def predict_logits(self, dataset, stop: StopFlag | None = None):
