@@ -28,9 +28,9 @@ from skinfood_cli.trust.conformal import calibrate
 from skinfood_cli.trust.scores import fit_score, in_scope_threshold, score_from_state
 
 TRUST_VERSION = 1
-# Chosen by benchmarks/trust.py on dermnet-dev (docs/trust.md): the method that
-# separated non-skin pictures and unseen conditions best at 95% validation kept.
-DEFAULT_METHOD = "mahalanobis"
+# Chosen by benchmarks/trust.py on dermnet-dev (docs/trust.md): with Mahalanobis, the
+# best at separating non-skin pictures, and unlike it stable under int8 exports.
+DEFAULT_METHOD = "knn"
 KEEP = 0.95
 NO_SCOPE_CHECK = ("this model has no scope check (trained or exported before skinfood had one): every photo "
                   "counts as in scope; retrain it to flag photos that are not skin conditions it knows")

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 METHODS = ("max_softmax", "energy", "mahalanobis", "knn")
-DEFAULT_K = 5
+DEFAULT_K = 10
 
 
 class Score(nn.Module):
