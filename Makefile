@@ -30,8 +30,8 @@ test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check skinfood_cli tests benchmarks
-	$(BIN)/ruff format --check skinfood_cli tests benchmarks
+	$(BIN)/ruff check skinfood_cli tests benchmarks tools
+	$(BIN)/ruff format --check skinfood_cli tests benchmarks tools
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed-test

@@ -23,12 +23,19 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
-SEARCH = [Path("/usr/share/doc"), Path("/usr/share/icons/hicolor"), Path("/usr/share/info"),
-          Path("/usr/share/tcltk"), Path(sys.prefix) / "lib"]
-TEXT = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut "
-        "labore et dolore magna aliqua. The quarterly report shows revenue up 4% against last year. "
-        "Meeting moved to Thursday 3 pm, room 204. Please bring the signed forms and your ID card. "
-        "def main():\n    return 0\n안녕하세요 skinfood 1234567890 invoice total: $1,299.00")
+SEARCH = [
+    Path("/usr/share/doc"),
+    Path("/usr/share/icons/hicolor"),
+    Path("/usr/share/info"),
+    Path("/usr/share/tcltk"),
+    Path(sys.prefix) / "lib",
+]
+TEXT = (
+    "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut "
+    "labore et dolore magna aliqua. The quarterly report shows revenue up 4% against last year. "
+    "Meeting moved to Thursday 3 pm, room 204. Please bring the signed forms and your ID card. "
+    "def main():\n    return 0\n안녕하세요 skinfood 1234567890 invoice total: $1,299.00"
+)
 
 
 def _font(size: int, rng: random.Random):
@@ -43,16 +50,31 @@ def generated(rng: random.Random) -> dict[str, Image.Image]:
     out: dict[str, Image.Image] = {}
     nrng = np.random.default_rng(rng.randrange(2**32))
     size = (640, 480)
-    colours = [(255, 255, 255), (0, 0, 0), (128, 128, 128), (220, 30, 30), (30, 160, 60), (30, 60, 200),
-               (250, 220, 40), (120, 70, 30), (214, 160, 110), (240, 200, 170), (90, 20, 120), (20, 200, 200)]
+    colours = [
+        (255, 255, 255),
+        (0, 0, 0),
+        (128, 128, 128),
+        (220, 30, 30),
+        (30, 160, 60),
+        (30, 60, 200),
+        (250, 220, 40),
+        (120, 70, 30),
+        (214, 160, 110),
+        (240, 200, 170),
+        (90, 20, 120),
+        (20, 200, 200),
+    ]
     for i, c in enumerate(colours):
         out[f"plain_{i:02d}"] = Image.new("RGB", size, c)
     for i in range(8):
         a, b = np.array(rng.choice(colours), np.float32), np.array(rng.choice(colours), np.float32)
         t = np.linspace(0, 1, size[0] if i % 2 == 0 else size[1], dtype=np.float32)
         row = a + (b - a) * t[:, None]
-        arr = np.broadcast_to(row[None], (size[1], size[0], 3)) if i % 2 == 0 else \
-            np.broadcast_to(row[:, None], (size[1], size[0], 3))
+        arr = (
+            np.broadcast_to(row[None], (size[1], size[0], 3))
+            if i % 2 == 0
+            else np.broadcast_to(row[:, None], (size[1], size[0], 3))
+        )
         out[f"gradient_{i:02d}"] = Image.fromarray(arr.astype(np.uint8))
     for i in range(12):
         w = rng.choice([4, 8, 16, 32, 64])
@@ -62,11 +84,12 @@ def generated(rng: random.Random) -> dict[str, Image.Image]:
         for x in range(0, img.width * 2, 2 * w):
             d.rectangle([x, 0, x + w - 1, img.height], fill=c2)
         out[f"stripes_{i:02d}"] = img.rotate(rng.choice([0, 45, 90, 30, 135]), expand=False).crop(
-            (size[0] // 2, size[1] // 2, size[0] // 2 + size[0], size[1] // 2 + size[1]))
+            (size[0] // 2, size[1] // 2, size[0] // 2 + size[0], size[1] // 2 + size[1])
+        )
     for i in range(12):
         w = rng.choice([8, 20, 40, 60, 80])
         c1, c2 = rng.sample(colours, 2) if i % 3 else ((0, 0, 0), (255, 255, 255))
-        ys, xs = np.mgrid[0:size[1], 0:size[0]]
+        ys, xs = np.mgrid[0 : size[1], 0 : size[0]]
         mask = ((xs // w + ys // w) % 2).astype(bool)
         arr = np.where(mask[..., None], np.array(c1, np.uint8), np.array(c2, np.uint8))
         out[f"checker_{i:02d}"] = Image.fromarray(arr.astype(np.uint8))
@@ -137,14 +160,26 @@ def screenshots(folder: Path, limit: int = 12) -> int:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if not chromium:
         return 0
-    pages = sorted(Path("/usr/share/doc").rglob("*.html"))[:: 7][:limit]
+    pages = sorted(Path("/usr/share/doc").rglob("*.html"))[::7][:limit]
     done = 0
     for i, page in enumerate(pages):
         target = folder / f"screenshot_{i:02d}.png"
         try:
-            subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                            f"--screenshot={target}", "--window-size=800,1000", page.as_uri()],
-                           capture_output=True, timeout=60, check=False)
+            subprocess.run(
+                [
+                    chromium,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--hide-scrollbars",
+                    f"--screenshot={target}",
+                    "--window-size=800,1000",
+                    page.as_uri(),
+                ],
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired):
             continue
         done += target.is_file()

@@ -69,8 +69,10 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=2)
     args = parser.parse_args(argv)
-    runs = [profile_step("study (fp32, NCHW, Adam)", False, False, "Adam", args.batch, args.steps),
-            profile_step("skinfood (bf16, channels_last, AdamW)", True, True, "AdamW", args.batch, args.steps)]
+    runs = [
+        profile_step("study (fp32, NCHW, Adam)", False, False, "Adam", args.batch, args.steps),
+        profile_step("skinfood (bf16, channels_last, AdamW)", True, True, "AdamW", args.batch, args.steps),
+    ]
     conv_gflop = {"convolution forward": 2 * GMACS * args.batch, "convolution backward": 4 * GMACS * args.batch}
     print(f"one training step, batch {args.batch}, 224 px (seconds per step; share; conv GFLOP/s)")
     print(f"{'':24}" + "".join(f"{r['name']:>40}" for r in runs))
@@ -81,8 +83,10 @@ def main(argv=None) -> int:
             rate = f", {conv_gflop[group] / t:.0f} GFLOP/s" if group in conv_gflop and t else ""
             cells.append(f"{t:.2f} s ({t / r['wall']:.0%}{rate})")
         print(f"{group:24}" + "".join(f"{c:>40}" for c in cells))
-    print(f"{'step (wall)':24}" + "".join(f"{r['wall']:.2f} s = {r['batch'] / r['wall']:.1f} img/s".rjust(40)
-                                         for r in runs))
+    print(
+        f"{'step (wall)':24}"
+        + "".join(f"{r['wall']:.2f} s = {r['batch'] / r['wall']:.1f} img/s".rjust(40) for r in runs)
+    )
     print(f"skinfood's step is {runs[0]['wall'] / runs[1]['wall']:.2f}x the study's")
     return 0
 

@@ -78,9 +78,13 @@ def provenance(script: str, argv: list[str]) -> dict:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
-    return {"command": " ".join(["python", f"benchmarks/{script}.py", *argv]),
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": describe_machine(), "python": platform.python_version(), **versions}
+    return {
+        "command": " ".join(["python", f"benchmarks/{script}.py", *argv]),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": describe_machine(),
+        "python": platform.python_version(),
+        **versions,
+    }
 
 
 def describe_machine() -> str:
@@ -123,8 +127,11 @@ def render(results_dir: Path = RESULTS) -> str:
 def render_one(name: str, r: dict) -> str:
     run = r.get("run", {})
     lines = [f"## {name}", "", f"`{run.get('command', 'command not recorded')}`", ""]
-    facts = [f"file: [results/{name}.json](results/{name}.json)", f"date: {run.get('date', 'not recorded')}",
-             f"machine: {run.get('machine') or r.get('machine', 'not recorded')}"]
+    facts = [
+        f"file: [results/{name}.json](results/{name}.json)",
+        f"date: {run.get('date', 'not recorded')}",
+        f"machine: {run.get('machine') or r.get('machine', 'not recorded')}",
+    ]
     libs = ", ".join(f"{k} {run[k]}" for k in ("python", "torch", "onnxruntime") if run.get(k))
     if libs:
         facts.append(libs)
@@ -157,23 +164,59 @@ def _num(value, spec: str) -> str:
 
 # label, base key, skinfood key, bar key (also the ratio unless ratio is False), number format
 RUN_ROWS = (
-    ("predict, img/s at 224 px ({predict_images} photos)", "study_predict_ips", "predict_ips", "predict_speedup",
-     ".1f", True),
+    (
+        "predict, img/s at 224 px ({predict_images} photos)",
+        "study_predict_ips",
+        "predict_ips",
+        "predict_speedup",
+        ".1f",
+        True,
+    ),
     ("top-1 agreement with the fp32 reference", None, "predict_agreement", "predict_agreement", ".3f", False),
     ("full fine-tuning, img/s at 224 px", "study_train_ips", "train_ips", "train_speedup", ".3g", True),
-    ("`--freeze-backbone` epoch (cached features) vs full epoch, s", "full_epoch_seconds", "frozen_epoch_seconds",
-     "frozen_speedup", ".3g", True),
+    (
+        "`--freeze-backbone` epoch (cached features) vs full epoch, s",
+        "full_epoch_seconds",
+        "frozen_epoch_seconds",
+        "frozen_speedup",
+        ".3g",
+        True,
+    ),
     ("`skinfood --help`, s", None, "help_seconds", "help_seconds", ".2f", False),
-    ("`predict one.jpg` minus `import torch, torchvision`, s", None, "cold_predict_overhead_seconds",
-     "cold_predict_overhead_seconds", ".2f", False),
+    (
+        "`predict one.jpg` minus `import torch, torchvision`, s",
+        None,
+        "cold_predict_overhead_seconds",
+        "cold_predict_overhead_seconds",
+        ".2f",
+        False,
+    ),
     ("peak RSS predicting 100 → 2,000 photos, MB", "rss_100_mb", "rss_2000_mb", "rss_ratio", ".0f", True),
-    ("predict through ONNX Runtime int8, img/s", "study_predict_ips", "onnx_int8_ips", "onnx_int8_speedup", ".1f",
-     True),
+    (
+        "predict through ONNX Runtime int8, img/s",
+        "study_predict_ips",
+        "onnx_int8_ips",
+        "onnx_int8_speedup",
+        ".1f",
+        True,
+    ),
     ("ONNX int8 top-1 agreement with PyTorch fp32", None, "onnx_int8_agreement", "onnx_int8_agreement", ".3f", False),
-    ("predict through PyTorch x86 int8 (TorchScript), img/s", "study_predict_ips", "torchscript_int8_ips",
-     "torchscript_int8_speedup", ".1f", True),
-    ("PyTorch int8 top-1 agreement with PyTorch fp32", None, "torchscript_int8_agreement",
-     "torchscript_int8_agreement", ".3f", False),
+    (
+        "predict through PyTorch x86 int8 (TorchScript), img/s",
+        "study_predict_ips",
+        "torchscript_int8_ips",
+        "torchscript_int8_speedup",
+        ".1f",
+        True,
+    ),
+    (
+        "PyTorch int8 top-1 agreement with PyTorch fp32",
+        None,
+        "torchscript_int8_agreement",
+        "torchscript_int8_agreement",
+        ".3f",
+        False,
+    ),
 )
 
 
@@ -188,50 +231,93 @@ def _run_section(r: dict) -> list[str]:
 
     lines = ["| measure | study / base | skinfood | ratio | bar |", "| --- | ---: | ---: | ---: | ---: |"]
     for label, base, ours, key, spec, ratio in RUN_ROWS:
-        lines.append(f"| {label.format(**r)} | {_num(r.get(base), spec) if base else ''} | "
-                     f"{_num(r.get(ours), spec)} | {_ratio(r.get(key)) if ratio else ''} | "
-                     f"{_bar(key, r.get(key), RUN_BARS)} |")
+        lines.append(
+            f"| {label.format(**r)} | {_num(r.get(base), spec) if base else ''} | "
+            f"{_num(r.get(ours), spec)} | {_ratio(r.get(key)) if ratio else ''} | "
+            f"{_bar(key, r.get(key), RUN_BARS)} |"
+        )
     if "onnx_fp32_ips" in r:
-        lines += ["", f"Every engine on the same {r['predict_images']} photos:", "",
-                  "| engine | img/s | top-1 agreement with PyTorch fp32 | file, MB |", "| --- | ---: | ---: | ---: |",
-                  (f"| the study's loop (fp32, one photo at a time) | {r['study_predict_ips']:.1f} | 1.000 (the "
-                  f"reference) | {r['pytorch_checkpoint_mb']:.0f} (checkpoint) |"),
-                  (f"| skinfood's PyTorch engine ({r['predict_precision']}) | {r['predict_ips']:.1f} | "
-                  f"{r['predict_agreement']:.3f} | {r['pytorch_checkpoint_mb']:.0f} |"),
-                  (f"| ONNX Runtime fp32 | {r['onnx_fp32_ips']:.1f} | {r['onnx_fp32_agreement']:.3f} | "
-                  f"{r['onnx_fp32_mb']:.0f} |"),
-                  (f"| ONNX Runtime int8 | {r['onnx_int8_ips']:.1f} | {r['onnx_int8_agreement']:.3f} | "
-                  f"{r['onnx_int8_mb']:.0f} |")]
+        lines += [
+            "",
+            f"Every engine on the same {r['predict_images']} photos:",
+            "",
+            "| engine | img/s | top-1 agreement with PyTorch fp32 | file, MB |",
+            "| --- | ---: | ---: | ---: |",
+            (
+                f"| the study's loop (fp32, one photo at a time) | {r['study_predict_ips']:.1f} | 1.000 (the "
+                f"reference) | {r['pytorch_checkpoint_mb']:.0f} (checkpoint) |"
+            ),
+            (
+                f"| skinfood's PyTorch engine ({r['predict_precision']}) | {r['predict_ips']:.1f} | "
+                f"{r['predict_agreement']:.3f} | {r['pytorch_checkpoint_mb']:.0f} |"
+            ),
+            (
+                f"| ONNX Runtime fp32 | {r['onnx_fp32_ips']:.1f} | {r['onnx_fp32_agreement']:.3f} | "
+                f"{r['onnx_fp32_mb']:.0f} |"
+            ),
+            (
+                f"| ONNX Runtime int8 | {r['onnx_int8_ips']:.1f} | {r['onnx_int8_agreement']:.3f} | "
+                f"{r['onnx_int8_mb']:.0f} |"
+            ),
+        ]
         if "torchscript_int8_ips" in r:
-            lines.append(f"| PyTorch x86 int8 (TorchScript) | {r['torchscript_int8_ips']:.1f} | "
-                         f"{r['torchscript_int8_agreement']:.3f} | {r['torchscript_int8_mb']:.0f} |")
-            lines += ["", (f"The PyTorch x86 int8 file runs at {r['torchscript_int8_vs_default']:.2f}× the default "
-                      f"engine; exporting, calibrating and verifying it took "
-                      f"{r['torchscript_int8_export_seconds']:.0f} s.")]
+            lines.append(
+                f"| PyTorch x86 int8 (TorchScript) | {r['torchscript_int8_ips']:.1f} | "
+                f"{r['torchscript_int8_agreement']:.3f} | {r['torchscript_int8_mb']:.0f} |"
+            )
+            lines += [
+                "",
+                (
+                    f"The PyTorch x86 int8 file runs at {r['torchscript_int8_vs_default']:.2f}× the default "
+                    f"engine; exporting, calibrating and verifying it took "
+                    f"{r['torchscript_int8_export_seconds']:.0f} s."
+                ),
+            ]
     if "import_torch_seconds" in r:
-        lines += ["", (f"Start-up: `import torch, torchvision` {r['import_torch_seconds']:.2f} s; `skinfood predict "
-                  f"one.jpg` {r['cold_predict_seconds']:.2f} s in all.")]
+        lines += [
+            "",
+            (
+                f"Start-up: `import torch, torchvision` {r['import_torch_seconds']:.2f} s; `skinfood predict "
+                f"one.jpg` {r['cold_predict_seconds']:.2f} s in all."
+            ),
+        ]
     if "predict_gflops" in r:
-        lines += ["", (f"Predict reaches {r['predict_gflops']:.0f} GFLOP/s, {r['fraction_of_peak']:.0%} of this "
-                  f"CPU's estimated {r['predict_precision']} peak of {r['cpu_peak_gflops']:.0f} GFLOP/s "
-                  f"({r['cpu_peak_note']}).")]
+        lines += [
+            "",
+            (
+                f"Predict reaches {r['predict_gflops']:.0f} GFLOP/s, {r['fraction_of_peak']:.0%} of this "
+                f"CPU's estimated {r['predict_precision']} peak of {r['cpu_peak_gflops']:.0f} GFLOP/s "
+                f"({r['cpu_peak_note']})."
+            ),
+        ]
     if "compiled_ips" in r or "train_compiled_ips" in r:
-        lines += ["", "Tried with `--beyond` (not defaults unless they win):", "", "| trial | figures |",
-                  "| --- | --- |"]
+        lines += [
+            "",
+            "Tried with `--beyond` (not defaults unless they win):",
+            "",
+            "| trial | figures |",
+            "| --- | --- |",
+        ]
     if "compiled_ips" in r:
-        lines.append(f"| `torch.compile` for predict | {r['compiled_ips']:.1f} img/s against {r['eager_ips']:.1f} "
-                     f"eager, after {r['compile_seconds']:.0f} s of compiling (agreement "
-                     f"{r['compiled_agreement']:.3f}; {_pays_off(r.get('compile_break_even_images'))}) |")
+        lines.append(
+            f"| `torch.compile` for predict | {r['compiled_ips']:.1f} img/s against {r['eager_ips']:.1f} "
+            f"eager, after {r['compile_seconds']:.0f} s of compiling (agreement "
+            f"{r['compiled_agreement']:.3f}; {_pays_off(r.get('compile_break_even_images'))}) |"
+        )
     if "train_compiled_ips" in r:
-        lines.append(f"| `torch.compile` for training | {r['train_compiled_ips']:.1f} img/s against "
-                     f"{r['train_eager_step_ips']:.1f} eager, after {r['train_compile_seconds']:.0f} s of compiling "
-                     f"({_pays_off(r.get('train_compile_break_even_images'))}) |")
+        lines.append(
+            f"| `torch.compile` for training | {r['train_compiled_ips']:.1f} img/s against "
+            f"{r['train_eager_step_ips']:.1f} eager, after {r['train_compile_seconds']:.0f} s of compiling "
+            f"({_pays_off(r.get('train_compile_break_even_images'))}) |"
+        )
     if "threads_ips" in r:
         threads = "; ".join(f"{k}: {v:.1f}" for k, v in r["threads_ips"].items())
         lines.append(f"| threads (img/s; decoding in the main process unless said) | {threads} |")
     if "decode_ms_full" in r:
-        lines.append(f"| decoding a 640×480 JPEG | {r['decode_ms_full']:.2f} ms full size, "
-                     f"{r['decode_ms_draft']:.2f} ms reduced-size (draft) |")
+        lines.append(
+            f"| decoding a 640×480 JPEG | {r['decode_ms_full']:.2f} ms full size, "
+            f"{r['decode_ms_draft']:.2f} ms reduced-size (draft) |"
+        )
     lines.append("")
     return lines
 
@@ -247,28 +333,51 @@ def _serve_section(r: dict) -> list[str]:
     lines = []
     if r.get("model"):
         lines += [f"Model served: `{r['model']}`.", ""]
-    lines += [f"{r['requests_per_level']} requests per level (a level stops after {r['cap_s']:.0f} s).", "",
-              ("| concurrency | batched req/s | p50 / p95 / p99 ms | mean batch | errors | unbatched req/s | "
-              "p50 / p95 / p99 ms | errors | batched ÷ unbatched |"),
-              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [
+        f"{r['requests_per_level']} requests per level (a level stops after {r['cap_s']:.0f} s).",
+        "",
+        (
+            "| concurrency | batched req/s | p50 / p95 / p99 ms | mean batch | errors | unbatched req/s | "
+            "p50 / p95 / p99 ms | errors | batched ÷ unbatched |"
+        ),
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for c in LEVELS:
         b, u = r["batched"]["levels"][str(c)], r["unbatched"]["levels"][str(c)]
-        lines.append(f"| {c} | {b['rps']:.1f} | {_latency(b)} | {b['mean_batch']:.1f} | {_errors(b)} | "
-                     f"{u['rps']:.1f} | {_latency(u)} | {_errors(u)} | {b['rps'] / u['rps']:.2f}× |")
+        lines.append(
+            f"| {c} | {b['rps']:.1f} | {_latency(b)} | {b['mean_batch']:.1f} | {_errors(b)} | "
+            f"{u['rps']:.1f} | {_latency(u)} | {_errors(u)} | {b['rps'] / u['rps']:.2f}× |"
+        )
     e = r["endurance"]
-    lines += ["", "| check | measured | bar |", "| --- | ---: | ---: |",
-              (f"| batched ÷ unbatched at concurrency 16 | {r['batched_vs_unbatched_c16']:.2f}× | "
-              f"{_bar('batched_vs_unbatched_c16', r['batched_vs_unbatched_c16'], SERVE_BARS)} |"),
-              (f"| batched at concurrency 16 ÷ `skinfood predict` on a folder ({r['predict_ips']:.1f} img/s) | "
-              f"{r['batched_vs_predict_c16']:.2f}× | "
-              f"{_bar('batched_vs_predict_c16', r['batched_vs_predict_c16'], SERVE_BARS)} |"),
-              (f"| errors in {e['requests_checked']:,} requests at concurrency 16 | {r['errors_in_1000']} | "
-              f"{_bar('errors_in_1000', r['errors_in_1000'], SERVE_BARS)} |"),
-              (f"| RSS after {e['total_requests']:,} ÷ after 200 requests ({e['rss_total_mb']:.0f} / "
-              f"{e['rss_200_mb']:.0f} MB) | {r['rss_ratio_2000_vs_200']:.2f}× | "
-              f"{_bar('rss_ratio_2000_vs_200', r['rss_ratio_2000_vs_200'], SERVE_BARS)} |"),
-              "", (f"Cold start, process start to ready (model loaded and warmed): batched server "
-              f"{r['batched']['cold_start_s']:.1f} s, unbatched {r['unbatched']['cold_start_s']:.1f} s."), ""]
+    lines += [
+        "",
+        "| check | measured | bar |",
+        "| --- | ---: | ---: |",
+        (
+            f"| batched ÷ unbatched at concurrency 16 | {r['batched_vs_unbatched_c16']:.2f}× | "
+            f"{_bar('batched_vs_unbatched_c16', r['batched_vs_unbatched_c16'], SERVE_BARS)} |"
+        ),
+        (
+            f"| batched at concurrency 16 ÷ `skinfood predict` on a folder ({r['predict_ips']:.1f} img/s) | "
+            f"{r['batched_vs_predict_c16']:.2f}× | "
+            f"{_bar('batched_vs_predict_c16', r['batched_vs_predict_c16'], SERVE_BARS)} |"
+        ),
+        (
+            f"| errors in {e['requests_checked']:,} requests at concurrency 16 | {r['errors_in_1000']} | "
+            f"{_bar('errors_in_1000', r['errors_in_1000'], SERVE_BARS)} |"
+        ),
+        (
+            f"| RSS after {e['total_requests']:,} ÷ after 200 requests ({e['rss_total_mb']:.0f} / "
+            f"{e['rss_200_mb']:.0f} MB) | {r['rss_ratio_2000_vs_200']:.2f}× | "
+            f"{_bar('rss_ratio_2000_vs_200', r['rss_ratio_2000_vs_200'], SERVE_BARS)} |"
+        ),
+        "",
+        (
+            f"Cold start, process start to ready (model loaded and warmed): batched server "
+            f"{r['batched']['cold_start_s']:.1f} s, unbatched {r['unbatched']['cold_start_s']:.1f} s."
+        ),
+        "",
+    ]
     return lines
 
 

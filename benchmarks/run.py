@@ -83,10 +83,21 @@ def train_reference_model(work: Path) -> Path:
     from skinfood_cli.data.synthetic import make_dataset
     from skinfood_cli.training import TrainConfig, train
 
-    data = make_dataset(work / "train-data", CLASSES, train_per_class=40, test_per_class=4,
-                        size=(160, 120), lesion_scale=0.4)
-    result = train(TrainConfig(data=str(data), name="bench", epochs=8, image_size=96, batch_size=16,
-                               lr=2e-3, pretrained=False, device="cpu"))
+    data = make_dataset(
+        work / "train-data", CLASSES, train_per_class=40, test_per_class=4, size=(160, 120), lesion_scale=0.4
+    )
+    result = train(
+        TrainConfig(
+            data=str(data),
+            name="bench",
+            epochs=8,
+            image_size=96,
+            batch_size=16,
+            lr=2e-3,
+            pretrained=False,
+            device="cpu",
+        )
+    )
     ckpt = load_checkpoint(result.best_path)
     ckpt["image_size"] = SIZE
     return save_checkpoint(ckpt, work / "bench-224.pt")
@@ -134,9 +145,15 @@ def bench_predict(ckpt_path: Path, paths: list[str], results: dict) -> None:
     log(f"skinfood engine: {rate:.1f} img/s")
     agree = sum(a == b for a, b in zip(preds, ref_preds)) / len(paths)
     counts = {c: ref_preds.count(i) for i, c in enumerate(CLASSES)}
-    results.update(predict_images=len(paths), study_predict_ips=study_rate, predict_ips=rate,
-                   predict_speedup=rate / study_rate, predict_agreement=agree,
-                   reference_class_counts=counts, predict_precision=_auto_precision())
+    results.update(
+        predict_images=len(paths),
+        study_predict_ips=study_rate,
+        predict_ips=rate,
+        predict_speedup=rate / study_rate,
+        predict_agreement=agree,
+        reference_class_counts=counts,
+        predict_precision=_auto_precision(),
+    )
     del reference
     torch.set_num_threads(os.cpu_count() or 1)
     return ref_preds
@@ -146,14 +163,26 @@ def bench_exported(ckpt_path: Path, paths: list[str], ref_preds: list[int], resu
     """predict through ONNX Runtime, fp32 and int8, against the fp32 PyTorch reference."""
     from skinfood_cli.export import export_model
 
-    exported = export_model(ckpt_path, int8=True, output=ckpt_path.with_name("bench.int8.onnx"),
-                            verify_images=32, calibration_images=100, log=log)
+    exported = export_model(
+        ckpt_path,
+        int8=True,
+        output=ckpt_path.with_name("bench.int8.onnx"),
+        verify_images=32,
+        calibration_images=100,
+        log=log,
+    )
     for name, result in (("onnx_fp32", exported.fp32), ("onnx_int8", exported)):
         preds, rate = skinfood_predict(result.path, paths)
         agree = sum(a == b for a, b in zip(preds, ref_preds)) / len(paths)
         log(f"{name}: {rate:.1f} img/s, agreement {agree:.3f}, {result.size_bytes / 1e6:.1f} MB")
-        results.update({f"{name}_ips": rate, f"{name}_agreement": agree, f"{name}_mb": result.size_bytes / 1e6,
-                        f"{name}_speedup": rate / results["study_predict_ips"]})
+        results.update(
+            {
+                f"{name}_ips": rate,
+                f"{name}_agreement": agree,
+                f"{name}_mb": result.size_bytes / 1e6,
+                f"{name}_speedup": rate / results["study_predict_ips"],
+            }
+        )
 
 
 def bench_torchscript_int8(ckpt_path: Path, paths: list[str], ref_preds: list[int], results: dict) -> None:
@@ -161,19 +190,30 @@ def bench_torchscript_int8(ckpt_path: Path, paths: list[str], ref_preds: list[in
     from skinfood_cli.export import export_model
 
     started = time.perf_counter()
-    exported = export_model(ckpt_path, fmt="torchscript", int8=True,
-                            output=ckpt_path.with_name("bench.int8.torchscript"), verify_images=32,
-                            calibration_images=100, log=log)
+    exported = export_model(
+        ckpt_path,
+        fmt="torchscript",
+        int8=True,
+        output=ckpt_path.with_name("bench.int8.torchscript"),
+        verify_images=32,
+        calibration_images=100,
+        log=log,
+    )
     export_s = time.perf_counter() - started
     preds, rate = skinfood_predict(exported.path, paths)
     agree = sum(a == b for a, b in zip(preds, ref_preds)) / len(paths)
-    log(f"torchscript_int8: {rate:.1f} img/s, agreement {agree:.3f}, {exported.size_bytes / 1e6:.1f} MB, "
-        f"exported in {export_s:.0f} s")
-    results.update(torchscript_int8_ips=rate, torchscript_int8_agreement=agree,
-                   torchscript_int8_mb=exported.size_bytes / 1e6,
-                   torchscript_int8_speedup=rate / results["study_predict_ips"],
-                   torchscript_int8_vs_default=rate / results["predict_ips"],
-                   torchscript_int8_export_seconds=export_s)
+    log(
+        f"torchscript_int8: {rate:.1f} img/s, agreement {agree:.3f}, {exported.size_bytes / 1e6:.1f} MB, "
+        f"exported in {export_s:.0f} s"
+    )
+    results.update(
+        torchscript_int8_ips=rate,
+        torchscript_int8_agreement=agree,
+        torchscript_int8_mb=exported.size_bytes / 1e6,
+        torchscript_int8_speedup=rate / results["study_predict_ips"],
+        torchscript_int8_vs_default=rate / results["predict_ips"],
+        torchscript_int8_export_seconds=export_s,
+    )
 
 
 def bench_beyond(ckpt_path: Path, paths: list[str], ref_preds: list[int], results: dict) -> None:
@@ -184,8 +224,8 @@ def bench_beyond(ckpt_path: Path, paths: list[str], ref_preds: list[int], result
     """
     import torch
 
-    from skinfood_cli.engine import Engine, load_model
     from skinfood_cli.data.images import load_image
+    from skinfood_cli.engine import Engine, load_model
 
     def run(engine):
         list(engine.run_paths(paths[:8]))
@@ -217,12 +257,18 @@ def bench_beyond(ckpt_path: Path, paths: list[str], ref_preds: list[int], result
             load_image(p, draft_size=draft)
         decode[label] = (time.perf_counter() - start) / len(paths) * 1000
     log(f"decoding a 640x480 JPEG: {decode['full']:.1f} ms full, {decode['draft']:.1f} ms reduced (draft)")
-    results.update(eager_ips=eager_ips, compile_seconds=compile_s, compiled_ips=compiled_ips,
-                   compiled_agreement=compiled_agree,
-                   compile_break_even_images=compile_s / max(1e-9, 1 / eager_ips - 1 / compiled_ips)
-                   if compiled_ips > eager_ips else None,
-                   threads_ips={str(k): v for k, v in threads.items()},
-                   decode_ms_full=decode["full"], decode_ms_draft=decode["draft"])
+    results.update(
+        eager_ips=eager_ips,
+        compile_seconds=compile_s,
+        compiled_ips=compiled_ips,
+        compiled_agreement=compiled_agree,
+        compile_break_even_images=compile_s / max(1e-9, 1 / eager_ips - 1 / compiled_ips)
+        if compiled_ips > eager_ips
+        else None,
+        threads_ips={str(k): v for k, v in threads.items()},
+        decode_ms_full=decode["full"],
+        decode_ms_draft=decode["draft"],
+    )
 
 
 def unless_extra_missing(step: str, bench, *args, results: dict) -> None:
@@ -297,11 +343,23 @@ def bench_train(work: Path, quick: bool, results: dict) -> None:
 
     batch = 32
     per_class = 24 if quick else 48  # 72 / 144 photos: 2 / 4 steps an epoch
-    data = make_dataset(work / "train-224", CLASSES, train_per_class=per_class, test_per_class=1,
-                        size=PHOTO, lesion_scale=0.4)
+    data = make_dataset(
+        work / "train-224", CLASSES, train_per_class=per_class, test_per_class=1, size=PHOTO, lesion_scale=0.4
+    )
     # --- skinfood's trainer, full fine-tuning (epoch 1 warms up; epoch 2 is measured)
-    full = train(TrainConfig(data=str(data), name="bench-full", epochs=2, image_size=SIZE, batch_size=batch,
-                             pretrained=False, freeze_epochs=0, val_fraction=0.1, device="cpu"))
+    full = train(
+        TrainConfig(
+            data=str(data),
+            name="bench-full",
+            epochs=2,
+            image_size=SIZE,
+            batch_size=batch,
+            pretrained=False,
+            freeze_epochs=0,
+            val_fraction=0.1,
+            device="cpu",
+        )
+    )
     row = full.history[-1]
     results["train_ips"] = row["images_per_s"]
     results["full_epoch_seconds"] = row["seconds"]
@@ -312,9 +370,19 @@ def bench_train(work: Path, quick: bool, results: dict) -> None:
     log(f"study training loop: {results['study_train_ips']:.1f} img/s")
     results["train_speedup"] = results["train_ips"] / results["study_train_ips"]
     # --- --freeze-backbone: epoch 2 runs on cached features
-    frozen = train(TrainConfig(data=str(data), name="bench-frozen", epochs=2, image_size=SIZE,
-                               batch_size=batch, pretrained=False, freeze_backbone=True, val_fraction=0.1,
-                               device="cpu"))
+    frozen = train(
+        TrainConfig(
+            data=str(data),
+            name="bench-frozen",
+            epochs=2,
+            image_size=SIZE,
+            batch_size=batch,
+            pretrained=False,
+            freeze_backbone=True,
+            val_fraction=0.1,
+            device="cpu",
+        )
+    )
     results["frozen_epoch_seconds"] = frozen.history[-1]["seconds"]
     results["frozen_speedup"] = results["full_epoch_seconds"] / max(results["frozen_epoch_seconds"], 1e-9)
     log(f"frozen-backbone epoch: {results['frozen_epoch_seconds']:.3f}s")
@@ -357,9 +425,12 @@ def bench_train_compiled(work: Path, results: dict, steps: int = 3, batch_size: 
         rates[mode] = batch_size * steps / sum(times[1:])
         log(f"training step, {mode}: first step {times[0]:.1f} s, then {rates[mode]:.1f} img/s")
     saved = 1 / rates["eager"] - 1 / rates["compiled"]
-    results.update(train_eager_step_ips=rates["eager"], train_compiled_ips=rates["compiled"],
-                   train_compile_seconds=first["compiled"] - first["eager"],
-                   train_compile_break_even_images=(first["compiled"] - first["eager"]) / saved if saved > 0 else None)
+    results.update(
+        train_eager_step_ips=rates["eager"],
+        train_compiled_ips=rates["compiled"],
+        train_compile_seconds=first["compiled"] - first["eager"],
+        train_compile_break_even_images=(first["compiled"] - first["eager"]) / saved if saved > 0 else None,
+    )
 
 
 # --- 4. start-up ------------------------------------------------------------------------
@@ -382,8 +453,10 @@ def bench_startup(ckpt: Path, photo: str, env: dict, results: dict) -> None:
     results["import_torch_seconds"] = imports
     results["cold_predict_seconds"] = predict
     results["cold_predict_overhead_seconds"] = predict - imports
-    log(f"--help {results['help_seconds']:.2f}s; predict one photo {predict:.2f}s "
-        f"(import torch+torchvision {imports:.2f}s)")
+    log(
+        f"--help {results['help_seconds']:.2f}s; predict one photo {predict:.2f}s "
+        f"(import torch+torchvision {imports:.2f}s)"
+    )
 
 
 # --- 5. memory ---------------------------------------------------------------------------
@@ -397,8 +470,7 @@ RSS_PROBE = (
 
 
 def peak_rss_mb(cmd: list[str], env: dict) -> float:
-    out = subprocess.run([sys.executable, "-c", RSS_PROBE, *cmd], env=env, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", RSS_PROBE, *cmd], env=env, capture_output=True, text=True, check=True)
     return int(out.stdout.strip()) / 1024  # ru_maxrss is in KiB on Linux
 
 
@@ -439,8 +511,10 @@ def cpu_peak_gflops(precision: str) -> tuple[float, str]:
     bf16 = precision == "bf16" and "avx512_bf16" in flags
     per_cycle = lanes * fma_units * 2 * (2 if bf16 else 1)  # vdpbf16ps: two bf16 products per fp32 lane
     ghz = mhz / 1000 or 2.0
-    note = (f"{cores} cores x {ghz:.2f} GHz x {lanes} fp32 lanes x {fma_units} FMA units x 2 FLOPs"
-            f"{' x 2 (bf16 dot-product)' if bf16 else ''}")
+    note = (
+        f"{cores} cores x {ghz:.2f} GHz x {lanes} fp32 lanes x {fma_units} FMA units x 2 FLOPs"
+        f"{' x 2 (bf16 dot-product)' if bf16 else ''}"
+    )
     return cores * ghz * per_cycle, note
 
 
@@ -460,19 +534,39 @@ def print_table(results: dict) -> None:
         ("predict (img/s, 224 px)", results.get("study_predict_ips"), results.get("predict_ips"), "predict_speedup"),
         ("top-1 agreement with fp32", None, results.get("predict_agreement"), "predict_agreement"),
         ("full fine-tuning (img/s)", results.get("study_train_ips"), results.get("train_ips"), "train_speedup"),
-        ("frozen-backbone epoch vs full (s)", results.get("full_epoch_seconds"),
-         results.get("frozen_epoch_seconds"), "frozen_speedup"),
+        (
+            "frozen-backbone epoch vs full (s)",
+            results.get("full_epoch_seconds"),
+            results.get("frozen_epoch_seconds"),
+            "frozen_speedup",
+        ),
         ("skinfood --help (s)", None, results.get("help_seconds"), "help_seconds"),
-        ("predict one photo minus torch import (s)", None, results.get("cold_predict_overhead_seconds"),
-         "cold_predict_overhead_seconds"),
+        (
+            "predict one photo minus torch import (s)",
+            None,
+            results.get("cold_predict_overhead_seconds"),
+            "cold_predict_overhead_seconds",
+        ),
         ("peak RSS 100 -> 2000 photos (MB)", results.get("rss_100_mb"), results.get("rss_2000_mb"), "rss_ratio"),
-        ("predict via ONNX Runtime int8 (img/s)", results.get("study_predict_ips"), results.get("onnx_int8_ips"),
-         "onnx_int8_speedup"),
+        (
+            "predict via ONNX Runtime int8 (img/s)",
+            results.get("study_predict_ips"),
+            results.get("onnx_int8_ips"),
+            "onnx_int8_speedup",
+        ),
         ("ONNX int8 top-1 agreement with fp32", None, results.get("onnx_int8_agreement"), "onnx_int8_agreement"),
-        ("predict via PyTorch x86 int8 (img/s)", results.get("study_predict_ips"),
-         results.get("torchscript_int8_ips"), "torchscript_int8_speedup"),
-        ("PyTorch int8 top-1 agreement with fp32", None, results.get("torchscript_int8_agreement"),
-         "torchscript_int8_agreement"),
+        (
+            "predict via PyTorch x86 int8 (img/s)",
+            results.get("study_predict_ips"),
+            results.get("torchscript_int8_ips"),
+            "torchscript_int8_speedup",
+        ),
+        (
+            "PyTorch int8 top-1 agreement with fp32",
+            None,
+            results.get("torchscript_int8_agreement"),
+            "torchscript_int8_agreement",
+        ),
     ]
     print(f"{'measure':44} {'study / base':>13} {'skinfood':>10} {'ratio':>9} {'bar':>9}  ok")
     skipped_bars = {k for step in results.get("skipped", {}) for k in EXTRA_BARS.get(step, ())}
@@ -483,34 +577,50 @@ def print_table(results: dict) -> None:
             print(f"{name:44} {'':>13} {'':>10} {'':>9} {op + str(bar):>9}  skipped (extra not installed)")
             continue
         ok = value is not None and (value >= bar if op == ">=" else value <= bar)
-        ratio = "" if key in ("help_seconds", "cold_predict_overhead_seconds") or key.endswith("agreement") \
+        ratio = (
+            ""
+            if key in ("help_seconds", "cold_predict_overhead_seconds") or key.endswith("agreement")
             else f"{value:.2f}x"
+        )
         print(f"{name:44} {_fmt(base):>13} {_fmt(ours):>10} {ratio:>9} {op + str(bar):>9}  {'yes' if ok else 'NO'}")
-    onnx = "" if "onnx_int8_ips" not in results else (
-        f"ONNX fp32 {results['onnx_fp32_ips']:.1f} ({results['onnx_fp32_agreement']:.3f}, "
-        f"{results['onnx_fp32_mb']:.0f}); ONNX int8 {results['onnx_int8_ips']:.1f} "
-        f"({results['onnx_int8_agreement']:.3f}, {results['onnx_int8_mb']:.0f}); ")
-    print(f"predict, all engines (img/s, top-1 agreement with fp32 PyTorch, file MB): "
-          f"study loop {results['study_predict_ips']:.1f} (1.000, {results['pytorch_checkpoint_mb']:.0f}); "
-          f"skinfood PyTorch {results['predict_precision']} {results['predict_ips']:.1f} "
-          f"({results['predict_agreement']:.3f}); {onnx}"
-          f"PyTorch x86 int8 {results['torchscript_int8_ips']:.1f} ({results['torchscript_int8_agreement']:.3f}, "
-          f"{results['torchscript_int8_mb']:.0f}) = {results['torchscript_int8_vs_default']:.2f}x the default engine")
+    onnx = (
+        ""
+        if "onnx_int8_ips" not in results
+        else (
+            f"ONNX fp32 {results['onnx_fp32_ips']:.1f} ({results['onnx_fp32_agreement']:.3f}, "
+            f"{results['onnx_fp32_mb']:.0f}); ONNX int8 {results['onnx_int8_ips']:.1f} "
+            f"({results['onnx_int8_agreement']:.3f}, {results['onnx_int8_mb']:.0f}); "
+        )
+    )
+    print(
+        f"predict, all engines (img/s, top-1 agreement with fp32 PyTorch, file MB): "
+        f"study loop {results['study_predict_ips']:.1f} (1.000, {results['pytorch_checkpoint_mb']:.0f}); "
+        f"skinfood PyTorch {results['predict_precision']} {results['predict_ips']:.1f} "
+        f"({results['predict_agreement']:.3f}); {onnx}"
+        f"PyTorch x86 int8 {results['torchscript_int8_ips']:.1f} ({results['torchscript_int8_agreement']:.3f}, "
+        f"{results['torchscript_int8_mb']:.0f}) = {results['torchscript_int8_vs_default']:.2f}x the default engine"
+    )
     if "compiled_ips" in results:
         even = results["compile_break_even_images"]
-        print(f"beyond: torch.compile {results['compiled_ips']:.1f} vs eager {results['eager_ips']:.1f} img/s "
-              f"after {results['compile_seconds']:.0f} s compiling (agreement {results['compiled_agreement']:.3f}; "
-              f"{'pays off after ' + format(even, '.0f') + ' photos' if even else 'never pays off'}); threads "
-              + ", ".join(f"{k}: {v:.1f}" for k, v in results["threads_ips"].items())
-              + f" img/s; JPEG decode {results['decode_ms_full']:.1f} ms full vs {results['decode_ms_draft']:.1f} "
-              "ms reduced")
+        print(
+            f"beyond: torch.compile {results['compiled_ips']:.1f} vs eager {results['eager_ips']:.1f} img/s "
+            f"after {results['compile_seconds']:.0f} s compiling (agreement {results['compiled_agreement']:.3f}; "
+            f"{'pays off after ' + format(even, '.0f') + ' photos' if even else 'never pays off'}); threads "
+            + ", ".join(f"{k}: {v:.1f}" for k, v in results["threads_ips"].items())
+            + f" img/s; JPEG decode {results['decode_ms_full']:.1f} ms full vs {results['decode_ms_draft']:.1f} "
+            "ms reduced"
+        )
     if "train_compiled_ips" in results:
         even = results["train_compile_break_even_images"]
-        print(f"beyond: training with torch.compile {results['train_compiled_ips']:.1f} vs eager "
-              f"{results['train_eager_step_ips']:.1f} img/s after {results['train_compile_seconds']:.0f} s compiling "
-              f"({'pays off after ' + format(even, '.0f') + ' photos' if even else 'never pays off'})")
-    print(f"predict reaches {results['predict_gflops']:.0f} GFLOP/s = {results['fraction_of_peak']:.0%} of the "
-          f"estimated {results['cpu_peak_gflops']:.0f} GFLOP/s peak ({results['cpu_peak_note']})")
+        print(
+            f"beyond: training with torch.compile {results['train_compiled_ips']:.1f} vs eager "
+            f"{results['train_eager_step_ips']:.1f} img/s after {results['train_compile_seconds']:.0f} s compiling "
+            f"({'pays off after ' + format(even, '.0f') + ' photos' if even else 'never pays off'})"
+        )
+    print(
+        f"predict reaches {results['predict_gflops']:.0f} GFLOP/s = {results['fraction_of_peak']:.0%} of the "
+        f"estimated {results['cpu_peak_gflops']:.0f} GFLOP/s peak ({results['cpu_peak_note']})"
+    )
 
 
 def _fmt(x) -> str:
@@ -523,11 +633,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller samples; under 5 minutes on 2 cores")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    parser.add_argument("--no-save", action="store_true",
-                        help="do not write benchmarks/results/ nor regenerate benchmarks/README.md")
+    parser.add_argument(
+        "--no-save", action="store_true", help="do not write benchmarks/results/ nor regenerate benchmarks/README.md"
+    )
     parser.add_argument("--keep", type=Path, help="keep the work folder here")
-    parser.add_argument("--beyond", action="store_true", help="also measure torch.compile, thread counts and "
-                        "JPEG decoding (several more minutes)")
+    parser.add_argument(
+        "--beyond",
+        action="store_true",
+        help="also measure torch.compile, thread counts and JPEG decoding (several more minutes)",
+    )
     args = parser.parse_args(argv)
 
     work = Path(args.keep or tempfile.mkdtemp(prefix="skinfood-bench-"))
@@ -546,8 +660,11 @@ def measure(args, work: Path, argv: list[str]) -> int:
     env = {**os.environ, "SKINFOOD_DEVICE": "cpu"}
     import torch
 
-    results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-               "torch": str(torch.__version__), "quick": args.quick}
+    results = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "torch": str(torch.__version__),
+        "quick": args.quick,
+    }
     started = time.perf_counter()
     log("training a reference model (96 px, from scratch)")
     ckpt = train_reference_model(work)
@@ -590,8 +707,11 @@ def measure(args, work: Path, argv: list[str]) -> int:
 def failed_bars(results: dict) -> list[str]:
     """The bars missed; those of steps skipped for a missing extra are not counted."""
     skipped = {k for step in results.get("skipped", {}) for k in EXTRA_BARS.get(step, ())}
-    return [k for k, (op, bar) in BARS.items()
-            if k not in skipped and not (results[k] >= bar if op == ">=" else results[k] <= bar)]
+    return [
+        k
+        for k, (op, bar) in BARS.items()
+        if k not in skipped and not (results[k] >= bar if op == ">=" else results[k] <= bar)
+    ]
 
 
 if __name__ == "__main__":

@@ -36,19 +36,38 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import log, make_photos, skinfood_predict, train_reference_model  # noqa: E402
+from run import log, make_photos, skinfood_predict, train_reference_model
 
 LEVELS = (1, 4, 16, 64)
-BARS = {"batched_vs_unbatched_c16": (">=", 1.5), "batched_vs_predict_c16": (">=", 0.8),
-        "errors_in_1000": ("<=", 0), "rss_ratio_2000_vs_200": ("<=", 1.1)}
+BARS = {
+    "batched_vs_unbatched_c16": (">=", 1.5),
+    "batched_vs_predict_c16": (">=", 0.8),
+    "errors_in_1000": ("<=", 0),
+    "rss_ratio_2000_vs_200": ("<=", 1.1),
+}
 
 
 class ServerProcess:
     def __init__(self, model: Path, env: dict, *args: str):
         started = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, "-m", "skinfood_cli", "serve", "--model", str(model),
-                                      "--port", "0", "--no-access-log", *args],
-                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "skinfood_cli",
+                "serve",
+                "--model",
+                str(model),
+                "--port",
+                "0",
+                "--no-access-log",
+                *args,
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         port = None
         for line in self.proc.stderr:
             m = re.search(r"listening on [\d.]+:(\d+)", line)
@@ -100,8 +119,9 @@ def load(url: str, photos: list[bytes], n: int, concurrency: int, cap_s: float) 
                     return
                 t = time.perf_counter()
                 try:
-                    status = client.post(f"{url}/v1/predict", content=photos[i % len(photos)],
-                                         headers={"Content-Type": "image/jpeg"}).status_code
+                    status = client.post(
+                        f"{url}/v1/predict", content=photos[i % len(photos)], headers={"Content-Type": "image/jpeg"}
+                    ).status_code
                 except httpx.HTTPError:
                     status = "connection error"
                 with lock:
@@ -119,8 +139,14 @@ def load(url: str, photos: list[bytes], n: int, concurrency: int, cap_s: float) 
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
 
     ok = statuses.get(200, 0)
-    return {"requests": len(latencies), "rps": ok / elapsed, "p50_ms": pct(0.50), "p95_ms": pct(0.95),
-            "p99_ms": pct(0.99), "errors": {str(k): v for k, v in statuses.items() if k != 200}}
+    return {
+        "requests": len(latencies),
+        "rps": ok / elapsed,
+        "p50_ms": pct(0.50),
+        "p95_ms": pct(0.95),
+        "p99_ms": pct(0.99),
+        "errors": {str(k): v for k, v in statuses.items() if k != 200},
+    }
 
 
 def bench_server(model: Path, env: dict, photos: list[bytes], args: list[str], n: int, cap_s: float) -> dict:
@@ -134,8 +160,10 @@ def bench_server(model: Path, env: dict, photos: list[bytes], args: list[str], n
             after = server.batches()
             row["mean_batch"] = (after[1] - before[1]) / max(1.0, after[0] - before[0])
             out["levels"][c] = row
-            log(f"  c={c:3d}: {row['rps']:.1f} req/s, p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms, "
-                f"mean batch {row['mean_batch']:.1f}, errors {row['errors'] or 'none'}")
+            log(
+                f"  c={c:3d}: {row['rps']:.1f} req/s, p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms, "
+                f"mean batch {row['mean_batch']:.1f}, errors {row['errors'] or 'none'}"
+            )
     finally:
         server.stop()
     return out
@@ -153,8 +181,13 @@ def bench_endurance(model: Path, env: dict, photos: list[bytes], total: int) -> 
         server.stop()
     checked = first["requests"] + rest["requests"]
     errors = sum(first["errors"].values()) + sum(rest["errors"].values())
-    return {"requests_checked": checked, "errors": errors, "rss_200_mb": rss_200, "rss_total_mb": rss_total,
-            "total_requests": total}
+    return {
+        "requests_checked": checked,
+        "errors": errors,
+        "rss_200_mb": rss_200,
+        "rss_total_mb": rss_total,
+        "total_requests": total,
+    }
 
 
 def main(argv=None) -> int:
@@ -162,8 +195,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer requests per level; ~5 minutes on 2 cores")
     parser.add_argument("--int8", action="store_true", help="serve the int8 TorchScript export of the model")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    parser.add_argument("--no-save", action="store_true",
-                        help="do not write benchmarks/results/ nor regenerate benchmarks/README.md")
+    parser.add_argument(
+        "--no-save", action="store_true", help="do not write benchmarks/results/ nor regenerate benchmarks/README.md"
+    )
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="skinfood-serve-bench-"))
@@ -185,8 +219,14 @@ def measure(args, work: Path, argv: list[str]) -> int:
         from skinfood_cli.export import export_model
 
         log("exporting it to int8 TorchScript (PyTorch's x86 kernels)")
-        model = export_model(model, fmt="torchscript", int8=True, output=work / "bench.int8.torchscript",
-                             calibration_images=100, verify_images=32).path
+        model = export_model(
+            model,
+            fmt="torchscript",
+            int8=True,
+            output=work / "bench.int8.torchscript",
+            calibration_images=100,
+            verify_images=32,
+        ).path
     paths = make_photos(work / "photos", 64)
     photos = [Path(p).read_bytes() for p in paths]
     n, cap = (48, 45.0) if args.quick else (200, 120.0)
@@ -205,8 +245,12 @@ def measure(args, work: Path, argv: list[str]) -> int:
 
     b16, u16 = results["batched"]["levels"][16]["rps"], results["unbatched"]["levels"][16]["rps"]
     e = results["endurance"]
-    results.update(batched_vs_unbatched_c16=b16 / u16, batched_vs_predict_c16=b16 / results["predict_ips"],
-                   errors_in_1000=e["errors"], rss_ratio_2000_vs_200=e["rss_total_mb"] / e["rss_200_mb"])
+    results.update(
+        batched_vs_unbatched_c16=b16 / u16,
+        batched_vs_predict_c16=b16 / results["predict_ips"],
+        errors_in_1000=e["errors"],
+        rss_ratio_2000_vs_200=e["rss_total_mb"] / e["rss_200_mb"],
+    )
     results["seconds"] = time.perf_counter() - started
     print_table(results)
     results["run"] = report.provenance("serve", argv)
@@ -220,22 +264,34 @@ def measure(args, work: Path, argv: list[str]) -> int:
 
 
 def print_table(r: dict) -> None:
-    print(f"{'concurrency':>11} | {'batched req/s':>13} {'p50':>6} {'p95':>6} {'p99':>6} {'batch':>5} {'errors':>6} | "
-          f"{'unbatched req/s':>15} {'p50':>6} {'p95':>6} {'p99':>6} {'errors':>6} | ratio")
+    print(
+        f"{'concurrency':>11} | {'batched req/s':>13} {'p50':>6} {'p95':>6} {'p99':>6} {'batch':>5} {'errors':>6} | "
+        f"{'unbatched req/s':>15} {'p50':>6} {'p95':>6} {'p99':>6} {'errors':>6} | ratio"
+    )
     for c in LEVELS:
         b, u = r["batched"]["levels"][c], r["unbatched"]["levels"][c]
-        print(f"{c:>11} | {b['rps']:>13.1f} {b['p50_ms']:>6.0f} {b['p95_ms']:>6.0f} {b['p99_ms']:>6.0f} "
-              f"{b['mean_batch']:>5.1f} {sum(b['errors'].values()):>6} | {u['rps']:>15.1f} {u['p50_ms']:>6.0f} "
-              f"{u['p95_ms']:>6.0f} {u['p99_ms']:>6.0f} {sum(u['errors'].values()):>6} | {b['rps'] / u['rps']:.2f}x")
+        print(
+            f"{c:>11} | {b['rps']:>13.1f} {b['p50_ms']:>6.0f} {b['p95_ms']:>6.0f} {b['p99_ms']:>6.0f} "
+            f"{b['mean_batch']:>5.1f} {sum(b['errors'].values()):>6} | {u['rps']:>15.1f} {u['p50_ms']:>6.0f} "
+            f"{u['p95_ms']:>6.0f} {u['p99_ms']:>6.0f} {sum(u['errors'].values()):>6} | {b['rps'] / u['rps']:.2f}x"
+        )
     e = r["endurance"]
-    print(f"latency in ms. cold start (process start to ready): batched {r['batched']['cold_start_s']:.1f} s, "
-          f"unbatched {r['unbatched']['cold_start_s']:.1f} s")
+    print(
+        f"latency in ms. cold start (process start to ready): batched {r['batched']['cold_start_s']:.1f} s, "
+        f"unbatched {r['unbatched']['cold_start_s']:.1f} s"
+    )
     print(f"skinfood predict on the same photos: {r['predict_ips']:.1f} img/s")
-    rows = [("batched / unbatched at c=16", r["batched_vs_unbatched_c16"], "batched_vs_unbatched_c16"),
-            ("batched at c=16 / skinfood predict", r["batched_vs_predict_c16"], "batched_vs_predict_c16"),
-            (f"errors in {e['requests_checked']} requests", r["errors_in_1000"], "errors_in_1000"),
-            (f"RSS after {e['total_requests']} / after 200 requests ({e['rss_total_mb']:.0f} / "
-             f"{e['rss_200_mb']:.0f} MB)", r["rss_ratio_2000_vs_200"], "rss_ratio_2000_vs_200")]
+    rows = [
+        ("batched / unbatched at c=16", r["batched_vs_unbatched_c16"], "batched_vs_unbatched_c16"),
+        ("batched at c=16 / skinfood predict", r["batched_vs_predict_c16"], "batched_vs_predict_c16"),
+        (f"errors in {e['requests_checked']} requests", r["errors_in_1000"], "errors_in_1000"),
+        (
+            f"RSS after {e['total_requests']} / after 200 requests ({e['rss_total_mb']:.0f} / "
+            f"{e['rss_200_mb']:.0f} MB)",
+            r["rss_ratio_2000_vs_200"],
+            "rss_ratio_2000_vs_200",
+        ),
+    ]
     for name, value, key in rows:
         op, bar = BARS[key]
         ok = value >= bar if op == ">=" else value <= bar

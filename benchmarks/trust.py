@@ -45,8 +45,15 @@ from skinfood_cli.trust import (
     set_metrics,
 )
 
-CANDIDATES = [("max_softmax", {}), ("energy", {}), ("mahalanobis", {}),
-              ("knn", {"k": 1}), ("knn", {"k": 5}), ("knn", {"k": 10}), ("knn", {"k": 20})]
+CANDIDATES = [
+    ("max_softmax", {}),
+    ("energy", {}),
+    ("mahalanobis", {}),
+    ("knn", {"k": 1}),
+    ("knn", {"k": 5}),
+    ("knn", {"k": 10}),
+    ("knn", {"k": 20}),
+]
 
 
 def extract(model, paths: list[str], image_size: int, mean, std, batch: int = 32):
@@ -55,7 +62,7 @@ def extract(model, paths: list[str], image_size: int, mean, std, batch: int = 32
     feats, logits = [], []
     with torch.inference_mode():
         for i in range(0, len(paths), batch):
-            x = torch.stack([transform(load_image(p, draft_size=image_size)) for p in paths[i:i + batch]])
+            x = torch.stack([transform(load_image(p, draft_size=image_size)) for p in paths[i : i + batch]])
             f, z = pooled_features(model, x)
             feats.append(f.float())
             logits.append(z.float())
@@ -70,8 +77,13 @@ def load_splits(args, ckpt, model) -> dict:
     cache = Path(args.cache) if args.cache else None
     if cache and cache.is_file():
         return dict(np.load(cache, allow_pickle=False))
-    ds = discover_dataset(args.data, classes=list(ckpt["classes"]), val_fraction=ckpt["config"]["val_fraction"],
-                          seed=ckpt["config"]["seed"], val_files=ckpt["data"].get("val_files"))
+    ds = discover_dataset(
+        args.data,
+        classes=list(ckpt["classes"]),
+        val_fraction=ckpt["config"]["val_fraction"],
+        seed=ckpt["config"]["seed"],
+        val_files=ckpt["data"].get("val_files"),
+    )
     test_root = Path(args.data) / "test"
     test = gather(test_root, list(ckpt["classes"])) if test_root.is_dir() else []
     assert list_class_folders(test_root) == list(ckpt["classes"]) or not test
@@ -99,9 +111,12 @@ def measure(method: str, kw: dict, d: dict, temperature: float) -> dict:
     cut = in_scope_threshold(s["val"], KEEP)
     return {
         "method": method + (f" k={kw['k']}" if "k" in kw else ""),
-        "auroc_far": auroc(s["test"], s["far"]), "auroc_near": auroc(s["test"], s["near"]),
-        "flagged_far": float(np.mean(s["far"] < cut)), "flagged_near": float(np.mean(s["near"] < cut)),
-        "flagged_test": float(np.mean(s["test"] < cut)), "flagged_val": float(np.mean(s["val"] < cut)),
+        "auroc_far": auroc(s["test"], s["far"]),
+        "auroc_near": auroc(s["test"], s["near"]),
+        "flagged_far": float(np.mean(s["far"] < cut)),
+        "flagged_near": float(np.mean(s["near"] < cut)),
+        "flagged_test": float(np.mean(s["test"] < cut)),
+        "flagged_val": float(np.mean(s["val"] < cut)),
     }
 
 
@@ -125,24 +140,38 @@ def main() -> None:
     cal = calibrate(val_p, d["val_y"], args.coverage)
     coverage, size = set_metrics(test_p, d["test_y"], cal.qhat)
     result = {
-        "model": Path(args.model).name, "classes": list(ckpt["classes"]), "temperature": temperature,
-        "epochs_trained": ckpt.get("epoch"), "image_size": int(ckpt["image_size"]),
+        "model": Path(args.model).name,
+        "classes": list(ckpt["classes"]),
+        "temperature": temperature,
+        "epochs_trained": ckpt.get("epoch"),
+        "image_size": int(ckpt["image_size"]),
         "val_macro_f1": ckpt.get("metrics", {}).get("val_macro_f1"),
         "test_accuracy": float(np.mean(d["test_z"].argmax(1) == d["test_y"])),
         "counts": {k: len(d[f"{k}_z"]) for k in ("train", "val", "test", "near", "far")},
-        "keep_on_validation": KEEP, "methods": rows,
-        "conformal": {**cal.state(), "test_coverage": coverage, "test_mean_set_size": size,
-                      "test_singletons": float(np.mean([len(s) == 1 for s in prediction_sets(test_p, cal.qhat)]))},
+        "keep_on_validation": KEEP,
+        "methods": rows,
+        "conformal": {
+            **cal.state(),
+            "test_coverage": coverage,
+            "test_mean_set_size": size,
+            "test_singletons": float(np.mean([len(s) == 1 for s in prediction_sets(test_p, cal.qhat)])),
+        },
     }
-    print(f"{'method':<14} {'AUROC far':>9} {'AUROC near':>10} {'flag far':>8} {'flag near':>9} "
-          f"{'flag test':>9} {'flag val':>8}")
+    print(
+        f"{'method':<14} {'AUROC far':>9} {'AUROC near':>10} {'flag far':>8} {'flag near':>9} "
+        f"{'flag test':>9} {'flag val':>8}"
+    )
     for r in rows:
-        print(f"{r['method']:<14} {r['auroc_far']:9.3f} {r['auroc_near']:10.3f} {r['flagged_far']:8.1%} "
-              f"{r['flagged_near']:9.1%} {r['flagged_test']:9.1%} {r['flagged_val']:8.1%}")
+        print(
+            f"{r['method']:<14} {r['auroc_far']:9.3f} {r['auroc_near']:10.3f} {r['flagged_far']:8.1%} "
+            f"{r['flagged_near']:9.1%} {r['flagged_test']:9.1%} {r['flagged_val']:8.1%}"
+        )
     c = result["conformal"]
-    print(f"conformal APS at {args.coverage:.0%}: qhat {c['qhat']:.3f} on {c['calibration_size']} val photos "
-          f"(val coverage {c['validation_coverage']:.3f}); test coverage {coverage:.3f}, mean set size {size:.2f}, "
-          f"singletons {c['test_singletons']:.1%}; test accuracy {result['test_accuracy']:.3f}")
+    print(
+        f"conformal APS at {args.coverage:.0%}: qhat {c['qhat']:.3f} on {c['calibration_size']} val photos "
+        f"(val coverage {c['validation_coverage']:.3f}); test coverage {coverage:.3f}, mean set size {size:.2f}, "
+        f"singletons {c['test_singletons']:.1%}; test accuracy {result['test_accuracy']:.3f}"
+    )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -20,10 +20,13 @@ def subset_metrics(y, pred, num_classes: int, *, bootstrap: int = 1000, seed: in
     y, pred = np.asarray(y, dtype=np.int64), np.asarray(pred, dtype=np.int64)
     if not len(y):
         return {"count": 0, "accuracy": None, "balanced_accuracy": None, "macro_f1": None, "ci": {}}
-    return {"count": len(y), "accuracy": M.accuracy(y, pred),
-            "balanced_accuracy": M.balanced_accuracy(y, pred, num_classes),
-            "macro_f1": M.macro_f1(y, pred, num_classes),
-            "ci": M.bootstrap_ci(y, pred, num_classes, samples=bootstrap, seed=seed)}
+    return {
+        "count": len(y),
+        "accuracy": M.accuracy(y, pred),
+        "balanced_accuracy": M.balanced_accuracy(y, pred, num_classes),
+        "macro_f1": M.macro_f1(y, pred, num_classes),
+        "ci": M.bootstrap_ci(y, pred, num_classes, samples=bootstrap, seed=seed),
+    }
 
 
 def skin_tone_table(y, pred, itas, num_classes: int, *, bootstrap: int = 1000, seed: int = 0) -> dict:
@@ -35,8 +38,13 @@ def skin_tone_table(y, pred, itas, num_classes: int, *, bootstrap: int = 1000, s
     rows = []
     for name in GROUP_NAMES:
         keep = groups == name
-        rows.append({"group": name, "ita": group_range(name),
-                     **subset_metrics(y[keep], pred[keep], num_classes, bootstrap=bootstrap, seed=seed)})
+        rows.append(
+            {
+                "group": name,
+                "ita": group_range(name),
+                **subset_metrics(y[keep], pred[keep], num_classes, bootstrap=bootstrap, seed=seed),
+            }
+        )
     return {"note": NOTE, "groups": rows, "total": len(y)}
 
 
@@ -59,8 +67,9 @@ def add_skin_tone(result: dict, *, bootstrap: int = 1000, seed: int = 0, workers
     return result
 
 
-def add_leak_check(result: dict, meta: dict, *, bootstrap: int = 1000, seed: int = 0,
-                   workers: int | None = None) -> dict:
+def add_leak_check(
+    result: dict, meta: dict, *, bootstrap: int = 1000, seed: int = 0, workers: int | None = None
+) -> dict:
     """Put `leaks` into an evaluate result: scored photos with a near copy among the model's
     training photos (recorded in its checkpoint), and the metrics without them.
 
@@ -78,7 +87,8 @@ def add_leak_check(result: dict, meta: dict, *, bootstrap: int = 1000, seed: int
     found = find_training_copies([r["path"] for r in rows], hashes, threshold, workers=workers)
     keep = np.array([r["path"] not in found for r in rows], dtype=bool)
     result["leaks"] = {
-        "threshold": threshold, "count": len(found),
+        "threshold": threshold,
+        "count": len(found),
         "photos": [{"path": p, "distance": d} for p, d in sorted(found.items(), key=lambda kv: (kv[1], kv[0]))],
         "without": subset_metrics(y[keep], pred[keep], len(result["classes"]), bootstrap=bootstrap, seed=seed),
     }
@@ -93,10 +103,30 @@ def write_skin_tone_csv(result: dict, folder: str | Path) -> Path | None:
     path = Path(folder) / "skin_tone.csv"
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["group", "ita", "count", "accuracy", "accuracy_low", "accuracy_high", "macro_f1",
-                    "macro_f1_low", "macro_f1_high"])
+        w.writerow(
+            [
+                "group",
+                "ita",
+                "count",
+                "accuracy",
+                "accuracy_low",
+                "accuracy_high",
+                "macro_f1",
+                "macro_f1_low",
+                "macro_f1_high",
+            ]
+        )
         for row in table["groups"]:
             ci = row["ci"]
-            w.writerow([row["group"], row["ita"], row["count"], row["accuracy"], *ci.get("accuracy", ["", ""]),
-                        row["macro_f1"], *ci.get("macro_f1", ["", ""])])
+            w.writerow(
+                [
+                    row["group"],
+                    row["ita"],
+                    row["count"],
+                    row["accuracy"],
+                    *ci.get("accuracy", ["", ""]),
+                    row["macro_f1"],
+                    *ci.get("macro_f1", ["", ""]),
+                ]
+            )
     return path

@@ -88,7 +88,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
                 "code to load, which skinfood refuses to run"
             ) from None
         raise ModelError(f"{path} is not a valid checkpoint (corrupt): retrain or copy it again") from None
-    except Exception as exc:  # noqa: BLE001 - a malformed file makes the unpickler raise anything
+    except Exception as exc:
         hint = "truncated or corrupt" if "zip" in str(exc) or isinstance(exc, EOFError) else "unreadable"
         raise ModelError(f"{path} is not a valid checkpoint ({hint}): retrain or copy it again") from None
     return validate_checkpoint(ckpt, path)
@@ -117,8 +117,7 @@ def validate_checkpoint(ckpt, path: Path) -> dict:
     if ckpt.get("format") != FORMAT:
         if ckpt and all(isinstance(k, str) and "." in k for k in ckpt):
             raise ModelError(
-                f"{path} is a bare state dict, not a skinfood checkpoint: "
-                "use it with `skinfood train --weights FILE`"
+                f"{path} is a bare state dict, not a skinfood checkpoint: use it with `skinfood train --weights FILE`"
             )
         raise ModelError(f"{path} is not a skinfood checkpoint")
     for key, kind in REQUIRED.items():
@@ -133,9 +132,7 @@ def validate_checkpoint(ckpt, path: Path) -> dict:
     weight = state.get("fc.weight")
     if weight is None or tuple(weight.shape) != (len(classes), 2048):
         shape = None if weight is None else tuple(weight.shape)
-        raise ModelError(
-            f"{path} does not fit its class list: head shape {shape} for {len(classes)} classes"
-        )
+        raise ModelError(f"{path} does not fit its class list: head shape {shape} for {len(classes)} classes")
     ckpt["state_dict"] = state
     return ckpt
 
@@ -146,7 +143,7 @@ def clean_state_dict(state: dict) -> dict:
     for key, value in state.items():
         for prefix in _WRAPPER_PREFIXES:
             while key.startswith(prefix):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
         cleaned[key] = value
     return cleaned
 

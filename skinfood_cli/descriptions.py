@@ -48,9 +48,22 @@ from skinfood_cli.red_flags import (
     render_advice,
 )
 
-__all__ = ["LANGUAGES", "NO_DESCRIPTION", "SCHEMA_VERSIONS", "URGENCIES", "WHENS", "Description",
-           "DescriptionBook", "RedFlag", "bundled_path", "default_language", "load_descriptions",
-           "normalize_name", "user_override_path", "validate_language"]
+__all__ = [
+    "LANGUAGES",
+    "NO_DESCRIPTION",
+    "SCHEMA_VERSIONS",
+    "URGENCIES",
+    "WHENS",
+    "Description",
+    "DescriptionBook",
+    "RedFlag",
+    "bundled_path",
+    "default_language",
+    "load_descriptions",
+    "normalize_name",
+    "user_override_path",
+    "validate_language",
+]
 
 LANGUAGES = ("en", "ko")
 URGENCIES = ("routine", "soon", "urgent")
@@ -110,8 +123,7 @@ def normalize_name(name: str, *, loose: bool = False) -> str:
 
 def _names(entry: _Entry) -> list[tuple[str, str, str]]:
     """(field, raw name, exact form) for the entry's key and aliases."""
-    return [("key", entry.key, normalize_name(entry.key))] + [
-        ("aliases", a, normalize_name(a)) for a in entry.aliases]
+    return [("key", entry.key, normalize_name(entry.key))] + [("aliases", a, normalize_name(a)) for a in entry.aliases]
 
 
 class DescriptionBook:
@@ -132,8 +144,11 @@ class DescriptionBook:
 
     def summaries(self, lang: str = "en") -> list[dict]:
         """Key, name and urgency of every entry in `lang`, in file order (`diseases`, GET /v1/diseases)."""
-        return [{"key": k, "name": d.name, "urgency": d.urgency} for k in self.keys()
-                if (d := self.get(k, lang)) is not None]
+        return [
+            {"key": k, "name": d.name, "urgency": d.urgency}
+            for k in self.keys()
+            if (d := self.get(k, lang)) is not None
+        ]
 
     def sources(self) -> list[Path]:
         """Returns the files that were loaded, bundled first."""
@@ -246,7 +261,7 @@ def _parse_file(path: str, mtime_ns: int, size: int) -> tuple[_Entry, ...]:
     try:
         # libyaml's C loader parses the bundled file ~10x faster than the pure-Python one.
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - a safe loader
+        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}" if mark else ""
@@ -277,8 +292,10 @@ def _parse_file(path: str, mtime_ns: int, size: int) -> tuple[_Entry, ...]:
                 continue  # resolution step 2 settles it
             owner = loose_owner.setdefault(loose, entry.key)
             if owner != entry.key:
-                raise fail(f"entry {entry.key!r} field {field!r}: {raw!r} collides with entry "
-                           f"{owner!r} once words like 'photos' are ignored")
+                raise fail(
+                    f"entry {entry.key!r} field {field!r}: {raw!r} collides with entry "
+                    f"{owner!r} once words like 'photos' are ignored"
+                )
     return tuple(entries)
 
 
@@ -347,19 +364,25 @@ def _parse_entry(raw: Any, index: int, fail: Callable[[str], DescriptionsError],
     return _Entry(key, aliases, texts)
 
 
-def _parse_advice(blocks: dict[str, dict], version: int, bad: Callable[[str, str], DescriptionsError],
-                  known: Callable[..., None]) -> dict[str, tuple[RedFlag, ...]]:
+def _parse_advice(
+    blocks: dict[str, dict], version: int, bad: Callable[[str, str], DescriptionsError], known: Callable[..., None]
+) -> dict[str, tuple[RedFlag, ...]]:
     """Checks each language block's fields for the file's layout; returns its red flags ({} for schema 1)."""
     for lang, block in blocks.items():
         if version == 1 and "red_flags" in block:
-            raise bad(f"{lang}.red_flags", "needs 'schema_version: 2' at the top of the file "
-                      "(and no see_a_doctor: that text is written from the red flags)")
+            raise bad(
+                f"{lang}.red_flags",
+                "needs 'schema_version: 2' at the top of the file "
+                "(and no see_a_doctor: that text is written from the red flags)",
+            )
         if version == 2 and "see_a_doctor" in block:
-            raise bad(f"{lang}.see_a_doctor", "not used with 'schema_version: 2': list red_flags "
-                      "({when, sign}) instead, or set 'schema_version: 1' to keep free text")
+            raise bad(
+                f"{lang}.see_a_doctor",
+                "not used with 'schema_version: 2': list red_flags "
+                "({when, sign}) instead, or set 'schema_version: 1' to keep free text",
+            )
         extra = ("red_flags",) if version == 2 else ()
         known(block, _TEXT_FIELDS + _LIST_FIELDS + extra, f"{lang}.")
     if version == 1:
         return {}
-    return {lang: parse_red_flags(block.get("red_flags"), f"{lang}.red_flags", bad)
-            for lang, block in blocks.items()}
+    return {lang: parse_red_flags(block.get("red_flags"), f"{lang}.red_flags", bad) for lang, block in blocks.items()}

@@ -29,6 +29,7 @@ from skinfood_cli.model import resolve_device
 
 __all__ = ["DEFAULT_THRESHOLD", "Engine", "LoadedModel", "Result", "load_model", "softmax"]
 
+
 @dataclass
 class Result:
     """One input's outcome: logits (K,) as a numpy array, or an error message."""
@@ -145,8 +146,9 @@ class Engine:
         paths = [str(p) for p in paths]
         if not paths:
             return
-        workers = (self.workers if self.workers is not None
-                   else default_workers(len(paths), self.batch_size, self.device.type))
+        workers = (
+            self.workers if self.workers is not None else default_workers(len(paths), self.batch_size, self.device.type)
+        )
         # _PathDataset is map-style without torch's Dataset base class, which DataLoader's stubs want.
         loader: torch.utils.data.DataLoader = torch.utils.data.DataLoader(
             _PathDataset(paths, self.transform, self.model.image_size),  # type: ignore[arg-type]

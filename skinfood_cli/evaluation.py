@@ -26,8 +26,9 @@ class EvalSet:
     unknown: dict[str, int] = field(default_factory=dict)  # folder -> photos skipped
 
 
-def resolve_eval_set(meta: dict, classes: list[str], data: str | None, split: str,
-                     skip_unknown: bool = False) -> EvalSet:
+def resolve_eval_set(
+    meta: dict, classes: list[str], data: str | None, split: str, skip_unknown: bool = False
+) -> EvalSet:
     """Which photos to evaluate: `--data`/`--split`, or the model's own test split."""
     from skinfood_cli.data.dataset import detect_layout, gather, list_class_folders, relative_key
     from skinfood_cli.data.images import is_image_path
@@ -44,8 +45,10 @@ def resolve_eval_set(meta: dict, classes: list[str], data: str | None, split: st
         if split not in folders and split == "test" and "val" in folders:
             split = "val"  # the default --split, and val/ is the held-out folder there is
         if split not in folders:
-            raise DataError(f"{root} has no {split}/ folder (it holds {', '.join(f'{n}/' for n in folders)}): "
-                            "drop --split, or pass --split " + next(iter(folders)))
+            raise DataError(
+                f"{root} has no {split}/ folder (it holds {', '.join(f'{n}/' for n in folders)}): "
+                "drop --split, or pass --split " + next(iter(folders))
+            )
         folder = folders[split]
     elif split == "test":
         if "test" not in folders:
@@ -60,10 +63,16 @@ def resolve_eval_set(meta: dict, classes: list[str], data: str | None, split: st
     unknown_names = [n for n in names if n not in index]
     if unknown_names and not skip_unknown:
         splits = [n for n in unknown_names if n in ("train", "val", "test")]
-        hint = (f"; {splits[0]}/ looks like a split folder: keep only train/, val/ and test/ in {root}, "
-                "each of class folders" if splits else "")
-        raise DataError(f"the model does not know the class(es) {', '.join(unknown_names)} found in {folder} "
-                        f"(it knows: {', '.join(classes)}); pass --skip-unknown to leave them out{hint}")
+        hint = (
+            f"; {splits[0]}/ looks like a split folder: keep only train/, val/ and test/ in {root}, "
+            "each of class folders"
+            if splits
+            else ""
+        )
+        raise DataError(
+            f"the model does not know the class(es) {', '.join(unknown_names)} found in {folder} "
+            f"(it knows: {', '.join(classes)}); pass --skip-unknown to leave them out{hint}"
+        )
     known = [n for n in names if n in index]
     samples = [(p, index[known[label]]) for p, label in gather(folder, known)]
     unknown = {n: sum(is_image_path(Path(p)) for p, _ in gather(folder, [n])) for n in unknown_names}
@@ -80,6 +89,7 @@ def resolve_eval_set(meta: dict, classes: list[str], data: str | None, split: st
 
 def _match_classes(folders: list[str], classes: list[str]) -> dict[str, int]:
     """Folder name -> model class index, exact first, then ignoring case and spacing."""
+
     def norm(s: str) -> str:
         return "".join(ch for ch in s.lower() if ch.isalnum())
 
@@ -94,8 +104,16 @@ def _match_classes(folders: list[str], classes: list[str]) -> dict[str, int]:
     return out
 
 
-def evaluate(engine, eval_set: EvalSet, *, top_k: int = 3, bootstrap: int = 1000, seed: int = 0,
-             progress=None, ood: list[str] | None = None) -> dict:
+def evaluate(
+    engine,
+    eval_set: EvalSet,
+    *,
+    top_k: int = 3,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    progress=None,
+    ood: list[str] | None = None,
+) -> dict:
     """Run the engine over the set and compute every metric `evaluate` reports.
 
     Returns the JSON-ready dict documented in docs/usage.md (keys: accuracy,
@@ -125,11 +143,18 @@ def evaluate(engine, eval_set: EvalSet, *, top_k: int = 3, bootstrap: int = 1000
         pred = int(np.argmax(p))
         scopes.append(result.scope)
         members = prediction_sets(p[None], qhat)[0] if qhat is not None else [pred]
-        rows.append({"path": result.path, "true": classes[true], "predicted": classes[pred],
-                     "confidence": round(float(p[pred]), 6), "correct": pred == true,
-                     "in_scope": result.scope is None or result.scope >= 0,
-                     "scope_score": None if result.scope is None else round(result.scope, 6),
-                     "prediction_set": "|".join(classes[i] for i in members)})
+        rows.append(
+            {
+                "path": result.path,
+                "true": classes[true],
+                "predicted": classes[pred],
+                "confidence": round(float(p[pred]), 6),
+                "correct": pred == true,
+                "in_scope": result.scope is None or result.scope >= 0,
+                "scope_score": None if result.scope is None else round(result.scope, 6),
+                "prediction_set": "|".join(classes[i] for i in members),
+            }
+        )
     if not labels:
         raise DataError("none of the images could be read: nothing to evaluate")
     y = np.asarray(labels)
@@ -139,8 +164,10 @@ def evaluate(engine, eval_set: EvalSet, *, top_k: int = 3, bootstrap: int = 1000
     scores = M.per_class_scores(cm)
     k = max(1, min(top_k, K))
     return {
-        "model": str(engine.model.path), "data": str(eval_set.root), "split": eval_set.split,
-        "num_images": int(len(y)),
+        "model": str(engine.model.path),
+        "data": str(eval_set.root),
+        "split": eval_set.split,
+        "num_images": len(y),
         "accuracy": M.accuracy(y, pred),
         "balanced_accuracy": M.balanced_accuracy(y, pred, K),
         "macro_f1": M.macro_f1(y, pred, K),
@@ -153,9 +180,13 @@ def evaluate(engine, eval_set: EvalSet, *, top_k: int = 3, bootstrap: int = 1000
         "classes": list(classes),
         "confusion_matrix": cm.tolist(),
         "per_class": {
-            c: {"precision": float(scores["precision"][i]), "recall": float(scores["recall"][i]),
-                "f1": float(scores["f1"][i]), "support": int(scores["support"][i]),
-                "never_predicted": bool(cm[:, i].sum() == 0)}
+            c: {
+                "precision": float(scores["precision"][i]),
+                "recall": float(scores["recall"][i]),
+                "f1": float(scores["f1"][i]),
+                "support": int(scores["support"][i]),
+                "never_predicted": bool(cm[:, i].sum() == 0),
+            }
             for i, c in enumerate(classes)
         },
         "most_confused": M.most_confused(cm, list(classes)),
@@ -176,8 +207,10 @@ def _trust_report(engine, scopes, probs, labels, ood: list[str]) -> dict:
     if report["scope_check"]:
         from skinfood_cli.prediction import expand_inputs
 
-        report["ood"] = [ood_report(engine, folder, [i.path for i in expand_inputs([folder]) if i.error is None],
-                                    scopes) for folder in ood]
+        report["ood"] = [
+            ood_report(engine, folder, [i.path for i in expand_inputs([folder]) if i.error is None], scopes)
+            for folder in ood
+        ]
     elif ood:
         report["ood"] = []
         report["note"] = "this model has no scope check: --ood folders were not scored"
@@ -190,8 +223,7 @@ def write_report(report: dict, folder: str | os.PathLike) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     classes = report["classes"]
     metrics = {k: v for k, v in report.items() if k != "predictions"}
-    paths = [folder / "metrics.json", folder / "confusion.csv", folder / "predictions.csv",
-             folder / "confusion.png"]
+    paths = [folder / "metrics.json", folder / "confusion.csv", folder / "predictions.csv", folder / "confusion.png"]
     paths[0].write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     with open(paths[1], "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -199,8 +231,19 @@ def write_report(report: dict, folder: str | os.PathLike) -> list[Path]:
         for name, row in zip(classes, report["confusion_matrix"]):
             w.writerow([name, *row])
     with open(paths[2], "w", newline="", encoding="utf-8") as f:
-        rows = csv.DictWriter(f, fieldnames=["path", "true", "predicted", "confidence", "correct", "in_scope",
-                                          "scope_score", "prediction_set"])
+        rows = csv.DictWriter(
+            f,
+            fieldnames=[
+                "path",
+                "true",
+                "predicted",
+                "confidence",
+                "correct",
+                "in_scope",
+                "scope_score",
+                "prediction_set",
+            ],
+        )
         rows.writeheader()
         rows.writerows(report["predictions"])
     render_confusion_png(report["confusion_matrix"], classes, paths[3])
@@ -234,7 +277,11 @@ def render_confusion_png(matrix, classes: list[str], path: Path) -> Path:
         d.text((left + i * cell + cell // 2, top - 6), f"{i + 1}", fill="black", font=small, anchor="ms")
         for j in range(K):
             v = rows[i, j]
-            shade = (int(255 - 200 * v), int(255 - 120 * v), 255) if i == j else (255, int(255 - 200 * v), int(255 - 200 * v))
+            shade = (
+                (int(255 - 200 * v), int(255 - 120 * v), 255)
+                if i == j
+                else (255, int(255 - 200 * v), int(255 - 200 * v))
+            )
             x0, y0 = left + j * cell, top + i * cell
             d.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=shade, outline=(200, 200, 200))
             if cm[i, j]:

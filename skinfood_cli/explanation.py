@@ -50,8 +50,10 @@ def grad_cam(engine, image, target: int | None = None) -> GradCam:
     if not engine.supports_gradients:
         from skinfood_cli.errors import UsageError
 
-        raise UsageError("explain needs the PyTorch checkpoint (.pt): Grad-CAM needs gradients, "
-                         "which an exported file does not carry")
+        raise UsageError(
+            "explain needs the PyTorch checkpoint (.pt): Grad-CAM needs gradients, "
+            "which an exported file does not carry"
+        )
     model = engine.module
     stage = model.layer4
     saved: dict = {}
@@ -81,8 +83,10 @@ def colormap(values):
     import numpy as np
 
     v = np.clip(values, 0, 1)[..., None]
-    stops = np.array([[48, 18, 59], [50, 136, 255], [26, 228, 182], [165, 252, 60],
-                      [250, 186, 57], [228, 70, 10], [122, 4, 3]], dtype=np.float32)
+    stops = np.array(
+        [[48, 18, 59], [50, 136, 255], [26, 228, 182], [165, 252, 60], [250, 186, 57], [228, 70, 10], [122, 4, 3]],
+        dtype=np.float32,
+    )
     pos = v * (len(stops) - 1)
     lo = np.floor(pos).astype(int).clip(0, len(stops) - 2)
     frac = pos - lo
@@ -98,12 +102,16 @@ def font(size: int):
 
 # What the picture says, in the terminal's words (output.py prints the same facts).
 CAPTION_TEXT = {
-    "en": {"not sure": "(the model is not sure)",
-           "closest": "Closest trained condition (not an answer):",
-           "heatmap for": "Heatmap shows the evidence for"},
-    "ko": {"not sure": "(모델이 확신하지 못합니다)",
-           "closest": "학습한 질환 중 가장 가까운 것 (답이 아님):",
-           "heatmap for": "히트맵이 보여주는 근거:"},
+    "en": {
+        "not sure": "(the model is not sure)",
+        "closest": "Closest trained condition (not an answer):",
+        "heatmap for": "Heatmap shows the evidence for",
+    },
+    "ko": {
+        "not sure": "(모델이 확신하지 못합니다)",
+        "closest": "학습한 질환 중 가장 가까운 것 (답이 아님):",
+        "heatmap for": "히트맵이 보여주는 근거:",
+    },
 }
 
 
@@ -115,8 +123,9 @@ class Caption:
     notes: list[str]
 
 
-def build_caption(record: dict, *, lang: str, explained_name: str | None = None,
-                  explained_probability: float | None = None) -> Caption:
+def build_caption(
+    record: dict, *, lang: str, explained_name: str | None = None, explained_probability: float | None = None
+) -> Caption:
     """The caption for one prediction record (the fields `predict --format json` gives).
 
     Carries what the terminal says: the condition and its confidence, the
@@ -136,8 +145,10 @@ def build_caption(record: dict, *, lang: str, explained_name: str | None = None,
             headline += f"  {words['not sure']}"
         lines = [headline]
     if explained_name is not None and explained_name != record["disease_name"]:
-        lines.append(f"{words['heatmap for']} {explained_name}"
-                     + (f" ({explained_probability * 100:.1f}%)" if explained_probability is not None else ""))
+        lines.append(
+            f"{words['heatmap for']} {explained_name}"
+            + (f" ({explained_probability * 100:.1f}%)" if explained_probability is not None else "")
+        )
     notes = [HEATMAP_NOTE.get(lang, HEATMAP_NOTE["en"]), NOT_A_DIAGNOSIS.get(lang, NOT_A_DIAGNOSIS["en"])]
     return Caption(lines, notes)
 
@@ -156,10 +167,12 @@ def render_caption(caption: Caption, width: int):
     big, small = font(text_size), font(note_size)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     rows: list[tuple[str, Any, int, str | tuple[int, int, int]]]
-    rows = [(line, big, text_size, "black") for text in caption.lines
-            for line in _wrap(probe, text, big, width - 16)]
-    rows += [(line, small, note_size, (90, 90, 90)) for text in caption.notes
-             for line in _wrap(probe, text, small, width - 16)]
+    rows = [(line, big, text_size, "black") for text in caption.lines for line in _wrap(probe, text, big, width - 16)]
+    rows += [
+        (line, small, note_size, (90, 90, 90))
+        for text in caption.notes
+        for line in _wrap(probe, text, small, width - 16)
+    ]
     # Baselines ("ls" anchor) 1.35 em apart: CJK fonts' own line gap (~1.45 em)
     # would leave a tall empty strip above every line.
     height = 6 + sum(int(size * 1.35) for _, _, size, _ in rows) + 6
@@ -205,8 +218,7 @@ def _wrap(draw, text: str, font_, width: int) -> list[str]:
     lines, line = [], ""
     for word in text.split():
         while draw.textlength(word, font=font_) > width and len(word) > 1:
-            cut = next(i for i in range(len(word), 0, -1) if draw.textlength(word[:i], font=font_) <= width
-                       or i == 1)
+            cut = next(i for i in range(len(word), 0, -1) if draw.textlength(word[:i], font=font_) <= width or i == 1)
             if line:
                 lines.append(line)
                 line = ""
@@ -239,8 +251,18 @@ def output_path_for(source: str, output: str | None, output_dir: str | Path, use
     return path
 
 
-def explain_items(items, engine, book, *, lang: str, top_k: int, target_class: str | None,
-                  output: str | None, output_dir: str | Path, threshold: float | None = None):
+def explain_items(
+    items,
+    engine,
+    book,
+    *,
+    lang: str,
+    top_k: int,
+    target_class: str | None,
+    output: str | None,
+    output_dir: str | Path,
+    threshold: float | None = None,
+):
     """Yield (Prediction record dict with `heatmap`, GradCam or None) per input, in order."""
     from skinfood_cli.data.images import load_image
     from skinfood_cli.errors import ImageError, UsageError
@@ -250,8 +272,7 @@ def explain_items(items, engine, book, *, lang: str, top_k: int, target_class: s
     if target_class is not None:
         target = _class_index(target_class, engine.classes, book)
         if target is None:
-            raise UsageError(f"--class {target_class!r} is not one of the model's classes: "
-                             f"{', '.join(engine.classes)}")
+            raise UsageError(f"--class {target_class!r} is not one of the model's classes: {', '.join(engine.classes)}")
     threshold = engine.model.threshold if threshold is None else threshold
     used: set = set()
     for item in items:
@@ -263,28 +284,40 @@ def explain_items(items, engine, book, *, lang: str, top_k: int, target_class: s
         except ImageError as exc:
             yield {**Prediction(item.path, error=str(exc)).to_dict(), "heatmap": None}, None
             continue
-        record, result, picture = explain_image(engine, image, book, item.path, lang=lang, top_k=top_k,
-                                                target=target, threshold=threshold)
+        record, result, picture = explain_image(
+            engine, image, book, item.path, lang=lang, top_k=top_k, target=target, threshold=threshold
+        )
         path = output_path_for(item.path, output, output_dir, used)
         path.parent.mkdir(parents=True, exist_ok=True)
         picture.save(path)
         yield {**record, "heatmap": str(path)}, result
 
 
-def explain_image(engine, image, book, name: str, *, lang: str, top_k: int, target: int | None,
-                  threshold: float):
+def explain_image(engine, image, book, name: str, *, lang: str, top_k: int, target: int | None, threshold: float):
     """One loaded photo -> (record with `explained_label`, GradCam, the rendered PIL picture)."""
     from skinfood_cli.prediction import make_prediction
 
     result = grad_cam(engine, image, target)
     _, scope = engine.run_images_scoped([image])  # the scope check: one more no-grad pass
-    record = make_prediction(name, result.probs, engine.classes, book, lang=lang, top_k=top_k,
-                             threshold=threshold, scope_score=None if scope is None else float(scope[0]),
-                             qhat=engine.model.qhat).to_dict()
+    record = make_prediction(
+        name,
+        result.probs,
+        engine.classes,
+        book,
+        lang=lang,
+        top_k=top_k,
+        threshold=threshold,
+        scope_score=None if scope is None else float(scope[0]),
+        qhat=engine.model.qhat,
+    ).to_dict()
     explained = engine.classes[result.target]
     entry = book.get(explained, lang) if book is not None else None
-    caption = build_caption(record, lang=lang, explained_name=entry.name if entry else explained,
-                            explained_probability=float(result.probs[result.target]))
+    caption = build_caption(
+        record,
+        lang=lang,
+        explained_name=entry.name if entry else explained,
+        explained_probability=float(result.probs[result.target]),
+    )
     picture = render_explanation(image, result.cam, caption)
     return {**record, "explained_label": explained}, result, picture
 

@@ -76,7 +76,7 @@ class ExportResult:
     sha256: str
     sidecar: Path | None
     verification: Verification
-    fp32: "ExportResult | None" = None  # the fp32 file an int8 export was quantised from
+    fp32: ExportResult | None = None  # the fp32 file an int8 export was quantised from
     seconds: float = 0.0
 
 
@@ -135,8 +135,7 @@ def export_model(
         require_quantization()
     started = time.perf_counter()
     loaded = load_model(model_path)
-    meta = export_metadata(loaded, book, file_format=ONNX_FORMAT, with_preprocessing=with_preprocessing,
-                           batch=batch)
+    meta = export_metadata(loaded, book, file_format=ONNX_FORMAT, with_preprocessing=with_preprocessing, batch=batch)
     output = Path(output) if output else default_output(loaded.path, fmt, int8)
     output.parent.mkdir(parents=True, exist_ok=True)
     photos = verification_photos(loaded, verify_images)
@@ -168,11 +167,16 @@ def export_model(
         if int8 and fp32.verification.passed:
             cal = calibration_photos(loaded, calibration, calibration_images)
             log(f"quantising to int8 (QDQ, per-channel) on {len(cal)} calibration photos: {output}")
-            quantize_onnx(target, output, lambda transform: _photo_batches(transform, cal, loaded.image_size),
-                          {**meta, "precision": "int8"})
+            quantize_onnx(
+                target,
+                output,
+                lambda transform: _photo_batches(transform, cal, loaded.image_size),
+                {**meta, "precision": "int8"},
+            )
             log(f"verifying int8 against PyTorch fp32 on {photos.count} {photos.source}")
-            result = _finish(output, "int8", {**meta, "precision": "int8"},
-                             verify(loaded, output, photos, int8=True), fp32)
+            result = _finish(
+                output, "int8", {**meta, "precision": "int8"}, verify(loaded, output, photos, int8=True), fp32
+            )
     result.seconds = time.perf_counter() - started
     return result
 
@@ -216,12 +220,24 @@ def _finish(path: Path, precision: str, meta: dict, verification: Verification, 
     sidecar = None
     if path.suffix == ".onnx":
         sidecar = path.with_name(path.name + ".json")
-        record = {**meta, "file": path.name, "sha256": sha, "size_bytes": path.stat().st_size,
-                  "verification": asdict(verification)}
+        record = {
+            **meta,
+            "file": path.name,
+            "sha256": sha,
+            "size_bytes": path.stat().st_size,
+            "verification": asdict(verification),
+        }
         sidecar.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return ExportResult(path=path, format=path.suffix.lstrip("."), precision=precision,
-                        size_bytes=path.stat().st_size, sha256=sha, sidecar=sidecar,
-                        verification=verification, fp32=fp32)
+    return ExportResult(
+        path=path,
+        format=path.suffix.lstrip("."),
+        precision=precision,
+        size_bytes=path.stat().st_size,
+        sha256=sha,
+        sidecar=sidecar,
+        verification=verification,
+        fp32=fp32,
+    )
 
 
 # --- int8 --------------------------------------------------------------------------
@@ -240,8 +256,10 @@ def calibration_photos(loaded, folder, limit: int) -> list[str]:
         try:
             paths = [p for p, _ in resolve_eval_set(loaded.meta, loaded.classes, None, "train").samples]
         except SkinfoodError:
-            raise UsageError("int8 needs calibration photos and the run's training data is not on disk: "
-                             "pass --calibration DIR (a few hundred typical photos)") from None
+            raise UsageError(
+                "int8 needs calibration photos and the run's training data is not on disk: "
+                "pass --calibration DIR (a few hundred typical photos)"
+            ) from None
     return _spread(paths, limit)
 
 
@@ -272,7 +290,7 @@ def _readable_chunks(paths: list[str], image_size: int, size: int = 16):
     """
     for i in range(0, len(paths), size):
         images = []
-        for p in paths[i: i + size]:
+        for p in paths[i : i + size]:
             with contextlib.suppress(SkinfoodError):
                 images.append(load_image(p, draft_size=image_size))
         if images:
@@ -298,10 +316,12 @@ class _Photos:
         if self.paths is None:
             rng = random.Random(0)
             kinds = ("acne", "psoriasis", "vitiligo", "eczema")
-            images = [make_image(kinds[i % 4], (self.image_size * 2, self.image_size * 3 // 2), rng)[0]
-                      for i in range(self.count)]
+            images = [
+                make_image(kinds[i % 4], (self.image_size * 2, self.image_size * 3 // 2), rng)[0]
+                for i in range(self.count)
+            ]
             for i in range(0, len(images), size):
-                yield images[i: i + size]
+                yield images[i : i + size]
             return
         yield from _readable_chunks(self.paths, self.image_size, size)
 
@@ -349,16 +369,24 @@ def verify(loaded, path: Path, photos: _Photos, *, int8: bool) -> Verification:
         passed, criterion = agreement >= INT8_AGREEMENT, f"top-1 agreement >= {INT8_AGREEMENT:.0%}"
         if scoped:
             passed = passed and (scope_agreement or 0.0) >= SCOPE_AGREEMENT
-            criterion += (f", in/out-of-scope agreement >= {SCOPE_AGREEMENT:.0%} (photos within "
-                          f"{SCOPE_BAND:g} of the cut aside)")
+            criterion += (
+                f", in/out-of-scope agreement >= {SCOPE_AGREEMENT:.0%} (photos within {SCOPE_BAND:g} of the cut aside)"
+            )
     else:
         passed, criterion = max_diff <= FP32_TOLERANCE, f"max |Δp| <= {FP32_TOLERANCE:g}"
         if scoped:
             passed = passed and scope_diff is not None and scope_diff <= SCOPE_TOLERANCE
             criterion += f", scope score within {SCOPE_TOLERANCE:g} relative"
-    return Verification(images=total, source=photos.source, max_abs_diff=max_diff, agreement=agreement,
-                        passed=bool(passed and total > 0), criterion=criterion,
-                        scope_max_rel_diff=scope_diff, scope_agreement=scope_agreement)
+    return Verification(
+        images=total,
+        source=photos.source,
+        max_abs_diff=max_diff,
+        agreement=agreement,
+        passed=bool(passed and total > 0),
+        criterion=criterion,
+        scope_max_rel_diff=scope_diff,
+        scope_agreement=scope_agreement,
+    )
 
 
 def _file_runner(path: Path):

@@ -82,8 +82,8 @@ def parse_hub_spec(spec: str) -> tuple[str, str]:
     """hf://ORG/NAME[@REVISION] -> (ORG/NAME, REVISION or "main")."""
     if not spec.startswith(SCHEME):
         raise UsageError(f"{spec!r} is not a Hub model: write hf://ORG/NAME[@REVISION]")
-    name, _, revision = spec[len(SCHEME):].partition("@")
-    if "@" in spec[len(SCHEME):] and not revision:
+    name, _, revision = spec[len(SCHEME) :].partition("@")
+    if "@" in spec[len(SCHEME) :] and not revision:
         raise UsageError(f"{spec!r}: nothing after @; give a branch, tag or commit, or leave out the @")
     return parse_repo_id(name), revision or DEFAULT_REVISION
 
@@ -113,7 +113,7 @@ def resolve_hub_model(spec: str) -> Path:
         return _from_cache(spec, repo_id, revision, "HF_HUB_OFFLINE is set")
     try:
         info = hub.HfApi().model_info(repo_id, revision=revision, files_metadata=True)
-    except Exception as exc:  # noqa: BLE001 - sorted by _explain; anything else is re-raised there
+    except Exception as exc:
         if _is_network_error(exc):
             return _from_cache(spec, repo_id, revision, f"no network ({_endpoint()} unreachable)")
         raise _explain(exc, spec) from None
@@ -142,7 +142,7 @@ def _download(spec: str, repo_id: str, filename: str, revision: str, **kw) -> st
 
     try:
         return hf_hub_download(repo_id, filename, revision=revision, **kw)
-    except Exception as exc:  # noqa: BLE001 - sorted by _explain
+    except Exception as exc:
         raise _explain(exc, spec) from None
 
 
@@ -154,8 +154,10 @@ def _from_cache(spec: str, repo_id: str, revision: str, why: str) -> Path:
         config = _download(spec, repo_id, "config.json", revision, local_files_only=True)
         weights = _download(spec, repo_id, "model.safetensors", revision, local_files_only=True)
     except HubError:
-        raise HubError(f"{spec} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and {why}: "
-                       "run once with network to download it") from None
+        raise HubError(
+            f"{spec} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and {why}: "
+            "run once with network to download it"
+        ) from None
     _check_config(Path(config), spec)
     return Path(weights).parent
 
@@ -166,8 +168,11 @@ def _check_config(path: Path, spec: str) -> None:
     try:
         read_config(path.parent)
     except ModelError as exc:
-        raise HubError(exc.message.replace(str(path.parent / "config.json"), f"{spec} (config.json)")
-                       .replace(str(path.parent), spec)) from None
+        raise HubError(
+            exc.message.replace(str(path.parent / "config.json"), f"{spec} (config.json)").replace(
+                str(path.parent), spec
+            )
+        ) from None
 
 
 def _verify_download(spec: str, weights: Path, sibling) -> None:
@@ -191,8 +196,10 @@ def _verify_download(spec: str, weights: Path, sibling) -> None:
         return  # the Hub listed no hash: config.json's sha256 is still checked on load
     if actual != expected.lower():
         _evict(weights)
-        raise HubError(f"{spec}: the downloaded model.safetensors does not match the Hub's {what} "
-                       f"({actual[:12]}... != {expected[:12]}...); removed from the cache, run again")
+        raise HubError(
+            f"{spec}: the downloaded model.safetensors does not match the Hub's {what} "
+            f"({actual[:12]}... != {expected[:12]}...); removed from the cache, run again"
+        )
 
 
 def _evict(pointer: Path) -> None:
@@ -213,8 +220,18 @@ def _endpoint() -> str:
 
 def _is_network_error(exc: BaseException) -> bool:
     """Connection refused, DNS, timeouts, offline mode: for requests (hub < 1.0) and httpx alike."""
-    names = {"ConnectError", "ConnectionError", "ConnectTimeout", "Timeout", "TimeoutException",
-             "ReadTimeout", "NetworkError", "TransportError", "OfflineModeIsEnabled", "ProxyError"}
+    names = {
+        "ConnectError",
+        "ConnectionError",
+        "ConnectTimeout",
+        "Timeout",
+        "TimeoutException",
+        "ReadTimeout",
+        "NetworkError",
+        "TransportError",
+        "OfflineModeIsEnabled",
+        "ProxyError",
+    }
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -237,11 +254,14 @@ def _explain(exc: BaseException, spec: str) -> BaseException:
     )
 
     if isinstance(exc, GatedRepoError):
-        return HubError(f"{spec} is gated: accept its conditions on the Hub's page, then log in "
-                        "(hf auth login) or set HF_TOKEN")
+        return HubError(
+            f"{spec} is gated: accept its conditions on the Hub's page, then log in (hf auth login) or set HF_TOKEN"
+        )
     if isinstance(exc, RepositoryNotFoundError):
-        return HubError(f"{spec}: repository not found, or private and you are not logged in with access "
-                        "(hf auth login, or set HF_TOKEN)")
+        return HubError(
+            f"{spec}: repository not found, or private and you are not logged in with access "
+            "(hf auth login, or set HF_TOKEN)"
+        )
     if isinstance(exc, RevisionNotFoundError):
         return HubError(f"{spec}: no such branch, tag or commit on the Hub")
     if isinstance(exc, LocalEntryNotFoundError):  # before EntryNotFoundError: it is one
@@ -264,9 +284,16 @@ def _explain(exc: BaseException, spec: str) -> BaseException:
 # --- building and publishing --------------------------------------------------------------
 
 
-def build_hub_folder(source: str | os.PathLike, output: str | os.PathLike, *, with_onnx: bool = False,
-                     book=None, repo_id: str | None = None, verify_images: int | None = None,
-                     log: Callable[[str], None] = lambda _msg: None) -> HubExport:
+def build_hub_folder(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    with_onnx: bool = False,
+    book=None,
+    repo_id: str | None = None,
+    verify_images: int | None = None,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> HubExport:
     """The portable folder for `source` (a checkpoint or a folder), with the verified ONNX file if asked.
 
     Raises:
@@ -288,8 +315,14 @@ def build_hub_folder(source: str | os.PathLike, output: str | os.PathLike, *, wi
         from skinfood_cli.backends.hub_folder import describe_folder
         from skinfood_cli.export import check_passed, export_model
 
-        onnx = export_model(Path(source), fmt="onnx", output=Path(output) / ONNX_FILE, book=book, log=log,
-                            **({} if verify_images is None else {"verify_images": verify_images}))  # type: ignore[arg-type]
+        onnx = export_model(
+            Path(source),
+            fmt="onnx",
+            output=Path(output) / ONNX_FILE,
+            book=book,
+            log=log,
+            **({} if verify_images is None else {"verify_images": verify_images}),
+        )  # type: ignore[arg-type]
         check_passed(onnx)
         folder = describe_folder(Path(output), folder.weights_sha256)
     return HubExport(folder, onnx, time.perf_counter() - started)
@@ -304,9 +337,17 @@ def default_hub_output(source: Path) -> Path:
     return source.parent / "hub"
 
 
-def push_model(run_or_dir: str | None, repo_id: str, *, private: bool = False, revision: str | None = None,
-               with_onnx: bool = False, book=None, log: Callable[[str], None] = lambda _msg: None,
-               api=None) -> PushResult:
+def push_model(
+    run_or_dir: str | None,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    with_onnx: bool = False,
+    book=None,
+    log: Callable[[str], None] = lambda _msg: None,
+    api=None,
+) -> PushResult:
     """Build the portable folder for a run (or take a folder) and upload it to the Hub.
 
     The token is huggingface_hub's: HF_TOKEN, or what `hf auth login` stored.
@@ -341,8 +382,9 @@ def push_model(run_or_dir: str | None, repo_id: str, *, private: bool = False, r
     api = api if api is not None else hub.HfApi()
     with tempfile.TemporaryDirectory(prefix=".skinfood-push-") as tmp:
         staging = Path(tmp) / "model"
-        built = build_hub_folder(source, staging, with_onnx=with_onnx or _has_onnx(source), book=book,
-                                 repo_id=repo_id, log=log)
+        built = build_hub_folder(
+            source, staging, with_onnx=with_onnx or _has_onnx(source), book=book, repo_id=repo_id, log=log
+        )
         files = list(built.folder.files)
         target = revision or DEFAULT_REVISION
         log(f"uploading {', '.join(files)} ({built.folder.size_bytes / 1e6:.1f} MB) to {repo_id}@{target}")
@@ -350,18 +392,29 @@ def push_model(run_or_dir: str | None, repo_id: str, *, private: bool = False, r
             url = str(api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model"))
             if revision and revision != DEFAULT_REVISION:
                 api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
-            commit = api.upload_folder(repo_id=repo_id, folder_path=str(staging), repo_type="model",
-                                       revision=revision, allow_patterns=files,
-                                       commit_message=f"Upload skinfood model ({', '.join(files)})")
+            commit = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=str(staging),
+                repo_type="model",
+                revision=revision,
+                allow_patterns=files,
+                commit_message=f"Upload skinfood model ({', '.join(files)})",
+            )
         except (HubError, UsageError):
             raise
-        except Exception as exc:  # noqa: BLE001 - sorted by _push_error
+        except Exception as exc:
             raise _push_error(exc, repo_id) from None
     url = url.rstrip("/")
     if revision and revision != DEFAULT_REVISION:
         url = f"{url}/tree/{revision}"
-    return PushResult(url=url, repo_id=repo_id, revision=target, files=files, size_bytes=built.folder.size_bytes,
-                      commit_url=getattr(commit, "commit_url", None))
+    return PushResult(
+        url=url,
+        repo_id=repo_id,
+        revision=target,
+        files=files,
+        size_bytes=built.folder.size_bytes,
+        commit_url=getattr(commit, "commit_url", None),
+    )
 
 
 def _has_onnx(source: Path) -> bool:
@@ -379,8 +432,10 @@ def _push_error(exc: BaseException, repo_id: str) -> BaseException:
     if isinstance(exc, HfHubHTTPError) or "token" in str(exc).lower():
         status = getattr(getattr(exc, "response", None), "status_code", None)
         if status in (None, 401) or "token" in str(exc).lower():
-            return HubError(f"not logged in to the Hugging Face Hub: run `hf auth login` or set HF_TOKEN "
-                            f"(a token with write access) to push {repo_id}")
+            return HubError(
+                f"not logged in to the Hugging Face Hub: run `hf auth login` or set HF_TOKEN "
+                f"(a token with write access) to push {repo_id}"
+            )
         if status == 403:
             return HubError(f"your token cannot write to {repo_id} (403): use a write token, or an ORG you belong to")
         return HubError(f"the Hub refused the upload to {repo_id} ({status}): {first_line(exc, 160)}")
@@ -405,7 +460,7 @@ def describe_hub_models() -> list[dict]:
     try:
         # The cache folder as hf_hub_download sees it (scan_cache_dir's default is bound at import).
         cache = scan_cache_dir(constants.HF_HUB_CACHE)
-    except Exception:  # noqa: BLE001 - no cache folder yet (CacheNotFound), or one we can't read
+    except Exception:
         return []
     rows = []
     for repo in cache.repos:
@@ -424,19 +479,21 @@ def describe_hub_models() -> list[dict]:
             name = f"{SCHEME}{repo.repo_id}" + ("" if ref == DEFAULT_REVISION else f"@{ref}")
             metrics: dict = config["metrics"] if isinstance(config.get("metrics"), dict) else {}
             classes = [str(c) for c in config.get("classes") or []]
-            rows.append({
-                "name": name,
-                "default": False,
-                "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(rev.last_modified)),
-                "classes": classes,
-                "num_classes": len(classes),
-                "val_macro_f1": _number(metrics.get("val_macro_f1")),
-                "val_acc": _number(metrics.get("val_acc")),
-                "epochs": config.get("epoch"),
-                "size_mb": round(rev.size_on_disk / 1e6, 1),
-                "path": str(rev.snapshot_path),
-                "source": "hub",
-            })
+            rows.append(
+                {
+                    "name": name,
+                    "default": False,
+                    "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(rev.last_modified)),
+                    "classes": classes,
+                    "num_classes": len(classes),
+                    "val_macro_f1": _number(metrics.get("val_macro_f1")),
+                    "val_acc": _number(metrics.get("val_acc")),
+                    "epochs": config.get("epoch"),
+                    "size_mb": round(rev.size_on_disk / 1e6, 1),
+                    "path": str(rev.snapshot_path),
+                    "source": "hub",
+                }
+            )
     return sorted(rows, key=lambda r: r["name"])
 
 

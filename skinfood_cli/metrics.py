@@ -80,8 +80,9 @@ def expected_calibration_error(y_true, probs, bins: int = 15) -> float:
     return float(ece)
 
 
-def bootstrap_ci(y_true, y_pred, num_classes: int, *, samples: int = 1000, seed: int = 0,
-                 level: float = 0.95) -> dict[str, list[float]]:
+def bootstrap_ci(
+    y_true, y_pred, num_classes: int, *, samples: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict[str, list[float]]:
     """Percentile bootstrap intervals for accuracy, balanced accuracy and macro-F1.
 
     Each resample draws len(y) examples with replacement and recomputes the
@@ -111,15 +112,17 @@ def most_confused(cm: np.ndarray, classes: list[str], limit: int = 10) -> list[d
     """Off-diagonal cells, largest first: [{true, predicted, count}]."""
     pairs: list[dict] = [
         {"true": classes[i], "predicted": classes[j], "count": int(cm[i, j])}
-        for i in range(len(classes)) for j in range(len(classes))
+        for i in range(len(classes))
+        for j in range(len(classes))
         if i != j and cm[i, j] > 0
     ]
     pairs.sort(key=lambda p: (-p["count"], p["true"], p["predicted"]))
     return pairs[:limit]
 
 
-def fit_temperature(logits, labels, max_iter: int = 100, min_examples: int = 20,
-                    bounds: tuple[float, float] = (0.5, 10.0)) -> float:
+def fit_temperature(
+    logits, labels, max_iter: int = 100, min_examples: int = 20, bounds: tuple[float, float] = (0.5, 10.0)
+) -> float:
     """The temperature T minimising NLL of softmax(logits / T) (Guo et al., 2017).
 
     Optimises log T so T stays positive; a 1-D problem, solved by a bracketed
@@ -159,8 +162,9 @@ def fit_temperature(logits, labels, max_iter: int = 100, min_examples: int = 20,
     return float(np.exp((lo + hi) / 2))
 
 
-def confidence_threshold(probs, labels, target_precision: float = 0.9,
-                         floor: float = 0.3, ceiling: float = 0.95, min_examples: int = 20) -> float:
+def confidence_threshold(
+    probs, labels, target_precision: float = 0.9, floor: float = 0.3, ceiling: float = 0.95, min_examples: int = 20
+) -> float:
     """The lowest confidence above which validation answers are right `target_precision` of the time.
 
     Below it a prediction is flagged uncertain. Clamped to [floor, ceiling];

@@ -16,12 +16,19 @@ import time
 from pathlib import Path
 
 CARD_NAME = "MODEL_CARD.md"
-NOT_A_DEVICE = ("Not a medical device. skinfood's answers are hints to discuss with a doctor, never a diagnosis; "
-                "this model has not been cleared or approved by any regulator for clinical use.")
+NOT_A_DEVICE = (
+    "Not a medical device. skinfood's answers are hints to discuss with a doctor, never a diagnosis; "
+    "this model has not been cleared or approved by any regulator for clinical use."
+)
 # The test figures put into the front matter, under these model-index names.
-TEST_METRICS = (("accuracy", "accuracy", "accuracy"), ("balanced_accuracy", "balanced_accuracy",
-                "balanced accuracy"), ("macro_f1", "f1", "macro-F1"), ("top_k_accuracy", "top_k_accuracy",
-                "top-k accuracy"), ("ece", "ece", "expected calibration error"), ("loss", "loss", "cross-entropy"))
+TEST_METRICS = (
+    ("accuracy", "accuracy", "accuracy"),
+    ("balanced_accuracy", "balanced_accuracy", "balanced accuracy"),
+    ("macro_f1", "f1", "macro-F1"),
+    ("top_k_accuracy", "top_k_accuracy", "top-k accuracy"),
+    ("ece", "ece", "expected calibration error"),
+    ("loss", "loss", "cross-entropy"),
+)
 
 
 # --- figures gathered at the end of training ------------------------------------------
@@ -36,8 +43,11 @@ def card_fields(trainer, temperature: float) -> dict:
 
     ds = trainer.ds
     K = len(ds.classes)
-    counts = {split: dict(zip(ds.classes, class_counts(ds.split(split), K)))
-              for split in ("train", "val", "test") if ds.split(split)}
+    counts = {
+        split: dict(zip(ds.classes, class_counts(ds.split(split), K)))
+        for split in ("train", "val", "test")
+        if ds.split(split)
+    }
     fields: dict = {"dataset_summary": {"class_counts": counts}}
     if trainer.val_logits is None or not len(trainer.val_logits[1]):
         return fields
@@ -48,7 +58,8 @@ def card_fields(trainer, temperature: float) -> dict:
     scores = M.per_class_scores(cm)
     itas = [(ds.leaks.ita if ds.leaks else {}).get(p) for p, _ in ds.val]
     fields["validation"] = {
-        **subset_metrics(labels, pred, K), "num_images": len(labels),
+        **subset_metrics(labels, pred, K),
+        "num_images": len(labels),
         "ece": M.expected_calibration_error(labels, probs),
         "ece_uncalibrated": M.expected_calibration_error(labels, softmax(logits)),
         "loss": M.cross_entropy(labels, probs),
@@ -59,8 +70,15 @@ def card_fields(trainer, temperature: float) -> dict:
 
 
 def _per_class(classes, cm, scores) -> dict:
-    return {c: {"precision": float(scores["precision"][i]), "recall": float(scores["recall"][i]),
-                "f1": float(scores["f1"][i]), "support": int(scores["support"][i])} for i, c in enumerate(classes)}
+    return {
+        c: {
+            "precision": float(scores["precision"][i]),
+            "recall": float(scores["recall"][i]),
+            "f1": float(scores["f1"][i]),
+            "support": int(scores["support"][i]),
+        }
+        for i, c in enumerate(classes)
+    }
 
 
 # --- rendering -------------------------------------------------------------------------
@@ -72,12 +90,22 @@ def render_model_card(meta: dict, test: dict | None = None) -> str:
 
     name = meta.get("run_name") or "skinfood model"
     front = {
-        "license": "other", "library_name": "pytorch", "pipeline_tag": "image-classification",
+        "license": "other",
+        "library_name": "pytorch",
+        "pipeline_tag": "image-classification",
         "tags": ["skinfood", "image-classification", "dermatology", "resnet50"],
         "model-index": [{"name": name, "results": _results(meta, test)}],
     }
-    parts = ["---", yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(), "---", "",
-             f"# {name}", "", f"> **{NOT_A_DEVICE}**", ""]
+    parts = [
+        "---",
+        yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(),
+        "---",
+        "",
+        f"# {name}",
+        "",
+        f"> **{NOT_A_DEVICE}**",
+        "",
+    ]
     parts += _details(meta) + _data(meta) + _recipe(meta) + _evaluation(meta, test) + _closing(meta)
     return "\n".join(parts).rstrip() + "\n"
 
@@ -87,42 +115,74 @@ def _results(meta: dict, test: dict | None) -> list[dict]:
     out = []
     val = meta.get("validation")
     if val:
-        out.append({"task": {"type": "image-classification"},
-                    "dataset": {"name": data_name, "type": "imagefolder", "split": "validation"},
-                    "metrics": [{"type": "accuracy", "value": val["accuracy"], "name": "validation accuracy"},
-                                {"type": "f1", "value": val["macro_f1"], "name": "validation macro-F1",
-                                 "args": {"average": "macro"}}]})
+        out.append(
+            {
+                "task": {"type": "image-classification"},
+                "dataset": {"name": data_name, "type": "imagefolder", "split": "validation"},
+                "metrics": [
+                    {"type": "accuracy", "value": val["accuracy"], "name": "validation accuracy"},
+                    {
+                        "type": "f1",
+                        "value": val["macro_f1"],
+                        "name": "validation macro-F1",
+                        "args": {"average": "macro"},
+                    },
+                ],
+            }
+        )
     if test:
-        metrics = [{"type": kind, "value": test[key], "name": f"test {label}"}
-                   for key, kind, label in TEST_METRICS if test.get(key) is not None]
-        out.append({"task": {"type": "image-classification"},
-                    "dataset": {"name": Path(test.get("data") or data_name).name, "type": "imagefolder",
-                                "split": "test"},
-                    "metrics": metrics})
+        metrics = [
+            {"type": kind, "value": test[key], "name": f"test {label}"}
+            for key, kind, label in TEST_METRICS
+            if test.get(key) is not None
+        ]
+        out.append(
+            {
+                "task": {"type": "image-classification"},
+                "dataset": {"name": Path(test.get("data") or data_name).name, "type": "imagefolder", "split": "test"},
+                "metrics": metrics,
+            }
+        )
     return out
 
 
 def _details(meta: dict) -> list[str]:
     cfg = meta.get("config") or {}
     classes = meta.get("classes") or []
-    return ["## Model details", "",
-            (f"- Architecture: torchvision {meta.get('arch', 'resnet50')}, fine-tuned by skinfood "
-            f"{meta.get('skinfood_version', '')} (PyTorch {meta.get('torch_version', '')})"),
-            f"- Started from: {meta.get('weights_source') or ('ImageNet weights' if cfg.get('pretrained') else 'random initialisation')}",
-            (f"- Input: {meta.get('image_size')} x {meta.get('image_size')} RGB, squashed (no crop), "
-            "ImageNet normalisation"),
-            f"- Classes ({len(classes)}): {', '.join(classes)}",
-            f"- Trained: {meta.get('created', '')}, run `{meta.get('run_name', '')}`", ""]
+    return [
+        "## Model details",
+        "",
+        (
+            f"- Architecture: torchvision {meta.get('arch', 'resnet50')}, fine-tuned by skinfood "
+            f"{meta.get('skinfood_version', '')} (PyTorch {meta.get('torch_version', '')})"
+        ),
+        "- Started from: "
+        + (meta.get("weights_source") or ("ImageNet weights" if cfg.get("pretrained") else "random initialisation")),
+        (
+            f"- Input: {meta.get('image_size')} x {meta.get('image_size')} RGB, squashed (no crop), "
+            "ImageNet normalisation"
+        ),
+        f"- Classes ({len(classes)}): {', '.join(classes)}",
+        f"- Trained: {meta.get('created', '')}, run `{meta.get('run_name', '')}`",
+        "",
+    ]
 
 
 def _data(meta: dict) -> list[str]:
     data = meta.get("data") or {}
     counts = (meta.get("dataset_summary") or {}).get("class_counts") or {}
-    lines = ["## Training data", "",
-             f"- Folder: `{data.get('root', '')}` (layout {data.get('layout', '')}); validation "
-             + ("from its val/ folder" if data.get("val_source") == "folder" else "carved from train/, recorded in "
-                "the checkpoint"),
-             f"- Photos: {data.get('num_train', '?')} trained on, {data.get('num_val', '?')} for validation", ""]
+    lines = [
+        "## Training data",
+        "",
+        f"- Folder: `{data.get('root', '')}` (layout {data.get('layout', '')}); validation "
+        + (
+            "from its val/ folder"
+            if data.get("val_source") == "folder"
+            else "carved from train/, recorded in the checkpoint"
+        ),
+        f"- Photos: {data.get('num_train', '?')} trained on, {data.get('num_val', '?')} for validation",
+        "",
+    ]
     if counts:
         splits = list(counts)
         lines += ["| class | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
@@ -132,27 +192,61 @@ def _data(meta: dict) -> list[str]:
     leaks = data.get("leaks")
     if leaks:
         if leaks.get("num_pairs"):
-            what = (f"the {leaks['num_dropped']} training photo(s) involved were left out of training (`--leaks drop`)"
-                    if leaks.get("policy") == "drop" else
-                    "they were kept in training (`--leaks keep`): validation and test figures are optimistic")
-            lines += [(f"**Copies across splits:** {leaks['num_pairs']} pair(s) of a training photo and a validation or "
-                      f"test photo within {leaks['threshold']} of 256 difference-hash bits; {what}."), ""]
+            what = (
+                f"the {leaks['num_dropped']} training photo(s) involved were left out of training (`--leaks drop`)"
+                if leaks.get("policy") == "drop"
+                else "they were kept in training (`--leaks keep`): validation and test figures are optimistic"
+            )
+            lines += [
+                (
+                    f"**Copies across splits:** {leaks['num_pairs']} pair(s) of a training photo and a validation or "
+                    f"test photo within {leaks['threshold']} of 256 difference-hash bits; {what}."
+                ),
+                "",
+            ]
         else:
-            lines += [(f"**Copies across splits:** none found (within {leaks['threshold']} of 256 difference-hash "
-                      "bits)."), ""]
+            lines += [
+                (f"**Copies across splits:** none found (within {leaks['threshold']} of 256 difference-hash bits)."),
+                "",
+            ]
     return lines
 
 
 def _recipe(meta: dict) -> list[str]:
     cfg = meta.get("config") or {}
-    keys = ("epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "freeze_epochs", "freeze_backbone",
-            "balance", "patience", "image_size", "val_fraction", "seed", "pretrained", "precision", "leaks")
+    keys = (
+        "epochs",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "label_smoothing",
+        "freeze_epochs",
+        "freeze_backbone",
+        "balance",
+        "patience",
+        "image_size",
+        "val_fraction",
+        "seed",
+        "pretrained",
+        "precision",
+        "leaks",
+    )
     rows = [f"| {k} | {cfg[k]} |" for k in keys if k in cfg]
     best = meta.get("metrics") or {}
-    lines = ["## Training recipe", "",
-             ("AdamW, warmup then cosine decay; the new head trains alone for `freeze_epochs`, then the whole "
-             "network with the backbone at a tenth of the head's rate; best.pt is the epoch with the best "
-             "validation macro-F1 (never test)."), "", "| setting | value |", "|---|---|", *rows, ""]
+    lines = [
+        "## Training recipe",
+        "",
+        (
+            "AdamW, warmup then cosine decay; the new head trains alone for `freeze_epochs`, then the whole "
+            "network with the backbone at a tenth of the head's rate; best.pt is the epoch with the best "
+            "validation macro-F1 (never test)."
+        ),
+        "",
+        "| setting | value |",
+        "|---|---|",
+        *rows,
+        "",
+    ]
     if best:
         lines += [f"Best epoch: {best.get('epoch')} of {cfg.get('epochs')}.", ""]
     return lines
@@ -169,10 +263,19 @@ def _ci(ci: dict, key: str) -> str:
 
 def _metric_table(figures: dict) -> list[str]:
     ci = figures.get("ci") or {}
-    return ["| metric | value | 95% interval |", "|---|---:|---|",
-            *(f"| {label} | {_fmt(figures.get(key))} | {_ci(ci, key)} |"
-              for key, label in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
-                                 ("macro_f1", "macro-F1"))), ""]
+    return [
+        "| metric | value | 95% interval |",
+        "|---|---:|---|",
+        *(
+            f"| {label} | {_fmt(figures.get(key))} | {_ci(ci, key)} |"
+            for key, label in (
+                ("accuracy", "accuracy"),
+                ("balanced_accuracy", "balanced accuracy"),
+                ("macro_f1", "macro-F1"),
+            )
+        ),
+        "",
+    ]
 
 
 def _evaluation(meta: dict, test: dict | None) -> list[str]:
@@ -183,69 +286,126 @@ def _evaluation(meta: dict, test: dict | None) -> list[str]:
     if val:
         lines += [f"### Validation ({val['num_images']} photos)", "", *_metric_table(val)]
     if test:
-        lines += [f"### Test ({test['num_images']} photos)", "",
-                  (f"From `skinfood evaluate` on `{test.get('data')}` ({test.get('split')} split), "
-                  f"{time.strftime('%Y-%m-%d %H:%M')}."), "", *_metric_table(test),
-                  (f"Top-{test.get('top_k')} accuracy {_fmt(test.get('top_k_accuracy'))}, cross-entropy "
-                  f"{_fmt(test.get('loss'))}."), ""]
+        lines += [
+            f"### Test ({test['num_images']} photos)",
+            "",
+            (
+                f"From `skinfood evaluate` on `{test.get('data')}` ({test.get('split')} split), "
+                f"{time.strftime('%Y-%m-%d %H:%M')}."
+            ),
+            "",
+            *_metric_table(test),
+            (
+                f"Top-{test.get('top_k')} accuracy {_fmt(test.get('top_k_accuracy'))}, cross-entropy "
+                f"{_fmt(test.get('loss'))}."
+            ),
+            "",
+        ]
         leaks = test.get("leaks")
         if leaks and leaks.get("count"):
             w = leaks["without"]
-            lines += [(f"**{leaks['count']} test photo(s) have a near copy among the training photos** (within "
-                      f"{leaks['threshold']} bits). Without them ({w['count']} photos): accuracy "
-                      f"{_fmt(w['accuracy'])} ({_ci(w['ci'], 'accuracy')}), macro-F1 {_fmt(w['macro_f1'])} "
-                      f"({_ci(w['ci'], 'macro_f1')})."), ""]
+            lines += [
+                (
+                    f"**{leaks['count']} test photo(s) have a near copy among the training photos** (within "
+                    f"{leaks['threshold']} bits). Without them ({w['count']} photos): accuracy "
+                    f"{_fmt(w['accuracy'])} ({_ci(w['ci'], 'accuracy')}), macro-F1 {_fmt(w['macro_f1'])} "
+                    f"({_ci(w['ci'], 'macro_f1')})."
+                ),
+                "",
+            ]
         elif leaks:
             lines += ["No test photo has a near copy among the training photos.", ""]
     elif val:
         lines += ["No test figures yet: `skinfood evaluate` on the test split writes them here.", ""]
-    lines += ["### Calibration", "",
-              (f"Temperature {meta.get('temperature', 1.0):.3f} (fitted on validation); answers below "
-              f"{meta.get('threshold', 0.5):.0%} confidence are flagged uncertain.")]
+    lines += [
+        "### Calibration",
+        "",
+        (
+            f"Temperature {meta.get('temperature', 1.0):.3f} (fitted on validation); answers below "
+            f"{meta.get('threshold', 0.5):.0%} confidence are flagged uncertain."
+        ),
+    ]
     if val:
-        lines.append(f"Validation expected calibration error: {_fmt(val.get('ece_uncalibrated'))} before, "
-                     f"{_fmt(val.get('ece'))} after the temperature.")
+        lines.append(
+            f"Validation expected calibration error: {_fmt(val.get('ece_uncalibrated'))} before, "
+            f"{_fmt(val.get('ece'))} after the temperature."
+        )
     if test:
         lines.append(f"Test expected calibration error: {_fmt(test.get('ece'))}.")
     lines.append("")
     source, figures = ("test", test) if test else ("validation", val)
     if figures and figures.get("per_class"):
-        lines += [f"### Per class ({source})", "", "| class | precision | recall | F1 | photos |",
-                  "|---|---:|---:|---:|---:|"]
+        lines += [
+            f"### Per class ({source})",
+            "",
+            "| class | precision | recall | F1 | photos |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for c, s in figures["per_class"].items():
             lines.append(f"| {c} | {_fmt(s['precision'])} | {_fmt(s['recall'])} | {_fmt(s['f1'])} | {s['support']} |")
         lines.append("")
     tones = (test or {}).get("by_skin_tone") or (val or {}).get("by_skin_tone")
     if tones:
         where = "test" if (test or {}).get("by_skin_tone") else "validation"
-        lines += [f"### Per skin tone ({where})", "", f"_{NOTE}._", "",
-                  "| group | ITA | photos | accuracy | 95% interval | macro-F1 | 95% interval |",
-                  "|---|---|---:|---:|---|---:|---|"]
+        lines += [
+            f"### Per skin tone ({where})",
+            "",
+            f"_{NOTE}._",
+            "",
+            "| group | ITA | photos | accuracy | 95% interval | macro-F1 | 95% interval |",
+            "|---|---|---:|---:|---|---:|---|",
+        ]
         for g in tones["groups"]:
-            lines.append(f"| {g['group']} | {g['ita']} | {g['count']} | {_fmt(g['accuracy'])} | "
-                         f"{_ci(g['ci'], 'accuracy')} | {_fmt(g['macro_f1'])} | {_ci(g['ci'], 'macro_f1')} |")
+            lines.append(
+                f"| {g['group']} | {g['ita']} | {g['count']} | {_fmt(g['accuracy'])} | "
+                f"{_ci(g['ci'], 'accuracy')} | {_fmt(g['macro_f1'])} | {_ci(g['ci'], 'macro_f1')} |"
+            )
         lines.append("")
     ood = meta.get("out_of_scope") or (test or {}).get("out_of_scope")
     if isinstance(ood, dict) and ood:
-        lines += ["### Out-of-scope photos", "", "| figure | value |", "|---|---|",
-                  *(f"| {k} | {v} |" for k, v in ood.items() if not isinstance(v, (dict, list))), ""]
+        lines += [
+            "### Out-of-scope photos",
+            "",
+            "| figure | value |",
+            "|---|---|",
+            *(f"| {k} | {v} |" for k, v in ood.items() if not isinstance(v, (dict, list))),
+            "",
+        ]
     return lines
 
 
 def _closing(meta: dict) -> list[str]:
-    return ["## Intended use", "",
-            ("Research, teaching and trying out skin-photo classification on one's own machine: a hint about which "
-            f"of these {len(meta.get('classes') or [])} conditions a photo most resembles, to discuss with a doctor."),
-            "", ("Out of scope: diagnosis, triage or any clinical decision; conditions outside the class list (the model "
+    return [
+        "## Intended use",
+        "",
+        (
+            "Research, teaching and trying out skin-photo classification on one's own machine: a hint about which "
+            f"of these {len(meta.get('classes') or [])} conditions a photo most resembles, to discuss with a doctor."
+        ),
+        "",
+        (
+            "Out of scope: diagnosis, triage or any clinical decision; conditions outside the class list (the model "
             "still answers with one of its classes); photos unlike the training set (other cameras, dermoscopy, "
-            "other body sites)."), "",
-            "## Limitations", "",
-            ("- Trained on a small atlas photo set: figures carry wide intervals, and atlas photos are cleaner than "
-            "phone photos."),
-            ("- Dermatology photo sets lean to light skin; see the per-skin-tone table, whose groups are estimated "
-            "from pixels and depend on light and camera."),
-            "- A confident answer can still be wrong; low-confidence answers are flagged uncertain.", "",
-            "## Not a medical device", "", NOT_A_DEVICE, ""]
+            "other body sites)."
+        ),
+        "",
+        "## Limitations",
+        "",
+        (
+            "- Trained on a small atlas photo set: figures carry wide intervals, and atlas photos are cleaner than "
+            "phone photos."
+        ),
+        (
+            "- Dermatology photo sets lean to light skin; see the per-skin-tone table, whose groups are estimated "
+            "from pixels and depend on light and camera."
+        ),
+        "- A confident answer can still be wrong; low-confidence answers are flagged uncertain.",
+        "",
+        "## Not a medical device",
+        "",
+        NOT_A_DEVICE,
+        "",
+    ]
 
 
 # --- files -------------------------------------------------------------------------------

@@ -13,8 +13,21 @@ import sys
 from typing import IO
 
 MACHINE_FORMATS = ("json", "jsonl", "csv", "tsv")
-RECORD_COLUMNS = ["path", "label", "disease_name", "confidence", "uncertain", "top_k",
-                  "description", "urgency", "advice", "in_scope", "scope_score", "prediction_set", "error"]
+RECORD_COLUMNS = [
+    "path",
+    "label",
+    "disease_name",
+    "confidence",
+    "uncertain",
+    "top_k",
+    "description",
+    "urgency",
+    "advice",
+    "in_scope",
+    "scope_score",
+    "prediction_set",
+    "error",
+]
 
 _consoles: dict = {}
 
@@ -57,8 +70,13 @@ class RecordWriter:
         self._buffer: list[dict] = []
         self._writer: csv.DictWriter | None = None
         if fmt in ("csv", "tsv"):
-            self._writer = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore",
-                                          delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
+            self._writer = csv.DictWriter(
+                stream,
+                fieldnames=columns,
+                extrasaction="ignore",
+                delimiter="," if fmt == "csv" else "\t",
+                lineterminator="\n",
+            )
             self._writer.writeheader()
 
     def write(self, record: dict) -> None:
@@ -99,19 +117,40 @@ def print_json(data) -> None:
 
 
 LABELS = {
-    "en": {"condition": "condition", "alternatives": "alternatives", "about": "about",
-           "what to do": "what to do", "signs": "signs", "look-alikes": "look-alikes",
-           "self-care": "self-care", "when to see a doctor": "when to see a doctor",
-           "heatmap": "heatmap", "heatmap for": "heatmap shows the evidence for",
-           "not sure": "(the model is not sure)", "closest": "closest known condition",
-           "not an answer": "(not an answer)", "out of scope": "not a known skin condition",
-           "set": "possible conditions"},
-    "ko": {"condition": "상태", "alternatives": "다른 가능성", "about": "설명", "what to do": "대처",
-           "signs": "증상", "look-alikes": "비슷한 질환", "self-care": "자가 관리",
-           "when to see a doctor": "진료가 필요한 때", "heatmap": "히트맵",
-           "heatmap for": "히트맵이 보여주는 근거", "not sure": "(모델이 확신하지 못합니다)",
-           "closest": "가장 가까운 학습된 질환", "not an answer": "(답이 아닙니다)",
-           "out of scope": "학습한 피부 질환이 아님", "set": "가능한 질환"},
+    "en": {
+        "condition": "condition",
+        "alternatives": "alternatives",
+        "about": "about",
+        "what to do": "what to do",
+        "signs": "signs",
+        "look-alikes": "look-alikes",
+        "self-care": "self-care",
+        "when to see a doctor": "when to see a doctor",
+        "heatmap": "heatmap",
+        "heatmap for": "heatmap shows the evidence for",
+        "not sure": "(the model is not sure)",
+        "closest": "closest known condition",
+        "not an answer": "(not an answer)",
+        "out of scope": "not a known skin condition",
+        "set": "possible conditions",
+    },
+    "ko": {
+        "condition": "상태",
+        "alternatives": "다른 가능성",
+        "about": "설명",
+        "what to do": "대처",
+        "signs": "증상",
+        "look-alikes": "비슷한 질환",
+        "self-care": "자가 관리",
+        "when to see a doctor": "진료가 필요한 때",
+        "heatmap": "히트맵",
+        "heatmap for": "히트맵이 보여주는 근거",
+        "not sure": "(모델이 확신하지 못합니다)",
+        "closest": "가장 가까운 학습된 질환",
+        "not an answer": "(답이 아닙니다)",
+        "out of scope": "학습한 피부 질환이 아님",
+        "set": "가능한 질환",
+    },
 }
 
 
@@ -143,9 +182,11 @@ def print_prediction(rec: dict, lang: str, footer: str) -> None:
     body.add_column()
     if rec.get("in_scope") is False:
         # Out of scope: the sentence leads, and no condition is described as if it were the answer.
-        lines = (f"[bold yellow]{escape(rec['description'] or '')}[/bold yellow]\n"
-                 f"[dim]{label(lang, 'closest')}: {escape(rec['disease_name'])} {pct} "
-                 f"{label(lang, 'not an answer')}[/dim]")
+        lines = (
+            f"[bold yellow]{escape(rec['description'] or '')}[/bold yellow]\n"
+            f"[dim]{label(lang, 'closest')}: {escape(rec['disease_name'])} {pct} "
+            f"{label(lang, 'not an answer')}[/dim]"
+        )
         out.print(Panel(lines, title=escape(rec["path"]), title_align="left", expand=False))
         out.print(f"[dim]{escape(footer)}[/dim]")
         return
@@ -160,8 +201,9 @@ def print_prediction(rec: dict, lang: str, footer: str) -> None:
     if rec.get("advice"):
         urgency = rec.get("urgency") or "routine"
         text = URGENCY_TEXT.get(lang, URGENCY_TEXT["en"]).get(urgency, urgency)
-        body.add_row(label(lang, "what to do"),
-                     f"[{URGENCY_STYLE.get(urgency, '')}]{escape(text)}[/] — {escape(rec['advice'])}")
+        body.add_row(
+            label(lang, "what to do"), f"[{URGENCY_STYLE.get(urgency, '')}]{escape(text)}[/] — {escape(rec['advice'])}"
+        )
     out.print(Panel(body, title=escape(rec["path"]), title_align="left", expand=False))
     out.print(f"[dim]{escape(footer)}[/dim]")
 
@@ -183,20 +225,30 @@ def print_prediction_table(records: list[dict], footer: str) -> None:
         conf = f"{rec['confidence'] * 100:.1f}%" + (" [yellow]?[/yellow]" if rec["uncertain"] else "")
         nxt = rec["top_k"][1] if len(rec["top_k"]) > 1 else None
         if rec.get("in_scope") is False:
-            table.add_row(escape(rec["path"]), f"[yellow]{escape(rec['description'] or '')}[/yellow]",
-                          "", f"[dim]{escape(rec['disease_name'])}?[/dim]")
+            table.add_row(
+                escape(rec["path"]),
+                f"[yellow]{escape(rec['description'] or '')}[/yellow]",
+                "",
+                f"[dim]{escape(rec['disease_name'])}?[/dim]",
+            )
             continue
-        table.add_row(escape(rec["path"]), escape(rec["disease_name"]), conf,
-                      f"{escape(nxt['disease_name'])} {nxt['probability'] * 100:.0f}%" if nxt else "")
+        table.add_row(
+            escape(rec["path"]),
+            escape(rec["disease_name"]),
+            conf,
+            f"{escape(nxt['disease_name'])} {nxt['probability'] * 100:.0f}%" if nxt else "",
+        )
     out = console()
     out.print(table)
     failed = sum(1 for r in records if r["error"])
     outside = sum(1 for r in records if not r["error"] and r.get("in_scope") is False)
     uncertain = sum(1 for r in records if not r["error"] and r["uncertain"] and r.get("in_scope") is not False)
-    out.print(f"{len(records)} image(s): {len(records) - failed} classified"
-              f"{f', {outside} out of scope' if outside else ''}"
-              f"{f', {uncertain} uncertain (?)' if uncertain else ''}"
-              f"{f', [red]{failed} failed[/red]' if failed else ''}")
+    out.print(
+        f"{len(records)} image(s): {len(records) - failed} classified"
+        f"{f', {outside} out of scope' if outside else ''}"
+        f"{f', {uncertain} uncertain (?)' if uncertain else ''}"
+        f"{f', [red]{failed} failed[/red]' if failed else ''}"
+    )
     out.print(f"[dim]{escape(footer)}[/dim]")
 
 
@@ -212,24 +264,30 @@ def print_explanation(rec: dict, book, lang: str, note_text: str) -> None:
     out.print(f"[bold]{escape(rec['path'])}[/bold]")
     if rec.get("in_scope") is False:
         out.print(f"[bold yellow]{escape(rec['description'] or '')}[/bold yellow]")
-        out.print(f"  [dim]{label(lang, 'closest')}: {escape(rec['disease_name'])} "
-                  f"{rec['confidence'] * 100:.1f}% {label(lang, 'not an answer')}[/dim]")
+        out.print(
+            f"  [dim]{label(lang, 'closest')}: {escape(rec['disease_name'])} "
+            f"{rec['confidence'] * 100:.1f}% {label(lang, 'not an answer')}[/dim]"
+        )
         out.print(f"\n{label(lang, 'heatmap')}: {escape(rec['heatmap'])}")
         out.print(f"[dim]{escape(note_text)}[/dim]\n")
         return
     for i, alt in enumerate(rec["top_k"]):
-        out.print(f"  {i + 1}. {escape(alt['disease_name'])}  {alt['probability'] * 100:.1f}%"
-                  f"{sure if i == 0 else ''}")
+        out.print(f"  {i + 1}. {escape(alt['disease_name'])}  {alt['probability'] * 100:.1f}%{sure if i == 0 else ''}")
     entry = book.get(rec["label"], lang) if book is not None else None
     if entry:
         out.print(f"\n[bold]{escape(entry.name)}[/bold]: {escape(entry.summary)}")
-        for title, items in (("signs", entry.signs), ("look-alikes", entry.look_alikes),
-                             ("self-care", entry.self_care)):
+        for title, items in (
+            ("signs", entry.signs),
+            ("look-alikes", entry.look_alikes),
+            ("self-care", entry.self_care),
+        ):
             if items:
                 out.print(f"  [bold]{label(lang, title)}:[/bold] {escape('; '.join(items))}")
         urgency = URGENCY_TEXT.get(lang, URGENCY_TEXT["en"]).get(entry.urgency, entry.urgency)
-        out.print(f"  [bold]{label(lang, 'when to see a doctor')}[/bold] [{URGENCY_STYLE.get(entry.urgency, '')}]"
-                  f"({escape(urgency)})[/]: {escape(entry.see_a_doctor)}")
+        out.print(
+            f"  [bold]{label(lang, 'when to see a doctor')}[/bold] [{URGENCY_STYLE.get(entry.urgency, '')}]"
+            f"({escape(urgency)})[/]: {escape(entry.see_a_doctor)}"
+        )
     else:
         out.print(f"\n{escape(rec['description'] or '')}")
     explained = rec.get("explained_label")
@@ -250,12 +308,16 @@ def print_export(result) -> None:
         v = r.verification
         mark = "[green]verified[/green]" if v.passed else "[bold red]FAILED verification[/bold red]"
         out.print(f"[bold]{escape(str(r.path))}[/bold]  {r.precision}, {r.size_bytes / 1e6:.1f} MB")
-        out.print(f"  {mark} against PyTorch fp32 on {v.images} {v.source}: max |Δp| {v.max_abs_diff:.1e}, "
-                  f"top-1 agreement {v.agreement:.1%} (needs {v.criterion})")
+        out.print(
+            f"  {mark} against PyTorch fp32 on {v.images} {v.source}: max |Δp| {v.max_abs_diff:.1e}, "
+            f"top-1 agreement {v.agreement:.1%} (needs {v.criterion})"
+        )
         out.print(f"  sha256 {r.sha256}")
         if r.sidecar:
             out.print(f"  metadata: {escape(str(r.sidecar))}")
     if result.fp32 is not None:
         out.print(f"int8 is {result.fp32.size_bytes / max(result.size_bytes, 1):.1f}x smaller than fp32")
     if result.verification.passed and (result.fp32 is None or result.fp32.verification.passed):
-        out.print(f"[dim]took {result.seconds:.0f} s. Try it: skinfood predict PHOTO --model {escape(str(result.path))}[/dim]")
+        out.print(
+            f"[dim]took {result.seconds:.0f} s. Try it: skinfood predict PHOTO --model {escape(str(result.path))}[/dim]"
+        )

@@ -136,8 +136,7 @@ def resolve_model(spec: str | os.PathLike | None) -> Path:
         runs = list_runs()
         if not runs:
             raise ModelError(
-                "no trained model yet: run `skinfood train --data DIR` (or `skinfood demo`) "
-                "or pass --model FILE"
+                "no trained model yet: run `skinfood train --data DIR` (or `skinfood demo`) or pass --model FILE"
             )
         run = runs[0]
         return run.best if run.best.is_file() else run.last

@@ -59,8 +59,9 @@ class InputItem:
     error: str | None = None
 
 
-def expand_inputs(inputs: Iterable[str], *, recursive: bool = True, stdin=None,
-                  shard: tuple[int, int] | None = None) -> list[InputItem]:
+def expand_inputs(
+    inputs: Iterable[str], *, recursive: bool = True, stdin=None, shard: tuple[int, int] | None = None
+) -> list[InputItem]:
     """Files, folders, glob patterns and `-` (paths on stdin) -> an ordered list.
 
     Folders are walked in sorted order and contribute only files with an image
@@ -71,8 +72,7 @@ def expand_inputs(inputs: Iterable[str], *, recursive: bool = True, stdin=None,
     for raw in inputs:
         if raw == "-":
             stream = stdin if stdin is not None else sys.stdin
-            items.extend(_expand_one(line.rstrip("\r\n"), recursive)
-                         for line in stream if line.strip())
+            items.extend(_expand_one(line.rstrip("\r\n"), recursive) for line in stream if line.strip())
             continue
         items.extend(_expand_group(raw, recursive))
     flat: list[InputItem] = []
@@ -120,13 +120,11 @@ def _folder_images(folder: Path, recursive: bool) -> list[InputItem]:
     if recursive:
         for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            found.extend(Path(dirpath) / f for f in filenames
-                         if not f.startswith(".") and is_image_path(Path(f)))
+            found.extend(Path(dirpath) / f for f in filenames if not f.startswith(".") and is_image_path(Path(f)))
         # One sorted order over the whole tree (by path components), as `find | sort` gives.
         found.sort(key=lambda p: p.relative_to(folder).parts)
     else:
-        found = sorted(p for p in folder.iterdir()
-                       if p.is_file() and not p.name.startswith(".") and is_image_path(p))
+        found = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and is_image_path(p))
     return [InputItem(str(p)) for p in found]
 
 
@@ -143,9 +141,18 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return index, count
 
 
-def make_prediction(path: str, probs, classes: list[str], book, *, lang: str = "en",
-                    top_k: int = 3, threshold: float = 0.5, scope_score: float | None = None,
-                    qhat: float | None = None) -> Prediction:
+def make_prediction(
+    path: str,
+    probs,
+    classes: list[str],
+    book,
+    *,
+    lang: str = "en",
+    top_k: int = 3,
+    threshold: float = 0.5,
+    scope_score: float | None = None,
+    qhat: float | None = None,
+) -> Prediction:
     """Build the record for one image from its calibrated probabilities (K,).
 
     With a conformal quantile `qhat` the record carries its prediction set and is
@@ -169,8 +176,9 @@ def make_prediction(path: str, probs, classes: list[str], book, *, lang: str = "
     alternatives = []
     for i in order:
         e = describe(classes[i])
-        alternatives.append({"label": classes[i], "disease_name": e.name if e else classes[i],
-                             "probability": round(float(probs[i]), 6)})
+        alternatives.append(
+            {"label": classes[i], "disease_name": e.name if e else classes[i], "probability": round(float(probs[i]), 6)}
+        )
     confidence = float(probs[order[0]])
     in_scope = scope_score is None or scope_score >= 0
     if qhat is not None:
@@ -182,9 +190,17 @@ def make_prediction(path: str, probs, classes: list[str], book, *, lang: str = "
         members, uncertain = [best], confidence < threshold
     if not in_scope:
         return Prediction(
-            path=path, label=best, disease_name=entry.name if entry else best, confidence=round(confidence, 6),
-            uncertain=bool(uncertain), top_k=alternatives, description=OUT_OF_SCOPE.get(lang, OUT_OF_SCOPE["en"]),
-            in_scope=False, scope_score=round(float(scope_score or 0.0), 6), prediction_set=members)
+            path=path,
+            label=best,
+            disease_name=entry.name if entry else best,
+            confidence=round(confidence, 6),
+            uncertain=bool(uncertain),
+            top_k=alternatives,
+            description=OUT_OF_SCOPE.get(lang, OUT_OF_SCOPE["en"]),
+            in_scope=False,
+            scope_score=round(float(scope_score or 0.0), 6),
+            prediction_set=members,
+        )
     return Prediction(
         path=path,
         label=best,
@@ -201,8 +217,9 @@ def make_prediction(path: str, probs, classes: list[str], book, *, lang: str = "
     )
 
 
-def predict_items(items: list[InputItem], engine, book, *, lang: str = "en", top_k: int = 3,
-                  threshold: float | None = None) -> Iterator[Prediction]:
+def predict_items(
+    items: list[InputItem], engine, book, *, lang: str = "en", top_k: int = 3, threshold: float | None = None
+) -> Iterator[Prediction]:
     """Stream records for `items` in order; failures become error records."""
     # An explicit --threshold keeps the confidence rule; by default the conformal set decides.
     qhat = engine.model.qhat if threshold is None else None
@@ -217,9 +234,17 @@ def predict_items(items: list[InputItem], engine, book, *, lang: str = "en", top
         if result.error is not None:
             yield Prediction(path=item.path, error=result.error)
         else:
-            yield make_prediction(item.path, engine.probabilities(result.logits), engine.classes, book,
-                                  lang=lang, top_k=top_k, threshold=threshold, scope_score=result.scope,
-                                  qhat=qhat)
+            yield make_prediction(
+                item.path,
+                engine.probabilities(result.logits),
+                engine.classes,
+                book,
+                lang=lang,
+                top_k=top_k,
+                threshold=threshold,
+                scope_score=result.scope,
+                qhat=qhat,
+            )
 
 
 def missing_descriptions(classes: list[str], book) -> list[str]:

@@ -41,8 +41,13 @@ from typing import Any
 
 WHENS = ("routine", "within_two_weeks", "within_days", "same_day", "emergency")
 URGENCY_ORDER = ("routine", "soon", "urgent")
-URGENCY_FLOOR = {"routine": "routine", "within_two_weeks": "soon", "within_days": "soon",
-                 "same_day": "urgent", "emergency": "urgent"}
+URGENCY_FLOOR = {
+    "routine": "routine",
+    "within_two_weeks": "soon",
+    "within_days": "soon",
+    "same_day": "urgent",
+    "emergency": "urgent",
+}
 _FLAG_FIELDS = ("when", "sign", "escalation", "source")
 
 # One lead-in per timing and language; a flag's sign completes it.
@@ -109,13 +114,11 @@ def parse_red_flags(value: Any, field: str, bad: Callable[[str, str], Exception]
         source = raw.get("source")
         if source is not None and not (isinstance(source, str) and re.fullmatch(r"https://\S+", source)):
             raise bad(f"{where}.source", "expected an https URL")
-        flags.append(RedFlag(sign=" ".join(sign.split()).rstrip("."), when=when, escalation=escalation,
-                             source=source))
+        flags.append(RedFlag(sign=" ".join(sign.split()).rstrip("."), when=when, escalation=escalation, source=source))
     return tuple(flags)
 
 
-def check_red_flags(flags: dict[str, tuple[RedFlag, ...]], urgency: str,
-                    bad: Callable[[str, str], Exception]) -> None:
+def check_red_flags(flags: dict[str, tuple[RedFlag, ...]], urgency: str, bad: Callable[[str, str], Exception]) -> None:
     """Checks that every language carries the English timing, and the badge covers it.
 
     Args:
@@ -128,25 +131,34 @@ def check_red_flags(flags: dict[str, tuple[RedFlag, ...]], urgency: str,
         if lang == "en":
             continue
         if len(own) != len(reference):
-            raise bad(f"{lang}.red_flags", f"{len(own)} red flags but en has {len(reference)}: every language "
-                      "needs the same red flags in the same order")
+            raise bad(
+                f"{lang}.red_flags",
+                f"{len(own)} red flags but en has {len(reference)}: every language "
+                "needs the same red flags in the same order",
+            )
         for i, (mine, theirs) in enumerate(zip(own, reference), start=1):
             if mine.when != theirs.when:
-                raise bad(f"{lang}.red_flags[{i}].when", f"{mine.when!r} but en says {theirs.when!r}: "
-                          "a translation must carry the same timing")
+                raise bad(
+                    f"{lang}.red_flags[{i}].when",
+                    f"{mine.when!r} but en says {theirs.when!r}: a translation must carry the same timing",
+                )
             if mine.escalation != theirs.escalation:
-                raise bad(f"{lang}.red_flags[{i}].escalation",
-                          f"{mine.escalation} but en says {theirs.escalation}")
+                raise bad(f"{lang}.red_flags[{i}].escalation", f"{mine.escalation} but en says {theirs.escalation}")
     rank = URGENCY_ORDER.index
     for i, flag in enumerate(reference, start=1):
         floor = URGENCY_FLOOR[flag.when]
         if not flag.escalation and rank(urgency) < rank(floor):
-            raise bad("urgency", f"{urgency!r} is lower than red flag en.red_flags[{i}] ({flag.when}: "
-                      f"{flag.sign!r}) needs ({floor!r}); raise urgency, or mark the flag escalation: true "
-                      "if it needs more than a typical photo of this class shows")
+            raise bad(
+                "urgency",
+                f"{urgency!r} is lower than red flag en.red_flags[{i}] ({flag.when}: "
+                f"{flag.sign!r}) needs ({floor!r}); raise urgency, or mark the flag escalation: true "
+                "if it needs more than a typical photo of this class shows",
+            )
         if flag.escalation and rank(floor) <= rank(urgency):
-            raise bad(f"en.red_flags[{i}].escalation", f"the flag ({flag.when}) does not go beyond the "
-                      f"entry's urgency {urgency!r}: drop escalation: true")
+            raise bad(
+                f"en.red_flags[{i}].escalation",
+                f"the flag ({flag.when}) does not go beyond the entry's urgency {urgency!r}: drop escalation: true",
+            )
 
 
 def advice_sentences(flags: tuple[RedFlag, ...], lang: str) -> list[str]:

@@ -28,23 +28,29 @@ def describe_runs() -> list[dict]:
                 history = list(csv.DictReader(f))
             epochs = len(history)
             if history:
-                best = max(history, key=lambda r: float(r.get("val_macro_f1") or "nan")
-                           if (r.get("val_macro_f1") or "nan") != "nan" else -1.0)
+                best = max(
+                    history,
+                    key=lambda r: (
+                        float(r.get("val_macro_f1") or "nan") if (r.get("val_macro_f1") or "nan") != "nan" else -1.0
+                    ),
+                )
         except (OSError, csv.Error):
             pass
         classes = list(config.get("classes") or [])
-        rows.append({
-            "name": run.name,
-            "default": i == 0,
-            "created": run.modified.strftime("%Y-%m-%d %H:%M"),
-            "classes": classes,
-            "num_classes": len(classes),
-            "val_macro_f1": _float(best, "val_macro_f1"),
-            "val_acc": _float(best, "val_acc"),
-            "epochs": epochs,
-            "size_mb": round(_folder_bytes(run.path) / 1e6, 1),
-            "path": str(run.best if run.best.is_file() else run.last),
-        })
+        rows.append(
+            {
+                "name": run.name,
+                "default": i == 0,
+                "created": run.modified.strftime("%Y-%m-%d %H:%M"),
+                "classes": classes,
+                "num_classes": len(classes),
+                "val_macro_f1": _float(best, "val_macro_f1"),
+                "val_acc": _float(best, "val_acc"),
+                "epochs": epochs,
+                "size_mb": round(_folder_bytes(run.path) / 1e6, 1),
+                "path": str(run.best if run.best.is_file() else run.last),
+            }
+        )
     return rows
 
 

@@ -22,8 +22,7 @@ from skinfood_cli.paths import open_mode
 # torchvision's ResNet50_Weights.IMAGENET1K_V2 (80.9% ImageNet top-1).
 RESNET50_URL = "https://download.pytorch.org/models/resnet50-11ad3fa6.pth"
 OFFLINE_HINT = (
-    "pass --weights FILE (a torchvision ResNet50 state dict you downloaded) "
-    "or --no-pretrained to train from scratch"
+    "pass --weights FILE (a torchvision ResNet50 state dict you downloaded) or --no-pretrained to train from scratch"
 )
 
 Progress = Callable[[int, "int | None"], None]
@@ -119,7 +118,7 @@ def load_backbone_state(path: str | os.PathLike) -> dict:
         raise WeightsError(f"weights file not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - any failure means the same to the user
+    except Exception:
         raise WeightsError(f"{path} is not a readable PyTorch state dict") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]

@@ -53,8 +53,14 @@ def env_setup(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory) -> Path:
     """A DermNet-style train/ + test/ tree of generated photos (read-only for tests)."""
-    return make_dataset(tmp_path_factory.mktemp("dataset"), CLASSES, train_per_class=40,
-                        test_per_class=8, size=PHOTO_SIZE, lesion_scale=0.4)
+    return make_dataset(
+        tmp_path_factory.mktemp("dataset"),
+        CLASSES,
+        train_per_class=40,
+        test_per_class=8,
+        size=PHOTO_SIZE,
+        lesion_scale=0.4,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -66,8 +72,18 @@ def trained(tmp_path_factory, dataset):
     old = os.environ.get("SKINFOOD_HOME")
     os.environ["SKINFOOD_HOME"] = str(home)
     try:
-        result = train(TrainConfig(data=str(dataset), name="session", epochs=8, image_size=IMAGE_SIZE,
-                                   batch_size=16, lr=2e-3, pretrained=False, device="cpu"))
+        result = train(
+            TrainConfig(
+                data=str(dataset),
+                name="session",
+                epochs=8,
+                image_size=IMAGE_SIZE,
+                batch_size=16,
+                lr=2e-3,
+                pretrained=False,
+                device="cpu",
+            )
+        )
     finally:
         if old is None:
             os.environ.pop("SKINFOOD_HOME", None)

@@ -35,9 +35,16 @@ def test_the_committed_figures_print_as_a_table_with_every_bar(capsys):
 def test_a_results_file_becomes_a_table_with_its_command_date_and_bars():
     report = _load("report")
     results = json.loads((BENCH / "results" / "run-quick-beyond.json").read_text())
-    results.update(predict_ips=123.456, predict_speedup=123.456 / results["study_predict_ips"],
-                   train_speedup=2.5, run={"command": "python benchmarks/run.py --quick", "date": "2030-01-02 03:04 UTC",
-                                           "machine": "Test CPU, 2 cores, no GPU"})
+    results.update(
+        predict_ips=123.456,
+        predict_speedup=123.456 / results["study_predict_ips"],
+        train_speedup=2.5,
+        run={
+            "command": "python benchmarks/run.py --quick",
+            "date": "2030-01-02 03:04 UTC",
+            "machine": "Test CPU, 2 cores, no GPU",
+        },
+    )
     text = report.render_one("run-quick", results)
     assert "`python benchmarks/run.py --quick`" in text
     assert "date: 2030-01-02 03:04 UTC" in text and "machine: Test CPU, 2 cores, no GPU" in text

@@ -95,8 +95,7 @@ def test_blocked_pair_search_matches_brute_force():
     hexes[140] = hexes[3]  # an exact pair across a block boundary
     packed = pack_hashes(hexes)
     bits = np.unpackbits(np.frombuffer(b"".join(bytes.fromhex(h) for h in hexes), np.uint8).reshape(150, 32), axis=1)
-    brute = {(i, j) for i in range(150) for j in range(i + 1, 150)
-             if int((bits[i] != bits[j]).sum()) <= 110}
+    brute = {(i, j) for i in range(150) for j in range(i + 1, 150) if int((bits[i] != bits[j]).sum()) <= 110}
     assert {(i, j) for i, j, _, _ in close_pairs(packed, None, 110, block=16)} == brute
     assert (3, 140) in brute
 
@@ -154,14 +153,17 @@ def test_a_bad_file_is_a_fact_not_an_exception(tmp_path):
 # --- skin tone -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("L, b, group", [
-    (78, 10, "very light"),    # ITA 70
-    (64, 14, "light"),         # 45
-    (58, 13, "intermediate"),  # 31.6
-    (54, 16, "tan"),           # 14
-    (44, 18, "brown"),         # -18
-    (30, 14, "dark"),          # -55
-])
+@pytest.mark.parametrize(
+    "L, b, group",
+    [
+        (78, 10, "very light"),  # ITA 70
+        (64, 14, "light"),  # 45
+        (58, 13, "intermediate"),  # 31.6
+        (54, 16, "tan"),  # 14
+        (44, 18, "brown"),  # -18
+        (30, 14, "dark"),  # -55
+    ],
+)
 def test_patches_of_known_lab_colour_land_in_their_group(L, b, group):
     rng = np.random.default_rng(0)
     lab = np.zeros((48, 64, 3)) + [L, 9.0, b]
@@ -192,9 +194,23 @@ def test_check_json_shape_and_exit_1_on_leaks(cli, clean_set):
     assert result.exit_code == 1, result.output
     d = json.loads(result.stdout)
     assert d["clean"] is False and d["cross_split_pairs"] == 4 == len([p for p in d["pairs"] if p["cross_split"]])
-    for key in ("data", "layout", "threshold", "photos", "class_counts", "imbalance_ratio", "pairs",
-                "unreadable", "tiny", "grayscale", "sizes", "skin_tone", "skin_tone_note", "cache",
-                "nearest_train_distance"):
+    for key in (
+        "data",
+        "layout",
+        "threshold",
+        "photos",
+        "class_counts",
+        "imbalance_ratio",
+        "pairs",
+        "unreadable",
+        "tiny",
+        "grayscale",
+        "sizes",
+        "skin_tone",
+        "skin_tone_note",
+        "cache",
+        "nearest_train_distance",
+    ):
         assert key in d, key
     pair = d["pairs"][0]
     assert set(pair) >= {"a", "b", "split_a", "split_b", "class_a", "class_b", "distance", "exact", "mirrored"}

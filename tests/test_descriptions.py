@@ -40,7 +40,14 @@ DERMNET_CLASSES = [
     "Warts Molluscum and other Viral Infections",
 ]
 STUDY_CONDITIONS = [
-    "acne", "rosacea", "psoriasis", "eczema", "atopic_dermatitis", "vitiligo", "folliculitis", "lichen_planus",
+    "acne",
+    "rosacea",
+    "psoriasis",
+    "eczema",
+    "atopic_dermatitis",
+    "vitiligo",
+    "folliculitis",
+    "lichen_planus",
 ]
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
@@ -86,18 +93,22 @@ def make_entry_v2(key: str, en_flags=(("routine", False),), ko_flags=None, urgen
     entry = make_entry(key, urgency=urgency)
     for lang, flags in (("en", en_flags), ("ko", en_flags if ko_flags is None else ko_flags)):
         del entry[lang]["see_a_doctor"]
-        entry[lang]["red_flags"] = [{"when": when, "sign": f"sign {i} ({lang})", **({"escalation": True} if esc else {})}
-                                    for i, (when, esc) in enumerate(flags, start=1)]
+        entry[lang]["red_flags"] = [
+            {"when": when, "sign": f"sign {i} ({lang})", **({"escalation": True} if esc else {})}
+            for i, (when, esc) in enumerate(flags, start=1)
+        ]
     return entry
 
 
 def write_file(path: Path, entries: list, version: int = 1) -> Path:
-    path.write_text(yaml.safe_dump({"schema_version": version, "diseases": entries}, allow_unicode=True),
-                    encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump({"schema_version": version, "diseases": entries}, allow_unicode=True), encoding="utf-8"
+    )
     return path
 
 
 # --------------------------------------------------------------------------- bundled data
+
 
 @pytest.mark.parametrize("lang", ["en", "ko"])
 @pytest.mark.parametrize("name", DERMNET_CLASSES + STUDY_CONDITIONS)
@@ -162,19 +173,23 @@ def test_to_dict_is_plain_json(book):
 
 # --------------------------------------------------------------------------- resolution
 
-@pytest.mark.parametrize("query, key", [
-    ("ACNE", "acne"),
-    ("atopic-dermatitis", "atopic_dermatitis"),
-    ("Atopic Dermatitis", "atopic_dermatitis"),
-    ("Eczema photos", "dermnet_eczema"),
-    ("eczema", "eczema"),
-    ("eczema pictures", "eczema"),  # stop words dropped only when nothing matched as typed
-    ("  urticaria_HIVES ", "dermnet_urticaria"),
-    ("melanoma skin-cancer, nevi and moles", "dermnet_melanoma_nevi_moles"),
-    ("Vasculitis", "dermnet_vasculitis"),
-    ("dermnet_eczema", "dermnet_eczema"),
-    ("아토피 피부염", "atopic_dermatitis"),
-])
+
+@pytest.mark.parametrize(
+    "query, key",
+    [
+        ("ACNE", "acne"),
+        ("atopic-dermatitis", "atopic_dermatitis"),
+        ("Atopic Dermatitis", "atopic_dermatitis"),
+        ("Eczema photos", "dermnet_eczema"),
+        ("eczema", "eczema"),
+        ("eczema pictures", "eczema"),  # stop words dropped only when nothing matched as typed
+        ("  urticaria_HIVES ", "dermnet_urticaria"),
+        ("melanoma skin-cancer, nevi and moles", "dermnet_melanoma_nevi_moles"),
+        ("Vasculitis", "dermnet_vasculitis"),
+        ("dermnet_eczema", "dermnet_eczema"),
+        ("아토피 피부염", "atopic_dermatitis"),
+    ],
+)
 def test_case_space_and_punctuation_variants_resolve(book, query, key):
     assert book.resolve_key(query) == key
     assert book.get(query).key == key
@@ -199,30 +214,45 @@ def test_unknown_language_is_a_usage_error(book):
 
 # --------------------------------------------------------------------------- urgency
 
-@pytest.mark.parametrize("name", [
-    "Melanoma Skin Cancer Nevi and Moles",
-    "Cellulitis Impetigo and other Bacterial Infections",
-    "Actinic Keratosis Basal Cell Carcinoma and other Malignant Lesions",
-])
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Melanoma Skin Cancer Nevi and Moles",
+        "Cellulitis Impetigo and other Bacterial Infections",
+        "Actinic Keratosis Basal Cell Carcinoma and other Malignant Lesions",
+    ],
+)
 def test_cancer_and_infection_classes_are_urgent(book, name):
     assert book.get(name).urgency == "urgent"
 
 
-@pytest.mark.parametrize("name", [
-    "Systemic Disease", "Lupus and other Connective Tissue diseases", "Vasculitis Photos",
-    "Bullous Disease Photos", "Exanthems and Drug Eruptions", "Herpes HPV and other STDs Photos",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Systemic Disease",
+        "Lupus and other Connective Tissue diseases",
+        "Vasculitis Photos",
+        "Bullous Disease Photos",
+        "Exanthems and Drug Eruptions",
+        "Herpes HPV and other STDs Photos",
+    ],
+)
 def test_serious_classes_are_not_routine(book, name):
     assert book.get(name).urgency != "routine"
 
 
 # --------------------------------------------------------------------------- overrides
 
+
 def test_user_file_replaces_an_entry_and_adds_one(isolated_config):
-    user = write_file(isolated_config / "descriptions.yaml", [
-        make_entry("acne", name="My acne", aliases=["spots"]),
-        make_entry("heat_rash", name="Heat rash", aliases=["prickly heat", "땀띠"]),
-    ])
+    user = write_file(
+        isolated_config / "descriptions.yaml",
+        [
+            make_entry("acne", name="My acne", aliases=["spots"]),
+            make_entry("heat_rash", name="Heat rash", aliases=["prickly heat", "땀띠"]),
+        ],
+    )
     assert desc.user_override_path() == user
     book = desc.load_descriptions()
     assert book.sources() == [desc.bundled_path(), user]
@@ -237,9 +267,13 @@ def test_user_file_replaces_an_entry_and_adds_one(isolated_config):
 
 def test_extra_file_is_loaded_last(isolated_config, tmp_path):
     write_file(isolated_config / "descriptions.yaml", [make_entry("acne", name="User acne")])
-    extra = write_file(tmp_path / "extra.yaml", [
-        make_entry("acne", name="Extra acne"), make_entry("new_one", name="New one", urgency="soon"),
-    ])
+    extra = write_file(
+        tmp_path / "extra.yaml",
+        [
+            make_entry("acne", name="Extra acne"),
+            make_entry("new_one", name="New one", urgency="soon"),
+        ],
+    )
     book = desc.load_descriptions(extra)
     assert book.sources()[-1] == extra and len(book.sources()) == 3
     assert book.get("acne").name == "Extra acne"
@@ -274,6 +308,7 @@ def test_user_override_path_uses_platform_dir_without_env(monkeypatch):
 
 # --------------------------------------------------------------------------- schema errors
 
+
 def _broken(kind: str) -> tuple[object, str, str]:
     """(file content, expected entry label, expected field) for one kind of mistake."""
     good = make_entry("rash_a")
@@ -296,14 +331,23 @@ def _broken(kind: str) -> tuple[object, str, str]:
         del good["ko"]
         return [good], "entry 'rash_a'", "field 'ko': missing field"
     if kind == "duplicated alias":
-        return ([make_entry("rash_a", aliases=["Red Rash"]), make_entry("rash_b", aliases=["red-rash"])],
-                "entry 'rash_b'", "field 'aliases': 'red-rash' collides with entry 'rash_a'")
+        return (
+            [make_entry("rash_a", aliases=["Red Rash"]), make_entry("rash_b", aliases=["red-rash"])],
+            "entry 'rash_b'",
+            "field 'aliases': 'red-rash' collides with entry 'rash_a'",
+        )
     if kind == "alias equals a key":
-        return ([make_entry("rash_a"), make_entry("rash_b", aliases=["Rash A"])],
-                "entry 'rash_b'", "field 'aliases': 'Rash A' collides with entry 'rash_a'")
+        return (
+            [make_entry("rash_a"), make_entry("rash_b", aliases=["Rash A"])],
+            "entry 'rash_b'",
+            "field 'aliases': 'Rash A' collides with entry 'rash_a'",
+        )
     if kind == "loose clash":
-        return ([make_entry("rash_a", aliases=["Red Photos"]), make_entry("rash_b", aliases=["red pictures"])],
-                "entry 'rash_b'", "collides with entry 'rash_a' once words like 'photos' are ignored")
+        return (
+            [make_entry("rash_a", aliases=["Red Photos"]), make_entry("rash_b", aliases=["red pictures"])],
+            "entry 'rash_b'",
+            "collides with entry 'rash_a' once words like 'photos' are ignored",
+        )
     if kind == "duplicated key":
         return [make_entry("rash_a"), make_entry("rash_a")], "entry 'rash_a'", "field 'key': duplicate key"
     if kind == "bad key":
@@ -314,9 +358,20 @@ def _broken(kind: str) -> tuple[object, str, str]:
     raise AssertionError(kind)
 
 
-ERROR_KINDS = ["missing field", "wrong type", "not a string", "unknown urgency", "unknown field",
-               "missing language", "duplicated alias", "alias equals a key", "loose clash",
-               "duplicated key", "bad key", "no key"]
+ERROR_KINDS = [
+    "missing field",
+    "wrong type",
+    "not a string",
+    "unknown urgency",
+    "unknown field",
+    "missing language",
+    "duplicated alias",
+    "alias equals a key",
+    "loose clash",
+    "duplicated key",
+    "bad key",
+    "no key",
+]
 
 
 @pytest.mark.parametrize("kind", ERROR_KINDS)
@@ -333,8 +388,9 @@ def test_schema_errors_name_file_entry_and_field_on_one_line(tmp_path, kind):
 
 def test_yaml_syntax_error_reports_the_line(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("schema_version: 1\ndiseases:\n  - key: acne\n    aliases: [unclosed\n    urgency: routine\n",
-                   encoding="utf-8")
+    bad.write_text(
+        "schema_version: 1\ndiseases:\n  - key: acne\n    aliases: [unclosed\n    urgency: routine\n", encoding="utf-8"
+    )
     with pytest.raises(DescriptionsError) as info:
         desc.load_descriptions(bad)
     message = str(info.value)
@@ -342,13 +398,16 @@ def test_yaml_syntax_error_reports_the_line(tmp_path):
     assert re.match(rf"descriptions file {re.escape(str(bad))}: YAML syntax error at line \d+: \S", message)
 
 
-@pytest.mark.parametrize("content, expected", [
-    ("- just\n- a list\n", "expected a mapping with a 'diseases' list"),
-    ("schema_version: 1\n", "expected a mapping with a 'diseases' list"),
-    ("", "expected a mapping with a 'diseases' list"),
-    ("schema_version: 3\ndiseases: []\n", "field 'schema_version': unsupported version 3"),
-    ("diseases: []\nextra: 1\n", "field 'extra': unknown field"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("- just\n- a list\n", "expected a mapping with a 'diseases' list"),
+        ("schema_version: 1\n", "expected a mapping with a 'diseases' list"),
+        ("", "expected a mapping with a 'diseases' list"),
+        ("schema_version: 3\ndiseases: []\n", "field 'schema_version': unsupported version 3"),
+        ("diseases: []\nextra: 1\n", "field 'extra': unknown field"),
+    ],
+)
 def test_bad_top_level_is_reported(tmp_path, content, expected):
     bad = tmp_path / "bad.yaml"
     bad.write_text(content, encoding="utf-8")
@@ -367,13 +426,16 @@ def test_broken_user_file_is_reported_too(isolated_config):
 LOCALE_VARS = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
 
 
-@pytest.mark.parametrize("env, expected", [
-    ({"LANG": "ko_KR.UTF-8"}, "ko"),
-    ({"LANG": "C"}, "en"),
-    ({}, "en"),
-    ({"LANG": "ko_KR.UTF-8", "LC_ALL": "en_US.UTF-8"}, "en"),
-    ({"LANG": "en_US.UTF-8", "LANGUAGE": "ko:en"}, "ko"),
-])
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({"LANG": "ko_KR.UTF-8"}, "ko"),
+        ({"LANG": "C"}, "en"),
+        ({}, "en"),
+        ({"LANG": "ko_KR.UTF-8", "LC_ALL": "en_US.UTF-8"}, "en"),
+        ({"LANG": "en_US.UTF-8", "LANGUAGE": "ko:en"}, "ko"),
+    ],
+)
 def test_default_language_follows_the_locale(monkeypatch, env, expected):
     for var in LOCALE_VARS:
         monkeypatch.delenv(var, raising=False)
@@ -463,27 +525,45 @@ def test_eczema_herpeticum_is_same_day_with_or_without_fever(book, key):
     assert "with or without fever" in en.sign and "포진상 습진" in ko.sign and "열이 없어도" in ko.sign
 
 
-@pytest.mark.parametrize("key, lang, pattern, when", [
-    ("dermnet_systemic_disease", "en", r"^new yellowing", "same_day"),
-    ("dermnet_systemic_disease", "ko", r"새로 노랗게", "same_day"),
-    ("dermnet_vasculitis", "en", r"^a new rash of purple", "same_day"),
-    ("dermnet_vasculitis", "en", r"in a child, or with fever", "emergency"),
-    ("dermnet_vasculitis", "ko", r"어린이에게", "emergency"),
-    ("dermnet_pigmentation_light_diseases", "en", r"dark spot .* changes in size, shape or colour", "within_two_weeks"),
-    ("dermnet_vascular_tumors", "en", r"haemangioma near the eye, nose, lips or nappy area", "within_two_weeks"),
-    ("dermnet_vascular_tumors", "en", r"ulcerates\) or covers or presses on the eye", "within_days"),
-    ("dermnet_contact_dermatitis", "en", r"trouble breathing or swallowing", "emergency"),
-    ("dermnet_infestations_bites", "en", r"trouble breathing or swallowing", "emergency"),
-    ("dermnet_infestations_bites", "ko", r"중증열성혈소판감소증후군\(SFTS\)이나 쯔쯔가무시증", "same_day"),
-    ("dermnet_viral_infections", "en", r"^suspected shingles.*within 3 days", "same_day"),
-    ("dermnet_nail_disease", "en", r"new dark streak in a nail, even on its own, and especially", "within_two_weeks"),
-    ("dermnet_nail_disease", "ko", r"새로 생긴 검은 세로줄, 그것만 있어도 해당하며 특히", "within_two_weeks"),
-    ("dermnet_psoriasis_lichen_planus", "en", r"with or without fever \(erythroderma\)", "same_day"),
-    ("dermnet_psoriasis_lichen_planus", "ko", r"열이 없어도 해당\(홍피증\)", "same_day"),
-    ("dermnet_exanthems_drug_eruptions", "en", r"contact the doctor who prescribed it", "same_day"),
-    ("dermnet_exanthems_drug_eruptions", "en", r"^painful skin.*dusky red or purple target-like spots", "emergency"),
-    ("dermnet_exanthems_drug_eruptions", "ko", r"처방한 의사", "same_day"),
-])
+@pytest.mark.parametrize(
+    "key, lang, pattern, when",
+    [
+        ("dermnet_systemic_disease", "en", r"^new yellowing", "same_day"),
+        ("dermnet_systemic_disease", "ko", r"새로 노랗게", "same_day"),
+        ("dermnet_vasculitis", "en", r"^a new rash of purple", "same_day"),
+        ("dermnet_vasculitis", "en", r"in a child, or with fever", "emergency"),
+        ("dermnet_vasculitis", "ko", r"어린이에게", "emergency"),
+        (
+            "dermnet_pigmentation_light_diseases",
+            "en",
+            r"dark spot .* changes in size, shape or colour",
+            "within_two_weeks",
+        ),
+        ("dermnet_vascular_tumors", "en", r"haemangioma near the eye, nose, lips or nappy area", "within_two_weeks"),
+        ("dermnet_vascular_tumors", "en", r"ulcerates\) or covers or presses on the eye", "within_days"),
+        ("dermnet_contact_dermatitis", "en", r"trouble breathing or swallowing", "emergency"),
+        ("dermnet_infestations_bites", "en", r"trouble breathing or swallowing", "emergency"),
+        ("dermnet_infestations_bites", "ko", r"중증열성혈소판감소증후군\(SFTS\)이나 쯔쯔가무시증", "same_day"),
+        ("dermnet_viral_infections", "en", r"^suspected shingles.*within 3 days", "same_day"),
+        (
+            "dermnet_nail_disease",
+            "en",
+            r"new dark streak in a nail, even on its own, and especially",
+            "within_two_weeks",
+        ),
+        ("dermnet_nail_disease", "ko", r"새로 생긴 검은 세로줄, 그것만 있어도 해당하며 특히", "within_two_weeks"),
+        ("dermnet_psoriasis_lichen_planus", "en", r"with or without fever \(erythroderma\)", "same_day"),
+        ("dermnet_psoriasis_lichen_planus", "ko", r"열이 없어도 해당\(홍피증\)", "same_day"),
+        ("dermnet_exanthems_drug_eruptions", "en", r"contact the doctor who prescribed it", "same_day"),
+        (
+            "dermnet_exanthems_drug_eruptions",
+            "en",
+            r"^painful skin.*dusky red or purple target-like spots",
+            "emergency",
+        ),
+        ("dermnet_exanthems_drug_eruptions", "ko", r"처방한 의사", "same_day"),
+    ],
+)
 def test_red_flags_the_clinical_review_asked_for(book, key, lang, pattern, when):
     assert [f.when for f in _flags(book, key, lang, pattern)] == [when]
 
@@ -515,7 +595,7 @@ def test_jusa_is_first_written_as_jusa_ttalgiko_so_it_cannot_read_as_injection(b
     for key in keys:
         for text in _korean_texts(book.get(key, "ko")):
             if "주사" in text:
-                assert text[text.index("주사"):].startswith("주사(딸기코)"), (key, text)
+                assert text[text.index("주사") :].startswith("주사(딸기코)"), (key, text)
 
 
 @pytest.mark.parametrize("key", STUDY_CONDITIONS)
@@ -541,26 +621,46 @@ def test_links_the_review_asked_for(book):
 
 # --------------------------------------------------------------------------- red flags: the loader
 
+
 def test_a_generated_entry_whose_korean_timing_differs_is_refused(tmp_path):
-    entry = make_entry_v2("rash_a", en_flags=[("same_day", True), ("routine", False)],
-                          ko_flags=[("within_days", True), ("routine", False)])
+    entry = make_entry_v2(
+        "rash_a",
+        en_flags=[("same_day", True), ("routine", False)],
+        ko_flags=[("within_days", True), ("routine", False)],
+    )
     bad = write_file(tmp_path / "bad.yaml", [entry], version=2)
     with pytest.raises(DescriptionsError) as info:
         desc.load_descriptions(bad)
-    assert str(info.value) == (f"descriptions file {bad}: entry 'rash_a' field 'ko.red_flags[1].when': "
-                               "'within_days' but en says 'same_day': a translation must carry the same timing")
+    assert str(info.value) == (
+        f"descriptions file {bad}: entry 'rash_a' field 'ko.red_flags[1].when': "
+        "'within_days' but en says 'same_day': a translation must carry the same timing"
+    )
 
 
-@pytest.mark.parametrize("en_flags, ko_flags, urgency, field, problem", [
-    ([("routine", False), ("routine", False)], [("routine", False)], "routine",
-     "ko.red_flags", "1 red flags but en has 2"),
-    ([("same_day", True)], [("same_day", False)], "routine", "ko.red_flags[1].escalation", "False but en says True"),
-    ([("same_day", False)], None, "soon", "urgency", "'soon' is lower than red flag en.red_flags[1] (same_day"),
-    ([("within_two_weeks", False)], None, "routine", "urgency", "needs ('soon')"),
-    ([("within_days", True)], None, "urgent", "en.red_flags[1].escalation", "does not go beyond"),
-    ([("whenever", False)], None, "routine", "en.red_flags[1].when", "expected one of routine, within_two_weeks"),
-    ([], None, "routine", "en.red_flags", "expected a non-empty list"),
-])
+@pytest.mark.parametrize(
+    "en_flags, ko_flags, urgency, field, problem",
+    [
+        (
+            [("routine", False), ("routine", False)],
+            [("routine", False)],
+            "routine",
+            "ko.red_flags",
+            "1 red flags but en has 2",
+        ),
+        (
+            [("same_day", True)],
+            [("same_day", False)],
+            "routine",
+            "ko.red_flags[1].escalation",
+            "False but en says True",
+        ),
+        ([("same_day", False)], None, "soon", "urgency", "'soon' is lower than red flag en.red_flags[1] (same_day"),
+        ([("within_two_weeks", False)], None, "routine", "urgency", "needs ('soon')"),
+        ([("within_days", True)], None, "urgent", "en.red_flags[1].escalation", "does not go beyond"),
+        ([("whenever", False)], None, "routine", "en.red_flags[1].when", "expected one of routine, within_two_weeks"),
+        ([], None, "routine", "en.red_flags", "expected a non-empty list"),
+    ],
+)
 def test_red_flag_mistakes_are_one_line_naming_the_entry(tmp_path, en_flags, ko_flags, urgency, field, problem):
     bad = write_file(tmp_path / "bad.yaml", [make_entry_v2("rash_a", en_flags, ko_flags, urgency)], version=2)
     with pytest.raises(DescriptionsError) as info:
@@ -584,17 +684,25 @@ def test_each_layout_says_what_to_change_when_mixed(tmp_path):
     with pytest.raises(DescriptionsError, match=r"field 'en.red_flags': needs 'schema_version: 2'"):
         desc.load_descriptions(new_in_old)
     old_in_new = write_file(tmp_path / "b.yaml", [make_entry("rash_a")], version=2)
-    with pytest.raises(DescriptionsError, match=r"field 'en.see_a_doctor': not used with 'schema_version: 2': "
-                                                r"list red_flags"):
+    with pytest.raises(
+        DescriptionsError,
+        match=r"field 'en.see_a_doctor': not used with 'schema_version: 2': "
+        r"list red_flags",
+    ):
         desc.load_descriptions(old_in_new)
 
 
 def test_a_user_file_of_the_old_layout_still_loads_beside_the_new_bundled_file(isolated_config):
     user = isolated_config / "descriptions.yaml"
-    user.write_text("diseases:\n  - key: heat_rash\n    urgency: routine\n" + "".join(
-        f"    {lang}:\n      name: Heat rash\n      summary: 땀띠 summary.\n      signs: [Red]\n"
-        f"      look_alikes: []\n      self_care: [Cool down]\n      see_a_doctor: If it spreads ({lang}).\n"
-        for lang in ("en", "ko")), encoding="utf-8")
+    user.write_text(
+        "diseases:\n  - key: heat_rash\n    urgency: routine\n"
+        + "".join(
+            f"    {lang}:\n      name: Heat rash\n      summary: 땀띠 summary.\n      signs: [Red]\n"
+            f"      look_alikes: []\n      self_care: [Cool down]\n      see_a_doctor: If it spreads ({lang}).\n"
+            for lang in ("en", "ko")
+        ),
+        encoding="utf-8",
+    )
     book = desc.load_descriptions()
     assert book.get("heat rash", "ko").see_a_doctor == "If it spreads (ko)."
     assert book.get("heat rash").red_flags == () and book.get("heat rash").to_dict()["red_flags"] == []
@@ -602,16 +710,26 @@ def test_a_user_file_of_the_old_layout_still_loads_beside_the_new_bundled_file(i
 
 
 def test_a_schema_2_user_entry_renders_its_advice(tmp_path):
-    extra = write_file(tmp_path / "extra.yaml", [make_entry_v2(
-        "rash_a", [("routine", False), ("emergency", True), ("routine", False)])], version=2)
+    extra = write_file(
+        tmp_path / "extra.yaml",
+        [make_entry_v2("rash_a", [("routine", False), ("emergency", True), ("routine", False)])],
+        version=2,
+    )
     d = desc.load_descriptions(extra).get("rash_a", "ko")
-    assert d.see_a_doctor == ("다음의 경우 즉시 119에 연락하거나 응급실로 가세요: sign 2 (ko). "
-                              "다음의 경우 일반 진료를 예약하세요: sign 1 (ko); sign 3 (ko).")
-    assert d.to_dict()["red_flags"][1] == {"sign": "sign 2 (ko)", "when": "emergency", "escalation": True,
-                                           "source": None}
+    assert d.see_a_doctor == (
+        "다음의 경우 즉시 119에 연락하거나 응급실로 가세요: sign 2 (ko). "
+        "다음의 경우 일반 진료를 예약하세요: sign 1 (ko); sign 3 (ko)."
+    )
+    assert d.to_dict()["red_flags"][1] == {
+        "sign": "sign 2 (ko)",
+        "when": "emergency",
+        "escalation": True,
+        "source": None,
+    }
 
 
 # --------------------------------------------------------------------------- not a diagnosis, on every surface
+
 
 @pytest.fixture
 def wide(monkeypatch):
@@ -680,5 +798,6 @@ def test_the_page_shows_the_same_not_a_diagnosis_line_in_both_languages():
 def test_the_review_table_in_the_docs_lists_every_red_flag_and_its_source(book):
     doc = (Path(desc.__file__).parent.parent / "docs" / "descriptions.md").read_text(encoding="utf-8")
     table = rf.review_table([(k, book.get(k).urgency, book.get(k).red_flags) for k in book.keys()])
-    assert f"<!-- red-flags:start -->\n{table}<!-- red-flags:end -->" in doc, \
+    assert f"<!-- red-flags:start -->\n{table}<!-- red-flags:end -->" in doc, (
         "docs/descriptions.md is stale: run python tools/red_flags_table.py docs/descriptions.md"
+    )

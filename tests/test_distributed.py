@@ -106,7 +106,7 @@ def test_freeze_backbone_is_refused_under_torchrun(cli, tmp_path, as_rank0_of_tw
     data = make_dataset(tmp_path / "d", CLASSES, train_per_class=4, test_per_class=1, size=(40, 32))
     r = cli("train", "--data", data, "--no-pretrained", "--epochs", "1", "--freeze-backbone")
     assert r.exit_code == 2, r.stderr
-    line, = r.stderr.strip().splitlines()
+    (line,) = r.stderr.strip().splitlines()
     assert line.startswith("error: --freeze-backbone") and "torchrun" in line
     assert not (tmp_path / "home" / "runs").exists() or not any((tmp_path / "home" / "runs").iterdir())
 
@@ -165,8 +165,21 @@ def _env(home: Path) -> dict:
 
 
 def _torchrun(logs: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-            "--log-dir", str(logs), "--redirects", "3", "-m", "skinfood_cli", *map(str, args)]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "--log-dir",
+        str(logs),
+        "--redirects",
+        "3",
+        "-m",
+        "skinfood_cli",
+        *map(str, args),
+    ]
 
 
 def _rank_stderr(logs: Path) -> dict[int, str]:
@@ -198,22 +211,59 @@ def _val_loss_of(ckpt_path: Path) -> float:
 def test_two_processes_train_like_one_process_with_the_same_global_batch(tmp_path):
     # 63 training and 27 validation photos at 64 px: big enough for ResNet50 to learn the
     # toy classes in 10 epochs (~20 s per run here), so comparing accuracies means something.
-    data = make_dataset(tmp_path / "d", CLASSES, train_per_class=30, test_per_class=1, size=(64, 48),
-                        lesion_scale=0.5)
-    flags = ["--epochs", 10, "--image-size", 64, "--lr", 2e-3, "--freeze-epochs", 1, "--val-fraction", 0.3,
-             "--seed", 0, "--no-pretrained", "--device", "cpu", "--precision", "fp32"]
+    data = make_dataset(tmp_path / "d", CLASSES, train_per_class=30, test_per_class=1, size=(64, 48), lesion_scale=0.5)
+    flags = [
+        "--epochs",
+        10,
+        "--image-size",
+        64,
+        "--lr",
+        2e-3,
+        "--freeze-epochs",
+        1,
+        "--val-fraction",
+        0.3,
+        "--seed",
+        0,
+        "--no-pretrained",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+    ]
     # Both as subprocesses with one thread per process: the same arithmetic, and no
     # multi-threaded process slowed tenfold by whatever else shares the CPU.
     home, logs = tmp_path / "ddp-home", tmp_path / "logs"
-    r = subprocess.run([sys.executable, "-m", "skinfood_cli", "train", "--data", str(data), "--name", "one",
-                        "--batch-size", "16", *map(str, flags)],
-                       env=_env(tmp_path / "one-home"), capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "skinfood_cli",
+            "train",
+            "--data",
+            str(data),
+            "--name",
+            "one",
+            "--batch-size",
+            "16",
+            *map(str, flags),
+        ],
+        env=_env(tmp_path / "one-home"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     single = load_checkpoint(tmp_path / "one-home" / "runs" / "one" / "best.pt")
     with open(tmp_path / "one-home" / "runs" / "one" / "metrics.csv") as f:
         single_rows = list(csv.DictReader(f))
-    r = subprocess.run(_torchrun(logs, "train", "--data", data, "--name", "two", "--batch-size", 8, *flags),
-                       env=_env(home), capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        _torchrun(logs, "train", "--data", data, "--name", "two", "--batch-size", 8, *flags),
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     ranks = _rank_stderr(logs)
     assert r.returncode == 0, ranks[0] + ranks[1] + r.stderr[-3000:]
 
@@ -255,10 +305,26 @@ def test_two_processes_train_like_one_process_with_the_same_global_batch(tmp_pat
 def _start_until_first_epoch(tmp_path: Path, name: str):
     data = make_dataset(tmp_path / "d", CLASSES, train_per_class=14, test_per_class=1, size=(40, 32))
     home, logs = tmp_path / "home-ddp", tmp_path / f"logs-{name}"
-    cmd = _torchrun(logs, "train", "--data", data, "--name", name, "--epochs", "30", "--image-size", "32",
-                    "--batch-size", "4", "--no-pretrained", "--device", "cpu")
-    proc = subprocess.Popen(cmd, env=_env(home), start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    cmd = _torchrun(
+        logs,
+        "train",
+        "--data",
+        data,
+        "--name",
+        name,
+        "--epochs",
+        "30",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--no-pretrained",
+        "--device",
+        "cpu",
+    )
+    proc = subprocess.Popen(
+        cmd, env=_env(home), start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     last = home / "runs" / name / "last.pt"
     deadline = time.time() + 300
     while not last.exists() and time.time() < deadline and proc.poll() is None:
@@ -285,9 +351,13 @@ def test_ctrl_c_on_torchrun_saves_once_and_resume_under_torchrun_finishes(tmp_pa
     state = load_checkpoint(last)["train_state"]
     assert state["world_size"] == 2 and state["epoch"] >= 1
 
-    r = subprocess.run(_torchrun(tmp_path / "logs-resume", "train", "--resume", "sig", "--epochs",
-                                 state["epoch"] + 1),
-                       env=_env(home), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        _torchrun(tmp_path / "logs-resume", "train", "--resume", "sig", "--epochs", state["epoch"] + 1),
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     ranks = _rank_stderr(tmp_path / "logs-resume")
     assert r.returncode == 0, ranks[0] + r.stderr[-3000:]
     assert ranks[1] == "" and ranks[0].count("model saved to") == 1
@@ -300,8 +370,7 @@ def test_sigint_reaching_one_rank_stops_every_rank_with_exit_130(tmp_path):
         pytest.skip("finds the worker processes through /proc")
     proc, home, logs, last = _start_until_first_epoch(tmp_path, "one")
     children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-    rank1 = next(int(pid) for pid in children
-                 if b"LOCAL_RANK=1\0" in Path(f"/proc/{pid}/environ").read_bytes())
+    rank1 = next(int(pid) for pid in children if b"LOCAL_RANK=1\0" in Path(f"/proc/{pid}/environ").read_bytes())
     os.kill(rank1, signal.SIGINT)  # rank 0 learns of it only through the per-step all-reduce
     _, err = proc.communicate(timeout=120)
     # torchrun's own report lists each failed worker with its exit status.

@@ -15,16 +15,22 @@ import typer
 from skinfood_cli.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "benchmarks" / "README.md",
-         *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [
+    ROOT / "README.md",
+    ROOT / "CONTRIBUTING.md",
+    ROOT / "benchmarks" / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
 def _anchors(page: Path) -> set[str]:
     """GitHub's heading ids: lower case, punctuation dropped, spaces to hyphens."""
     text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)
-    return {re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
-            for m in re.finditer(r"^#+ (.+)$", text, re.MULTILINE)}
+    return {
+        re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+        for m in re.finditer(r"^#+ (.+)$", text, re.MULTILINE)
+    }
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -51,8 +57,9 @@ def test_the_readme_is_a_front_door_pointing_to_every_docs_page():
 
 def _usage_sections() -> dict[str, str]:
     text = (ROOT / "docs" / "usage.md").read_text()
-    return {m.group(1): m.group(2) for m in re.finditer(r"^### (.+?)\n(.*?)(?=^### |\Z)", text,
-                                                           re.DOTALL | re.MULTILINE)}
+    return {
+        m.group(1): m.group(2) for m in re.finditer(r"^### (.+?)\n(.*?)(?=^### |\Z)", text, re.DOTALL | re.MULTILINE)
+    }
 
 
 def _commands():
@@ -90,6 +97,9 @@ def test_usage_examples_use_only_options_that_exist():
                 label, args = m.group(1), m.group(2)
                 if label not in known:
                     continue
-                unknown += [f"skinfood {label} {flag}" for flag in re.findall(r"(?<![\w-])(--[\w-]+)", args)
-                            if flag not in known[label]]
+                unknown += [
+                    f"skinfood {label} {flag}"
+                    for flag in re.findall(r"(?<![\w-])(--[\w-]+)", args)
+                    if flag not in known[label]
+                ]
     assert not unknown, f"docs/usage.md uses options that do not exist: {unknown}"

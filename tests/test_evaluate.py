@@ -108,8 +108,20 @@ def test_bare_evaluate_scores_the_latest_model_on_its_test_split(cli, installed_
 def test_json_report_has_every_key_and_adds_up(cli, installed_run):
     r, data = evaluate_json(cli)
     assert r.exit_code == 0, r.stderr
-    for key in ("accuracy", "balanced_accuracy", "macro_f1", "ci", "top_k_accuracy", "loss", "ece",
-                "num_images", "classes", "confusion_matrix", "per_class", "most_confused"):
+    for key in (
+        "accuracy",
+        "balanced_accuracy",
+        "macro_f1",
+        "ci",
+        "top_k_accuracy",
+        "loss",
+        "ece",
+        "num_images",
+        "classes",
+        "confusion_matrix",
+        "per_class",
+        "most_confused",
+    ):
         assert key in data, key
     assert "predictions" not in data  # the per-photo rows go to --report, not to stdout
     assert data["num_images"] == NUM_TEST
@@ -123,7 +135,7 @@ def test_json_report_has_every_key_and_adds_up(cli, installed_run):
 
     assert_internally_consistent(data)
     assert set(data["per_class"]) == set(CLASSES)
-    for name, s in data["per_class"].items():
+    for s in data["per_class"].values():
         assert {"precision", "recall", "f1", "support"} <= set(s)
         assert s["support"] == TEST_PER_CLASS
         p, rc = s["precision"], s["recall"]
@@ -170,8 +182,7 @@ def test_table_and_json_show_the_same_numbers(cli, model_path):
         match = re.search(rf"^\s*{re.escape(name)}\b(.*)$", out, re.MULTILINE)
         assert match, name
         numbers = re.findall(r"\d+\.\d{3}|\d+", match.group(1))
-        assert numbers[:4] == [f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}",
-                               str(s["support"])]
+        assert numbers[:4] == [f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(s["support"])]
     for pair in data["most_confused"]:
         assert f"{pair['true']} → {pair['predicted']}: {pair['count']}" in out
 
@@ -216,8 +227,16 @@ def test_report_writes_metrics_confusion_predictions_and_png(cli, model_path, tm
 
     with open(report / "predictions.csv", newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        assert reader.fieldnames == ["path", "true", "predicted", "confidence", "correct", "in_scope",
-                                     "scope_score", "prediction_set"]
+        assert reader.fieldnames == [
+            "path",
+            "true",
+            "predicted",
+            "confidence",
+            "correct",
+            "in_scope",
+            "scope_score",
+            "prediction_set",
+        ]
         preds = list(reader)
     assert len(preds) == NUM_TEST
     assert len({p["path"] for p in preds}) == NUM_TEST
@@ -324,8 +343,7 @@ def test_unreadable_images_still_print_the_table(cli, model_path, dataset, tmp_p
 
 
 @pytest.mark.slow
-def test_split_val_scores_the_validation_photos_recorded_in_the_checkpoint(cli, installed_run, model_path,
-                                                                           tmp_path):
+def test_split_val_scores_the_validation_photos_recorded_in_the_checkpoint(cli, installed_run, model_path, tmp_path):
     val_files = recorded_val_files(model_path)
     report = tmp_path / "val-report"
     r, data = evaluate_json(cli, "--split", "val", "--report", report)
@@ -351,8 +369,7 @@ def test_split_train_leaves_out_the_validation_photos(cli, model_path, dataset):
 def test_split_val_with_a_relative_data_path(cli, model_path, dataset, monkeypatch):
     val_files = recorded_val_files(model_path)
     monkeypatch.chdir(dataset.parent)
-    r, data = evaluate_json(cli, "--model", model_path, "--data", dataset.name, "--split", "val",
-                            "--bootstrap", "0")
+    r, data = evaluate_json(cli, "--model", model_path, "--data", dataset.name, "--split", "val", "--bootstrap", "0")
     assert r.exit_code == 0, r.stderr
     assert data["num_images"] == len(val_files)
 

@@ -67,7 +67,7 @@ def lesion_mask(shape, box) -> np.ndarray:
     h, w = shape
     x0, y0, x1, y1 = box
     mask = np.zeros((h, w), dtype=bool)
-    mask[max(0, y0):min(h, y1 + 1), max(0, x0):min(w, x1 + 1)] = True
+    mask[max(0, y0) : min(h, y1 + 1), max(0, x0) : min(w, x1 + 1)] = True
     return mask
 
 
@@ -295,16 +295,36 @@ def test_class_option_explains_that_class(engine, book, tmp_path):
     photo = save_photo(tmp_path / "acne.jpg", "acne", seed=21)
     for asked in ("vitiligo", "VITILIGO", "백반증"):  # the class name, any case, or a display name
         out = tmp_path / f"why-{asked}.png"
-        [(record, cam)] = list(explain_items([InputItem(str(photo))], engine, book, lang="en", top_k=3,
-                                             target_class=asked, output=str(out), output_dir=tmp_path))
+        [(record, cam)] = list(
+            explain_items(
+                [InputItem(str(photo))],
+                engine,
+                book,
+                lang="en",
+                top_k=3,
+                target_class=asked,
+                output=str(out),
+                output_dir=tmp_path,
+            )
+        )
         assert record["explained_label"] == "vitiligo"
         assert cam.target == CLASSES.index("vitiligo")
         assert record["heatmap"] == str(out) and out.is_file()
         # the answer is still the model's top class; only the map is for the chosen one
         assert record["label"] == CLASSES[int(np.argmax(cam.probs))]
 
-    [(default, _)] = list(explain_items([InputItem(str(photo))], engine, book, lang="en", top_k=3,
-                                        target_class=None, output=None, output_dir=tmp_path / "d"))
+    [(default, _)] = list(
+        explain_items(
+            [InputItem(str(photo))],
+            engine,
+            book,
+            lang="en",
+            top_k=3,
+            target_class=None,
+            output=None,
+            output_dir=tmp_path / "d",
+        )
+    )
     assert default["explained_label"] == default["label"]
 
 
@@ -316,7 +336,7 @@ def test_class_option_changes_the_heatmap(cli, model_path, tmp_path):
         r = cli("explain", photo, "--model", model_path, "--class", name, "--output", out)
         assert r.exit_code == 0, r.stderr
         with Image.open(out) as png:
-            maps[name] = pixels(png)[: PHOTO_SIZE[1], PHOTO_SIZE[0]:]
+            maps[name] = pixels(png)[: PHOTO_SIZE[1], PHOTO_SIZE[0] :]
     # explaining different classes of one photo gives different overlays
     assert np.abs(maps["acne"] - maps["vitiligo"]).mean() > 1.0
     assert np.abs(maps["acne"] - maps["psoriasis"]).mean() > 1.0

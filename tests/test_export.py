@@ -42,8 +42,9 @@ def exported(trained, tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(os, "replace", replace_within_the_output_folder)
-        result = CliRunner().invoke(app, ["export", "--model", str(trained.best_path), "--int8",
-                                          "--output", str(out)], catch_exceptions=False)
+        result = CliRunner().invoke(
+            app, ["export", "--model", str(trained.best_path), "--int8", "--output", str(out)], catch_exceptions=False
+        )
     assert result.exit_code == 0, result.output
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == [], "temp files left behind"
     return {"int8": out, "fp32": out.with_name("m.onnx"), "stdout": result.stdout, "ckpt": trained.best_path}
@@ -105,8 +106,13 @@ def test_predict_through_onnx_gives_the_checkpoints_records(exported, dataset, c
     assert len(onnx_records) == len(torch_records) == 24
     for a, b in zip(torch_records, onnx_records):
         assert a.keys() == b.keys()
-        assert (a["path"], a["label"], a["disease_name"], a["description"], a["uncertain"]) == \
-               (b["path"], b["label"], b["disease_name"], b["description"], b["uncertain"])
+        assert (a["path"], a["label"], a["disease_name"], a["description"], a["uncertain"]) == (
+            b["path"],
+            b["label"],
+            b["disease_name"],
+            b["description"],
+            b["uncertain"],
+        )
         pa, pb = _probs(a), _probs(b)
         assert pa.keys() == pb.keys()
         assert max(abs(pa[k] - pb[k]) for k in pa) <= 1e-4
@@ -208,8 +214,12 @@ def test_bad_onnx_files_as_model_exit_2_with_one_line(tmp_path, cli, dataset):
 
     # A valid ONNX file that skinfood didn't export: no class names, no preprocessing.
     node = helper.make_node("Identity", ["x"], ["y"])
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )
     foreign = tmp_path / "foreign.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(foreign))
     result = cli("predict", photo, "--model", foreign)
@@ -234,8 +244,9 @@ def test_option_conflicts_are_usage_errors(model_path, cli, exported):
     assert result.exit_code == 2 and "from a PyTorch checkpoint" in result.stderr
 
 
-def test_without_the_extra_export_and_onnx_models_name_the_install_line(monkeypatch, cli, model_path, exported,
-                                                                      dataset):
+def test_without_the_extra_export_and_onnx_models_name_the_install_line(
+    monkeypatch, cli, model_path, exported, dataset
+):
     for name in ("onnx", "onnxruntime", "onnxscript"):
         monkeypatch.setitem(sys.modules, name, None)  # import now raises ImportError
     result = cli("export", "--model", model_path)

@@ -49,8 +49,13 @@ def korean_ui_strings() -> list[str]:
     from skinfood_cli import output
     from skinfood_cli.prediction import NOT_A_DIAGNOSIS
 
-    return [HEATMAP_NOTE["ko"], NOT_A_DIAGNOSIS["ko"], *CAPTION_TEXT["ko"].values(),
-            *output.LABELS["ko"].values(), *output.URGENCY_TEXT["ko"].values()]
+    return [
+        HEATMAP_NOTE["ko"],
+        NOT_A_DIAGNOSIS["ko"],
+        *CAPTION_TEXT["ko"].values(),
+        *output.LABELS["ko"].values(),
+        *output.URGENCY_TEXT["ko"].values(),
+    ]
 
 
 def test_font_is_shipped_with_its_licence_and_stays_small():
@@ -96,8 +101,12 @@ def test_caption_carries_what_the_terminal_says(lang):
     from skinfood_cli import output
     from skinfood_cli.prediction import NOT_A_DIAGNOSIS
 
-    record = {"label": "vitiligo", "disease_name": {"en": "Vitiligo", "ko": "백반증"}[lang],
-              "confidence": 0.255, "uncertain": True}
+    record = {
+        "label": "vitiligo",
+        "disease_name": {"en": "Vitiligo", "ko": "백반증"}[lang],
+        "confidence": 0.255,
+        "uncertain": True,
+    }
     caption = build_caption(record, lang=lang)
     head = caption.lines[0]
     assert head.startswith(f"{record['disease_name']}: 25.5%")

@@ -25,10 +25,19 @@ def _tiny_checkpoint(classes=("a", "b"), arch="resnet50") -> dict:
     from skinfood_cli.model import build_model
 
     model = build_model(len(classes))
-    return {"format": checkpoint.FORMAT, "format_version": 1, "arch": arch,
-            "state_dict": model.state_dict(), "classes": list(classes), "image_size": 64,
-            "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "temperature": 1.5,
-            "config": {"epochs": 1}, "metrics": {"val_acc": 0.5}}
+    return {
+        "format": checkpoint.FORMAT,
+        "format_version": 1,
+        "arch": arch,
+        "state_dict": model.state_dict(),
+        "classes": list(classes),
+        "image_size": 64,
+        "mean": [0.5, 0.5, 0.5],
+        "std": [0.25, 0.25, 0.25],
+        "temperature": 1.5,
+        "config": {"epochs": 1},
+        "metrics": {"val_acc": 0.5},
+    }
 
 
 # --- checkpoints ------------------------------------------------------------------
@@ -99,11 +108,14 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path, cli):
     assert r.exit_code == 2 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda c: c.update(arch="vit_b_16"), "vit_b_16"),
-    (lambda c: c.update(classes=["a", "b", "c"]), "does not fit its class list"),
-    (lambda c: c.pop("classes"), "classes"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda c: c.update(arch="vit_b_16"), "vit_b_16"),
+        (lambda c: c.update(classes=["a", "b", "c"]), "does not fit its class list"),
+        (lambda c: c.pop("classes"), "classes"),
+    ],
+)
 def test_checkpoint_validation(tmp_path, mutate, message):
     ckpt = _tiny_checkpoint()
     mutate(ckpt)
@@ -133,7 +145,7 @@ def test_failed_write_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", disk_full)
     from skinfood_cli.errors import SkinfoodError
 
-    with pytest.raises(SkinfoodError, match="No space left on device.*previous file is intact"):
+    with pytest.raises(SkinfoodError, match=r"No space left on device.*previous file is intact"):
         checkpoint.save_checkpoint(_tiny_checkpoint(), path)
     assert path.read_bytes() == before
     assert not list(tmp_path.glob(".*.tmp"))
@@ -302,7 +314,8 @@ def test_train_offline_exits_2_with_the_fix(cli, dataset, monkeypatch):
     assert "--weights FILE" in r.stderr and "--no-pretrained" in r.stderr
     assert r.stderr.count("\n") == 1
     assert not (Path(os.environ["SKINFOOD_HOME"]) / "runs").exists() or not any(
-        (Path(os.environ["SKINFOOD_HOME"]) / "runs").iterdir()), "an empty run folder was left behind"
+        (Path(os.environ["SKINFOOD_HOME"]) / "runs").iterdir()
+    ), "an empty run folder was left behind"
 
 
 def test_local_weights_file_is_used(tmp_path):
@@ -310,8 +323,9 @@ def test_local_weights_file_is_used(tmp_path):
 
     reference = resnet50()
     torch.save(reference.state_dict(), tmp_path / "r50.pth")
-    state, source = weights.resolve_backbone(pretrained=True, weights_file=tmp_path / "r50.pth",
-                                             cache_dir=tmp_path / "cache")
+    state, source = weights.resolve_backbone(
+        pretrained=True, weights_file=tmp_path / "r50.pth", cache_dir=tmp_path / "cache"
+    )
     assert torch.equal(state["conv1.weight"], reference.state_dict()["conv1.weight"])
     assert not (tmp_path / "cache").exists(), "no download when a file is given"
     (tmp_path / "junk.pth").write_text("junk")
@@ -337,8 +351,9 @@ def test_help_does_not_import_torch():
         "heavy = [m for m in ('torch', 'torchvision', 'numpy') if m in sys.modules]\n"
         "print('HEAVY', heavy, file=sys.stderr)\n"
     )
-    r = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "COLUMNS": "200"})
+    r = subprocess.run(
+        [PY, "-c", code], capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"}
+    )
     assert r.returncode == 0, r.stderr
     assert "HEAVY []" in r.stderr
     # The install lines survive rich's markup ("[export]" is not a style tag).
@@ -363,20 +378,35 @@ def test_exit_codes(cli, tmp_path, model_path):
 
 def test_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
     env = {**os.environ, "SKINFOOD_HOME": str(tmp_path)}
-    r = subprocess.run([PY, "-m", "skinfood_cli", "train", "--data", str(tmp_path / "nope")],
-                       capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run(
+        [PY, "-m", "skinfood_cli", "train", "--data", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [f"error: data folder not found: {tmp_path / 'nope'}"]
-    r = subprocess.run([PY, "-m", "skinfood_cli", "--debug", "train", "--data", str(tmp_path / "nope")],
-                       capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run(
+        [PY, "-m", "skinfood_cli", "--debug", "train", "--data", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert r.returncode != 0 and "Traceback" in r.stderr
 
 
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     env = {**os.environ, "SKINFOOD_HOME": str(tmp_path / "home"), "COLUMNS": "160"}
-    r = subprocess.run([PY, "-m", "skinfood_cli", "demo", "--workdir", str(tmp_path / "demo"), "--epochs", "3"],
-                       capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run(
+        [PY, "-m", "skinfood_cli", "demo", "--workdir", str(tmp_path / "demo"), "--epochs", "3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "SYNTHETIC" in r.stderr
     assert (tmp_path / "demo" / "data" / "train" / "acne").is_dir()
@@ -392,15 +422,26 @@ def test_the_wheel_carries_the_descriptions_and_the_page(tmp_path):
     import zipfile
 
     root = Path(__file__).resolve().parent.parent
-    done = subprocess.run([PY, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v", "-w", str(tmp_path),
-                           str(root)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [PY, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v", "-w", str(tmp_path), str(root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "absent from the `packages` configuration" not in done.stdout + done.stderr
     wheel = next(tmp_path.glob("skinfood-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for expected in ("skinfood_cli/descriptions/diseases.yaml", "skinfood_cli/serving/web/index.html",
-                     "skinfood_cli/serving/web/app.js", "skinfood_cli/serving/web/style.css", "skinfood_cli/backends/quantize.py",
-                     "skinfood_cli/cli/__init__.py", "skinfood_cli/cli/app.py", "skinfood_cli/cli/run.py"):
+    for expected in (
+        "skinfood_cli/descriptions/diseases.yaml",
+        "skinfood_cli/serving/web/index.html",
+        "skinfood_cli/serving/web/app.js",
+        "skinfood_cli/serving/web/style.css",
+        "skinfood_cli/backends/quantize.py",
+        "skinfood_cli/cli/__init__.py",
+        "skinfood_cli/cli/app.py",
+        "skinfood_cli/cli/run.py",
+    ):
         assert expected in names
     # Every subpackage in the source tree made it in (a new one must be listed in pyproject.toml).
     source = {p.parent.relative_to(root).as_posix() for p in (root / "skinfood_cli").rglob("*.py")}
@@ -410,11 +451,15 @@ def test_the_wheel_carries_the_descriptions_and_the_page(tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     env = {**os.environ, "PYTHONPATH": str(site)}
-    code = ("import skinfood_cli, skinfood_cli.serving.server as s; from skinfood_cli.descriptions import load_descriptions; "
-            "assert skinfood_cli.__file__.startswith(%r); assert (s.WEB_DIR / 'index.html').is_file(); "
-            "load_descriptions(None); print('OK')" % str(site))
+    code = (
+        "import skinfood_cli, skinfood_cli.serving.server as s\n"
+        "from skinfood_cli.descriptions import load_descriptions\n"
+        f"assert skinfood_cli.__file__.startswith({str(site)!r}); assert (s.WEB_DIR / 'index.html').is_file()\n"
+        "load_descriptions(None); print('OK')"
+    )
     done = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
     assert done.returncode == 0 and "OK" in done.stdout, done.stderr
-    done = subprocess.run([PY, "-m", "skinfood_cli", "--help"], capture_output=True, text=True, timeout=60,
-                          cwd=tmp_path, env=env)
+    done = subprocess.run(
+        [PY, "-m", "skinfood_cli", "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env
+    )
     assert done.returncode == 0 and "predict" in done.stdout, done.stderr

@@ -50,13 +50,30 @@ def checkpoint(tmp_path_factory) -> Path:
         if name.endswith("running_mean"):
             buf.normal_(0, 0.1)
     run = tmp_path_factory.mktemp("run")
-    ckpt = {"format": FORMAT, "format_version": 1, "arch": ARCH, "state_dict": model.state_dict(),
-            "classes": CLASSES, "image_size": 64, "mean": [0.5, 0.45, 0.4], "std": [0.25, 0.2, 0.2],
-            "temperature": 1.7, "threshold": 0.45, "run_name": "tiny", "skinfood_version": "test",
-            "data": {"root": "/home/someone/clinic-photos", "layout": "dermnet", "val_source": "split",
-                     "val_files": ["acne/patient-0042.jpg"], "num_train": 120, "num_val": 20},
-            "config": {"data": "/home/someone/clinic-photos", "weights": None, "epochs": 3},
-            "metrics": {"epoch": 3, "val_acc": 0.5, "val_macro_f1": float("nan")}}
+    ckpt = {
+        "format": FORMAT,
+        "format_version": 1,
+        "arch": ARCH,
+        "state_dict": model.state_dict(),
+        "classes": CLASSES,
+        "image_size": 64,
+        "mean": [0.5, 0.45, 0.4],
+        "std": [0.25, 0.2, 0.2],
+        "temperature": 1.7,
+        "threshold": 0.45,
+        "run_name": "tiny",
+        "skinfood_version": "test",
+        "data": {
+            "root": "/home/someone/clinic-photos",
+            "layout": "dermnet",
+            "val_source": "split",
+            "val_files": ["acne/patient-0042.jpg"],
+            "num_train": 120,
+            "num_val": 20,
+        },
+        "config": {"data": "/home/someone/clinic-photos", "weights": None, "epochs": 3},
+        "metrics": {"epoch": 3, "val_acc": 0.5, "val_macro_f1": float("nan")},
+    }
     return save_checkpoint(ckpt, run / "best.pt")
 
 
@@ -84,8 +101,20 @@ def photos(tmp_path_factory) -> list[Path]:
 
 
 def probabilities(cli, model, photos) -> dict[str, list[float]]:
-    r = cli("predict", *photos, "--model", model, "--format", "json", "--top-k", "3", "--device", "cpu",
-            "--precision", "fp32")
+    r = cli(
+        "predict",
+        *photos,
+        "--model",
+        model,
+        "--format",
+        "json",
+        "--top-k",
+        "3",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+    )
     assert r.exit_code == 0, r.stderr
     return {rec["path"]: {t["label"]: t["probability"] for t in rec["top_k"]} for rec in parse_json(r.stdout)}
 
@@ -193,14 +222,17 @@ def test_folder_works_in_explain_evaluate_and_serve(cli, folder, photos, dataset
         state.stop()
 
 
-@pytest.mark.parametrize("edit, says", [
-    (lambda c: c.pop("classes"), "'classes' is missing"),
-    (lambda c: c.update(image_size="96"), "'image_size' is missing or not a int"),
-    (lambda c: c.update(library="transformers"), "not a skinfood model"),
-    (lambda c: c.update(skinfood_config_version=2), "config version 2"),
-    (lambda c: c["mean"].pop(), "three numbers"),
-    (lambda c: "{not json", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "edit, says",
+    [
+        (lambda c: c.pop("classes"), "'classes' is missing"),
+        (lambda c: c.update(image_size="96"), "'image_size' is missing or not a int"),
+        (lambda c: c.update(library="transformers"), "not a skinfood model"),
+        (lambda c: c.update(skinfood_config_version=2), "config version 2"),
+        (lambda c: c["mean"].pop(), "three numbers"),
+        (lambda c: "{not json", "not valid JSON"),
+    ],
+)
 def test_tampered_config_exits_2_with_one_line(cli, folder, tmp_path, photos, edit, says):
     r = cli("predict", photos[0], "--model", tampered(folder, tmp_path, edit))
     assert r.exit_code == 2
@@ -417,13 +449,16 @@ def _no_config(folder):
     return files
 
 
-@pytest.mark.parametrize("spec, files, says", [
-    ("hf://skin-lab/missing", None, "repository not found, or private"),
-    ("hf://skin-lab/tiny@no-such-branch", folder_files, "no such branch, tag or commit"),
-    ("hf://skin-lab/tiny", _foreign, "not a skinfood model (library 'transformers')"),
-    ("hf://skin-lab/tiny", _no_config, "not a skinfood model: the repository has no config.json"),
-    ("hf://skin-lab/tiny", _newer, "config version 2; this skinfood reads version 1: upgrade skinfood"),
-])
+@pytest.mark.parametrize(
+    "spec, files, says",
+    [
+        ("hf://skin-lab/missing", None, "repository not found, or private"),
+        ("hf://skin-lab/tiny@no-such-branch", folder_files, "no such branch, tag or commit"),
+        ("hf://skin-lab/tiny", _foreign, "not a skinfood model (library 'transformers')"),
+        ("hf://skin-lab/tiny", _no_config, "not a skinfood model: the repository has no config.json"),
+        ("hf://skin-lab/tiny", _newer, "config version 2; this skinfood reads version 1: upgrade skinfood"),
+    ],
+)
 def test_hub_errors_exit_2_with_one_line(cli, hub, folder, photos, spec, files, says):
     if files is not None:
         hub.add("skin-lab/tiny", files(folder))
@@ -497,8 +532,9 @@ class RecordingApi:
 
     def upload_folder(self, *, repo_id, folder_path, **kw):
         self.calls.append(("upload_folder", repo_id, kw))
-        self.sent.update({p.name: p.read_bytes() for p in Path(folder_path).iterdir()
-                          if p.name in kw["allow_patterns"]})
+        self.sent.update(
+            {p.name: p.read_bytes() for p in Path(folder_path).iterdir() if p.name in kw["allow_patterns"]}
+        )
         return type("Commit", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/{COMMIT}"})()
 
 
@@ -552,16 +588,35 @@ def test_real_cli_reads_hf_env_in_a_fresh_process(fake_hub, folder, photos, tmp_
     pytest.importorskip("huggingface_hub")
     fake_hub.add("skin-lab/tiny", folder_files(folder))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
-    env.update(HF_ENDPOINT=fake_hub.url, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_TELEMETRY="1",
-               HF_HUB_DISABLE_IMPLICIT_TOKEN="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    cmd = [sys.executable, "-m", "skinfood_cli", "predict", str(photos[0]), "--model", "hf://skin-lab/tiny",
-           "--format", "json", "--device", "cpu", "--precision", "fp32"]
+    env.update(
+        HF_ENDPOINT=fake_hub.url,
+        HF_HOME=str(tmp_path / "hf"),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_IMPLICIT_TOKEN="1",
+        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "skinfood_cli",
+        "predict",
+        str(photos[0]),
+        "--model",
+        "hf://skin-lab/tiny",
+        "--format",
+        "json",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+    ]
     first = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     assert (tmp_path / "hf" / "hub" / "models--skin-lab--tiny").is_dir()
     fake_hub.stop()
-    second = subprocess.run(cmd, check=False, env={**env, "HF_HUB_OFFLINE": "1"}, capture_output=True,
-                            text=True, timeout=300)
+    second = subprocess.run(
+        cmd, check=False, env={**env, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300
+    )
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout) == json.loads(first.stdout)
 
@@ -570,11 +625,15 @@ def test_real_cli_reads_hf_env_in_a_fresh_process(fake_hub, folder, photos, tmp_
 def test_export_hub_with_onnx_adds_the_verified_file(cli, checkpoint, tmp_path):
     pytest.importorskip("onnxruntime")
     out = tmp_path / "shared"
-    r = cli("export", "--format", "hub", "--with-onnx", "--model", checkpoint, "--output", out,
-            "--verify-images", "8")
+    r = cli("export", "--format", "hub", "--with-onnx", "--model", checkpoint, "--output", out, "--verify-images", "8")
     assert r.exit_code == 0, r.stderr
     sidecar = json.loads((out / "model.onnx.json").read_text())
     assert sidecar["verification"]["passed"] is True
     assert sidecar["sha256"] == hashlib.sha256((out / "model.onnx").read_bytes()).hexdigest()
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.onnx", "model.onnx.json",
-                                                    "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.onnx",
+        "model.onnx.json",
+        "model.safetensors",
+    ]

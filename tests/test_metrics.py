@@ -119,12 +119,14 @@ def test_accuracy_by_hand():
     assert M.accuracy([], []) == 0.0
 
 
-PROBS3 = np.array([
-    [0.6, 0.3, 0.1],  # true 1: 2nd most probable
-    [0.2, 0.3, 0.5],  # true 0: 3rd
-    [0.1, 0.7, 0.2],  # true 1: 1st
-    [0.3, 0.3, 0.4],  # true 2: 1st
-])
+PROBS3 = np.array(
+    [
+        [0.6, 0.3, 0.1],  # true 1: 2nd most probable
+        [0.2, 0.3, 0.5],  # true 0: 3rd
+        [0.1, 0.7, 0.2],  # true 1: 1st
+        [0.3, 0.3, 0.4],  # true 2: 1st
+    ]
+)
 Y3 = np.array([1, 0, 1, 2])
 
 
@@ -239,15 +241,17 @@ def test_bootstrap_of_nothing_or_no_samples_is_empty():
 
 def test_most_confused_orders_by_count_then_names():
     classes = ["acne", "psoriasis", "vitiligo"]
-    cm = np.array([
-        [5, 2, 3],   # acne -> psoriasis 2, acne -> vitiligo 3
-        [2, 4, 0],   # psoriasis -> acne 2
-        [0, 1, 6],   # vitiligo -> psoriasis 1
-    ])
+    cm = np.array(
+        [
+            [5, 2, 3],  # acne -> psoriasis 2, acne -> vitiligo 3
+            [2, 4, 0],  # psoriasis -> acne 2
+            [0, 1, 6],  # vitiligo -> psoriasis 1
+        ]
+    )
     pairs = M.most_confused(cm, classes)
     assert pairs == [
         {"true": "acne", "predicted": "vitiligo", "count": 3},
-        {"true": "acne", "predicted": "psoriasis", "count": 2},     # tie with the next: by true name
+        {"true": "acne", "predicted": "psoriasis", "count": 2},  # tie with the next: by true name
         {"true": "psoriasis", "predicted": "acne", "count": 2},
         {"true": "vitiligo", "predicted": "psoriasis", "count": 1},
     ]

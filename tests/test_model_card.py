@@ -87,9 +87,17 @@ def test_training_writes_a_card_and_records_its_photos(trained):
     front = _front_matter(card)
     ckpt = torch.load(trained.best_path, map_location="cpu", weights_only=True)
     assert _metric(front, "validation", "accuracy") == ckpt["validation"]["accuracy"]
-    for section in ("## Training data", "## Training recipe", "### Validation", "### Calibration",
-                    "### Per class (validation)", "### Per skin tone (validation)", "## Intended use",
-                    "## Limitations", "Not a medical device"):
+    for section in (
+        "## Training data",
+        "## Training recipe",
+        "### Validation",
+        "### Calibration",
+        "### Per class (validation)",
+        "### Per skin tone (validation)",
+        "## Intended use",
+        "## Limitations",
+        "Not a medical device",
+    ):
         assert section in card, section
     assert len(ckpt["data"]["train_hashes"]) == ckpt["data"]["num_train"]
     assert ckpt["data"]["leaks"]["policy"] == "drop" and ckpt["config"]["leaks"] == "drop"
@@ -147,7 +155,6 @@ def test_evaluate_warns_about_test_photos_copied_from_training(cli, model_path, 
 @pytest.mark.slow
 def test_export_puts_the_card_beside_the_file(cli, model_path, tmp_path):
     out = tmp_path / "shipped" / "model.torchscript"
-    result = cli("export", "--model", model_path, "--format", "torchscript", "--output", out,
-                 "--verify-images", "8")
+    result = cli("export", "--model", model_path, "--format", "torchscript", "--output", out, "--verify-images", "8")
     assert result.exit_code == 0, result.output
     assert (out.parent / "MODEL_CARD.md").read_text() == (model_path.parent / "MODEL_CARD.md").read_text()

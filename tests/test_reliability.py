@@ -53,9 +53,15 @@ TIMEOUT = 600  # seconds for one subprocess; generous, CI machines share their 2
 
 def skinfood(*args, env: dict | None = None, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
     """Run the real CLI (`python -m skinfood_cli ARGS`) and capture its output as UTF-8 text."""
-    return subprocess.run([PY, "-m", "skinfood_cli", *map(str, args)], env=env or os.environ.copy(),
-                          capture_output=True, text=True, encoding="utf-8", errors="replace",
-                          timeout=timeout)
+    return subprocess.run(
+        [PY, "-m", "skinfood_cli", *map(str, args)],
+        env=env or os.environ.copy(),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=timeout,
+    )
 
 
 def assert_one_error_line(stderr: str, *needles: str) -> str:
@@ -113,14 +119,20 @@ def procs():
 
 def start(procs: list, args, stderr_path: Path, env: dict | None = None) -> subprocess.Popen:
     with open(stderr_path, "wb") as err:
-        proc = subprocess.Popen([PY, "-m", "skinfood_cli", *map(str, args)], env=env or os.environ.copy(),
-                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        proc = subprocess.Popen(
+            [PY, "-m", "skinfood_cli", *map(str, args)],
+            env=env or os.environ.copy(),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
     procs.append(proc)
     return proc
 
 
-def wait_for(predicate, proc: subprocess.Popen, stderr_path: Path, what: str, timeout: float = TIMEOUT,
-             poll: float = 0.05):
+def wait_for(
+    predicate, proc: subprocess.Popen, stderr_path: Path, what: str, timeout: float = TIMEOUT, poll: float = 0.05
+):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -128,8 +140,9 @@ def wait_for(predicate, proc: subprocess.Popen, stderr_path: Path, what: str, ti
         if proc.poll() is not None:
             if predicate():
                 return
-            pytest.fail(f"skinfood exited ({proc.returncode}) before {what}:\n"
-                        f"{stderr_path.read_text(errors='replace')[-3000:]}")
+            pytest.fail(
+                f"skinfood exited ({proc.returncode}) before {what}:\n{stderr_path.read_text(errors='replace')[-3000:]}"
+            )
         time.sleep(poll)
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
@@ -147,8 +160,19 @@ def _drop_big_checkpoints(tmp_path):
 # --- the image zoo ----------------------------------------------------------------------------
 
 # Files that must be classified (any mode, any container, awkward names) ...
-GOOD_FILES = ("cmyk.jpg", "gray.jpg", "deep16.png", "palette.png", "rgba.png", "anim.gif", "photo.webp",
-              "rotated.jpg", "with space.jpg", "피부 사진 é.jpg", "UPPER.JPG")
+GOOD_FILES = (
+    "cmyk.jpg",
+    "gray.jpg",
+    "deep16.png",
+    "palette.png",
+    "rgba.png",
+    "anim.gif",
+    "photo.webp",
+    "rotated.jpg",
+    "with space.jpg",
+    "피부 사진 é.jpg",
+    "UPPER.JPG",
+)
 # ... and files that must become an error record: name -> a phrase the reason must contain (None: any).
 BAD_FILES = {
     "zero.jpg": "empty",
@@ -162,7 +186,7 @@ BAD_FILES = {
 FOLDER_LIKE_IMAGE = "dir.jpg"  # an (empty) folder named like an image
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bomb_png() -> bytes:
     """A ~50 kB PNG whose header claims 20000x20000 = 400 megapixels."""
     buf = io.BytesIO()
@@ -193,8 +217,9 @@ def make_zoo(folder: Path, size=(128, 96)) -> Path:
     alpha[:, : w // 2] = 0  # left half fully transparent: must come out white
     rgba.putalpha(Image.fromarray(alpha))
     rgba.save(folder / "rgba.png")
-    photo.save(folder / "anim.gif", save_all=True, append_images=[photo.transpose(Image.FLIP_LEFT_RIGHT)],
-               duration=100, loop=0)
+    photo.save(
+        folder / "anim.gif", save_all=True, append_images=[photo.transpose(Image.FLIP_LEFT_RIGHT)], duration=100, loop=0
+    )
     photo.save(folder / "photo.webp")
     exif = Image.Exif()
     exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
@@ -378,10 +403,18 @@ def bad_models(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("models")
 
     def valid(**changes) -> dict:
-        ckpt = {"format": FORMAT, "format_version": 1, "arch": "resnet50",
-                "state_dict": build_model(len(CLASSES)).state_dict(), "classes": list(CLASSES),
-                "image_size": 32, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-                "temperature": 1.0, "threshold": 0.5}
+        ckpt = {
+            "format": FORMAT,
+            "format_version": 1,
+            "arch": "resnet50",
+            "state_dict": build_model(len(CLASSES)).state_dict(),
+            "classes": list(CLASSES),
+            "image_size": 32,
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+            "temperature": 1.0,
+            "threshold": 0.5,
+        }
         ckpt.update(changes)
         return ckpt
 
@@ -422,8 +455,9 @@ def test_the_code_execution_probe_is_live(tmp_path):
     assert marker.is_dir(), "the payload must really run code when unpickled unsafely"
 
 
-@pytest.mark.parametrize("kind", ["code", "truncated", "other-arch", "more-classes", "random-bytes", "text",
-                                  "bare-state-dict", "empty"])
+@pytest.mark.parametrize(
+    "kind", ["code", "truncated", "other-arch", "more-classes", "random-bytes", "text", "bare-state-dict", "empty"]
+)
 def test_a_bad_checkpoint_is_one_error_line_and_exit_2(kind, bad_models, one_photo):
     model = bad_models[kind]
     r = skinfood("predict", "--model", model, one_photo)
@@ -456,10 +490,22 @@ def test_random_bytes_are_not_reported_as_code(bad_models, one_photo):
 
 
 def _entry(key: str, aliases=()) -> dict:
-    block = {"name": key.replace("_", " "), "summary": "A test summary.", "signs": ["Red"], "look_alikes": [],
-             "self_care": ["Moisturise"], "see_a_doctor": "If it spreads."}
-    return {"key": key, "aliases": list(aliases), "urgency": "routine", "links": [], "en": dict(block),
-            "ko": dict(block)}
+    block = {
+        "name": key.replace("_", " "),
+        "summary": "A test summary.",
+        "signs": ["Red"],
+        "look_alikes": [],
+        "self_care": ["Moisturise"],
+        "see_a_doctor": "If it spreads.",
+    }
+    return {
+        "key": key,
+        "aliases": list(aliases),
+        "urgency": "routine",
+        "links": [],
+        "en": dict(block),
+        "ko": dict(block),
+    }
 
 
 def _descriptions(kind: str, folder: Path) -> tuple[Path, tuple[str, ...]]:
@@ -468,8 +514,10 @@ def _descriptions(kind: str, folder: Path) -> tuple[Path, tuple[str, ...]]:
 
     path = folder / f"{kind}.yaml"
     if kind == "syntax-error":
-        path.write_text("schema_version: 1\ndiseases:\n  - key: rash_a\n    aliases: [unclosed\n"
-                        "    urgency: routine\n", encoding="utf-8")
+        path.write_text(
+            "schema_version: 1\ndiseases:\n  - key: rash_a\n    aliases: [unclosed\n    urgency: routine\n",
+            encoding="utf-8",
+        )
         return path, ("YAML syntax error", "line 5")
     entries = [_entry("rash_a", ["Red Rash"])]
     if kind == "missing-field":
@@ -483,15 +531,13 @@ def _descriptions(kind: str, folder: Path) -> tuple[Path, tuple[str, ...]]:
         expect = ("entry 'rash_b'", "field 'aliases'", "'red-rash'", "rash_a")
     else:
         raise AssertionError(kind)
-    path.write_text(yaml.safe_dump({"schema_version": 1, "diseases": entries}, allow_unicode=True),
-                    encoding="utf-8")
+    path.write_text(yaml.safe_dump({"schema_version": 1, "diseases": entries}, allow_unicode=True), encoding="utf-8")
     return path, expect
 
 
 @pytest.mark.parametrize("command", ["predict", "diseases"])
 @pytest.mark.parametrize("kind", ["syntax-error", "missing-field", "wrong-type", "duplicated-alias"])
-def test_a_bad_descriptions_file_is_named_with_its_entry_and_field(kind, command, tmp_path, bad_models,
-                                                                  one_photo):
+def test_a_bad_descriptions_file_is_named_with_its_entry_and_field(kind, command, tmp_path, bad_models, one_photo):
     path, expect = _descriptions(kind, tmp_path)
     if command == "predict":
         args = ["predict", "--model", bad_models["good"], one_photo, "--descriptions", path]
@@ -550,8 +596,12 @@ def test_resume_after_ctrl_c_at_the_end_of_an_epoch_logs_real_training_metrics(t
             if CtrlCAtStep8.calls == 8:
                 os.kill(os.getpid(), signal.SIGINT)
 
-    stopped = train(TrainConfig(data=str(tiny_data), name="edge", epochs=3, image_size=32, batch_size=8,
-                                pretrained=False, device="cpu"), CtrlCAtStep8())
+    stopped = train(
+        TrainConfig(
+            data=str(tiny_data), name="edge", epochs=3, image_size=32, batch_size=8, pretrained=False, device="cpu"
+        ),
+        CtrlCAtStep8(),
+    )
     assert stopped.interrupted
     r = skinfood("train", "--resume", "edge")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -590,22 +640,31 @@ def test_sigkill_at_random_moments_never_breaks_a_checkpoint(tiny_data, tmp_path
     previous = None
     for attempt in range(4):
         err = tmp_path / f"segment-{attempt}.err"
-        args = (["train", "--data", tiny_data, "--name", "kill", "--epochs", epochs, *TINY] if attempt == 0
-                else ["train", "--resume", "kill"])
+        args = (
+            ["train", "--data", tiny_data, "--name", "kill", "--epochs", epochs, *TINY]
+            if attempt == 0
+            else ["train", "--resume", "kill"]
+        )
         if attempt:
             state = load_checkpoint(last)["train_state"]
         proc = start(procs, args, err)
         # Progress first (a new last.pt), so the run always has something to resume from ...
-        wait_for(lambda: file_version(last) not in (None, previous), proc, err, "a new last.pt")
+        wait_for(lambda previous=previous: file_version(last) not in (None, previous), proc, err, "a new last.pt")
         if attempt:
             text = err.read_text()
-            assert f"resuming kill at epoch {state['epoch'] + 1}, batch {state['batch'] + 1}" in text, \
+            assert f"resuming kill at epoch {state['epoch'] + 1}, batch {state['batch'] + 1}" in text, (
                 "resume did not continue from last.pt"
+            )
         # ... then a random moment: any time (even kills), or just after a checkpoint write began (odd).
         if attempt % 2:
             stale = set(run.glob(".*.pt.*.tmp"))  # left by an earlier kill
-            wait_for(lambda: bool(set(run.glob(".*.pt.*.tmp")) - stale), proc, err, "a checkpoint write",
-                     poll=0.005)
+            wait_for(
+                lambda stale=stale: bool(set(run.glob(".*.pt.*.tmp")) - stale),
+                proc,
+                err,
+                "a checkpoint write",
+                poll=0.005,
+            )
             time.sleep(rng.uniform(0.0, 0.15))
         else:
             time.sleep(rng.uniform(0.0, 3.0))
@@ -652,13 +711,18 @@ class FillingDisk(io.RawIOBase):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("failing, epochs, fail_on", [
-    ("torch.save", 2, 3),  # disk full on epoch 2's first write: epoch 1's files exist
-    ("torch.save", 1, 3),  # disk full on the calibrated best.pt
-    ("mkstemp", 2, 3),
-], ids=["disk-full-epoch-2", "disk-full-calibration", "unwritable-folder"])
-def test_failed_save_is_one_error_line_and_the_previous_checkpoints_survive(failing, epochs, fail_on, tiny_data,
-                                                                             monkeypatch):
+@pytest.mark.parametrize(
+    "failing, epochs, fail_on",
+    [
+        ("torch.save", 2, 3),  # disk full on epoch 2's first write: epoch 1's files exist
+        ("torch.save", 1, 3),  # disk full on the calibrated best.pt
+        ("mkstemp", 2, 3),
+    ],
+    ids=["disk-full-epoch-2", "disk-full-calibration", "unwritable-folder"],
+)
+def test_failed_save_is_one_error_line_and_the_previous_checkpoints_survive(
+    failing, epochs, fail_on, tiny_data, monkeypatch
+):
     import torch
     from typer.testing import CliRunner
 
@@ -688,8 +752,9 @@ def test_failed_save_is_one_error_line_and_the_previous_checkpoints_survive(fail
 
     monkeypatch.setattr(torch, "save", save)
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
-    r = CliRunner().invoke(app, ["train", "--data", str(tiny_data), "--name", "full", "--epochs", str(epochs),
-                                 "--quiet", *TINY])
+    r = CliRunner().invoke(
+        app, ["train", "--data", str(tiny_data), "--name", "full", "--epochs", str(epochs), "--quiet", *TINY]
+    )
     assert len(calls) >= fail_on, f"the failure was never injected: {r.stderr}"
     run = home() / "runs" / "full"
     assert before, "there was no previous checkpoint to protect"
@@ -736,8 +801,7 @@ def offline_env() -> dict:
 
 
 def test_train_without_network_names_both_ways_out(tiny_data):
-    r = skinfood("train", "--data", tiny_data, "--epochs", "1", "--image-size", "32", env=offline_env(),
-                 timeout=300)
+    r = skinfood("train", "--data", tiny_data, "--epochs", "1", "--image-size", "32", env=offline_env(), timeout=300)
     assert r.returncode == 2, r.stderr
     assert_one_error_line(r.stderr, "--weights", "--no-pretrained")
     runs = home() / "runs"
@@ -757,8 +821,7 @@ def test_corrupt_cached_weights_are_never_used(tiny_data):
     cached = home() / "weights" / RESNET50_URL.rsplit("/", 1)[-1]
     cached.parent.mkdir(parents=True)
     torch.save(resnet50().state_dict(), cached)
-    r = skinfood("train", "--data", tiny_data, "--epochs", "1", "--image-size", "32", env=offline_env(),
-                 timeout=300)
+    r = skinfood("train", "--data", tiny_data, "--epochs", "1", "--image-size", "32", env=offline_env(), timeout=300)
     assert r.returncode == 2, r.stderr[-3000:]
     assert_one_error_line(r.stderr, "--weights", "--no-pretrained")
     assert not cached.exists(), "the corrupt file is still in the cache"
@@ -836,14 +899,20 @@ def test_a_download_that_stops_early_is_not_cached(tmp_path):
 def test_two_trainings_started_together_get_separate_run_folders(tiny_data, tmp_path, procs):
     errs = [tmp_path / "a.err", tmp_path / "b.err"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two trainers share the CI's two cores
-    pair = [start(procs, ["train", "--data", tiny_data, "--epochs", "1", "--quiet", "--workers", "0", *TINY],
-                  err, env=env) for err in errs]
+    pair = [
+        start(procs, ["train", "--data", tiny_data, "--epochs", "1", "--quiet", "--workers", "0", *TINY], err, env=env)
+        for err in errs
+    ]
     codes = [p.wait(timeout=TIMEOUT) for p in pair]
     assert codes == [0, 0], [e.read_text()[-2000:] for e in errs]
     runs = sorted((home() / "runs").iterdir())
     assert len(runs) == 2, runs
-    saved = {line.split("model saved to ", 1)[1].strip() for e in errs for line in e.read_text().splitlines()
-             if "model saved to" in line}
+    saved = {
+        line.split("model saved to ", 1)[1].strip()
+        for e in errs
+        for line in e.read_text().splitlines()
+        if "model saved to" in line
+    }
     assert saved == {str(run / "best.pt") for run in runs}, "each command reports its own model"
     for run in runs:
         assert load_checkpoint(run / "best.pt")["run_name"] == run.name
@@ -852,8 +921,7 @@ def test_two_trainings_started_together_get_separate_run_folders(tiny_data, tmp_
 
 
 @pytest.mark.slow
-def test_reading_last_pt_while_training_rewrites_it_always_gets_a_whole_file(tiny_data, tmp_path, procs,
-                                                                           one_photo):
+def test_reading_last_pt_while_training_rewrites_it_always_gets_a_whole_file(tiny_data, tmp_path, procs, one_photo):
     run = home() / "runs" / "busy"
     last = run / "last.pt"
     err = tmp_path / "train.err"
@@ -880,13 +948,17 @@ def test_reading_last_pt_while_training_rewrites_it_always_gets_a_whole_file(tin
 # --- fuzzing ------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _seed_files() -> tuple[bytes, ...]:
     """Small real files in each format the loader must survive mutations of."""
     photo = _photo((24, 18))
     seeds = []
-    for fmt, kwargs in (("JPEG", {"quality": 90}), ("PNG", {}), ("WEBP", {}),
-                        ("GIF", {"save_all": True, "append_images": [photo.transpose(Image.FLIP_TOP_BOTTOM)]})):
+    for fmt, kwargs in (
+        ("JPEG", {"quality": 90}),
+        ("PNG", {}),
+        ("WEBP", {}),
+        ("GIF", {"save_all": True, "append_images": [photo.transpose(Image.FLIP_TOP_BOTTOM)]}),
+    ):
         buf = io.BytesIO()
         photo.save(buf, fmt, **kwargs)
         seeds.append(buf.getvalue())
@@ -910,15 +982,19 @@ def mutated_images(draw) -> bytes:
         elif action == "insert":
             data[pos:pos] = draw(st.binary(min_size=1, max_size=16))
         elif len(data) > 1:
-            del data[pos: pos + draw(st.integers(1, 16))]
+            del data[pos : pos + draw(st.integers(1, 16))]
     if draw(st.booleans()):
         data = data[: draw(st.integers(0, len(data)))]
     return bytes(data)
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
 @given(data=st.one_of(st.binary(max_size=4096), mutated_images()))
 def test_fuzzed_bytes_give_an_rgb_image_or_an_image_error(data):
     try:

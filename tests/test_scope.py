@@ -54,7 +54,10 @@ def test_checkpoint_carries_the_scope_check_and_calibrated_sets(trained):
 def test_non_skin_pictures_are_flagged_more_than_the_models_own_test_photos(cli, model_path, dataset, non_skin):
     outside = _records(cli, non_skin, "--model", model_path)
     inside = _records(cli, dataset / "test", "--model", model_path)
-    flagged = lambda records: sum(not r["in_scope"] for r in records) / len(records)
+
+    def flagged(records):
+        return sum(not r["in_scope"] for r in records) / len(records)
+
     assert flagged(outside) >= 0.5
     assert flagged(outside) > flagged(inside) + 0.25
     for rec in outside + inside:
@@ -91,8 +94,19 @@ def test_explain_record_and_picture_say_out_of_scope(cli, model_path, non_skin, 
 
 
 def test_evaluate_ood_reports_auroc_flagged_and_coverage(cli, model_path, non_skin, tmp_path):
-    done = cli("evaluate", "--model", model_path, "--ood", non_skin, "--format", "json", "--bootstrap", "0",
-               "--report", tmp_path / "report")
+    done = cli(
+        "evaluate",
+        "--model",
+        model_path,
+        "--ood",
+        non_skin,
+        "--format",
+        "json",
+        "--bootstrap",
+        "0",
+        "--report",
+        tmp_path / "report",
+    )
     assert done.exit_code == 0, done.stderr
     trust = parse_json(done.stdout)["trust"]
     assert trust["scope_check"] and 0 <= trust["test_flagged"] <= 1
@@ -112,12 +126,14 @@ def test_an_old_checkpoint_loads_and_says_once_it_has_no_scope_check(cli, old_ch
     assert done.stderr.count("no scope check") == 1
     records = parse_json(done.stdout)
     assert len(records) > 1
-    assert all(r["in_scope"] is True and r["scope_score"] is None and r["prediction_set"] == [r["label"]]
-               for r in records)
+    assert all(
+        r["in_scope"] is True and r["scope_score"] is None and r["prediction_set"] == [r["label"]] for r in records
+    )
 
 
-def test_onnx_scope_output_matches_pytorch_and_an_old_export_still_loads(cli, trained, old_checkpoint, dataset,
-                                                                        non_skin, tmp_path):
+def test_onnx_scope_output_matches_pytorch_and_an_old_export_still_loads(
+    cli, trained, old_checkpoint, dataset, non_skin, tmp_path
+):
     pytest.importorskip("onnxruntime")
     import onnxruntime as ort
 

@@ -27,8 +27,21 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 pytestmark = pytest.mark.slow
-RECORD_KEYS = {"path", "label", "disease_name", "confidence", "uncertain", "top_k", "description", "urgency",
-               "advice", "error", "in_scope", "scope_score", "prediction_set"}
+RECORD_KEYS = {
+    "path",
+    "label",
+    "disease_name",
+    "confidence",
+    "uncertain",
+    "top_k",
+    "description",
+    "urgency",
+    "advice",
+    "error",
+    "in_scope",
+    "scope_score",
+    "prediction_set",
+}
 
 
 class Server:
@@ -38,8 +51,24 @@ class Server:
         env = {**os.environ, "SKINFOOD_HOME": str(home), "SKINFOOD_DEVICE": "cpu", "COLUMNS": "200"}
         env.pop("SKINFOOD_TOKEN", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "skinfood_cli", "serve", "--model", str(model), "--host", host, "--port", "0",
-             *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "skinfood_cli",
+                "serve",
+                "--model",
+                str(model),
+                "--host",
+                host,
+                "--port",
+                "0",
+                *args,
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: list[str] = []
         self.ready = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
@@ -76,8 +105,9 @@ def _start(request, *args, host="127.0.0.1"):
 @pytest.fixture(scope="module")
 def server(request):
     """fp32, so its records can be compared with the CLI's; a 2 MB upload limit to test 413 cheaply."""
-    return _start(request, "--precision", "fp32", "--max-batch-size", "8", "--batch-timeout-ms", "50",
-                  "--max-upload-mb", "2")
+    return _start(
+        request, "--precision", "fp32", "--max-batch-size", "8", "--batch-timeout-ms", "50", "--max-upload-mb", "2"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +135,16 @@ def test_health_ready_model_and_openapi(server):
     assert info["precision"] == "fp32" and info["batching"]["max_batch_size"] == 8
     assert "val_macro_f1" in info["metrics"]
     spec = httpx.get(f"{server.url}/openapi.json").json()
-    assert {"/v1/predict", "/v1/explain", "/v1/diseases", "/v1/diseases/{name}", "/v1/model", "/healthz",
-            "/readyz", "/metrics"} <= set(spec["paths"])
+    assert {
+        "/v1/predict",
+        "/v1/explain",
+        "/v1/diseases",
+        "/v1/diseases/{name}",
+        "/v1/model",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    } <= set(spec["paths"])
     assert "multipart/form-data" in spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
     assert "swagger" in httpx.get(f"{server.url}/docs").text.lower()
 
@@ -118,8 +156,9 @@ def test_predict_record_equals_the_clis(server, photos, cli, model_path):
     record = answer.json()
     assert set(record) == RECORD_KEYS | {"model", "latency_ms"}
     assert record["model"] == model_path.parent.name and record["latency_ms"] > 0
-    [expected] = parse_json(cli("predict", photo, "--model", model_path, "--precision", "fp32",
-                                "--format", "json").stdout)
+    [expected] = parse_json(
+        cli("predict", photo, "--model", model_path, "--precision", "fp32", "--format", "json").stdout
+    )
     for key in RECORD_KEYS - {"path", "confidence", "top_k", "scope_score"}:
         assert record[key] == expected[key], key
     assert record["scope_score"] == pytest.approx(expected["scope_score"], abs=1e-4)
@@ -127,8 +166,12 @@ def test_predict_record_equals_the_clis(server, photos, cli, model_path):
     assert record["confidence"] == pytest.approx(expected["confidence"], abs=1e-5)
     assert [a["label"] for a in record["top_k"]] == [a["label"] for a in expected["top_k"]]
 
-    raw = httpx.post(f"{server.url}/v1/predict", content=photo.read_bytes(),
-                     headers={"Content-Type": "image/jpeg"}, params={"lang": "ko", "top_k": 1})
+    raw = httpx.post(
+        f"{server.url}/v1/predict",
+        content=photo.read_bytes(),
+        headers={"Content-Type": "image/jpeg"},
+        params={"lang": "ko", "top_k": 1},
+    )
     assert raw.status_code == 200
     assert raw.json()["label"] == record["label"] and len(raw.json()["top_k"]) == 1
     assert raw.json()["disease_name"] != record["disease_name"]  # Korean
@@ -137,8 +180,12 @@ def test_predict_record_equals_the_clis(server, photos, cli, model_path):
 
 def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(server, photos, cli, model_path):
     sample = photos[::2]  # 12 photos, all three classes
-    expected = {Path(r["path"]).name: r["label"] for r in parse_json(
-        cli("predict", *sample, "--model", model_path, "--precision", "fp32", "--format", "json").stdout)}
+    expected = {
+        Path(r["path"]).name: r["label"]
+        for r in parse_json(
+            cli("predict", *sample, "--model", model_path, "--precision", "fp32", "--format", "json").stdout
+        )
+    }
     before_count, before_sum = _batch_stats(server)
     with concurrent.futures.ThreadPoolExecutor(len(sample)) as pool:
         answers = list(pool.map(lambda p: _post(f"{server.url}/v1/predict", p), sample))
@@ -167,8 +214,9 @@ def test_out_of_scope_photo_answers_with_the_sentence_in_both_languages(server, 
         record = _post(f"{server.url}/v1/predict", picture, params={"lang": lang}).json()
         assert record["in_scope"] is False and record["description"] == OUT_OF_SCOPE[lang]
         assert record["top_k"] and record["prediction_set"] and record["scope_score"] < 0
-        explained = _post(f"{server.url}/v1/explain", picture, params={"lang": lang},
-                          headers={"Accept": "application/json"}).json()
+        explained = _post(
+            f"{server.url}/v1/explain", picture, params={"lang": lang}, headers={"Accept": "application/json"}
+        ).json()
         assert explained["in_scope"] is False and explained["description"] == OUT_OF_SCOPE[lang]
 
 
@@ -177,8 +225,9 @@ def test_explain_returns_png_or_json(server, photos):
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
     picture = Image.open(io.BytesIO(png.content))
     assert picture.width >= 2 * 128  # photo | overlay
-    as_json = _post(f"{server.url}/v1/explain", photos[0], headers={"Accept": "application/json"},
-                    params={"lang": "ko"})
+    as_json = _post(
+        f"{server.url}/v1/explain", photos[0], headers={"Accept": "application/json"}, params={"lang": "ko"}
+    )
     body = as_json.json()
     assert body["label"] == png.headers["x-skinfood-label"] and body["explained_label"] == body["label"]
     import base64
@@ -208,24 +257,35 @@ def test_bad_uploads_get_their_status_and_the_server_keeps_serving(server, photo
 
     def chunked():  # no Content-Length: the limit must hold on the bytes actually streamed
         for i in range(0, len(big), 65536):
-            yield big[i: i + 65536]
+            yield big[i : i + 65536]
 
     cases = {
         "oversized with length": (413, lambda: httpx.post(url, content=big, headers={"Content-Type": "image/jpeg"})),
         "oversized, chunked": (413, lambda: httpx.post(url, content=chunked(), headers={"Content-Type": "image/jpeg"})),
         "text file": (415, lambda: httpx.post(url, files={"file": ("notes.txt", b"just text\n", "text/plain")})),
         "text body": (415, lambda: httpx.post(url, content=b"hello", headers={"Content-Type": "text/plain"})),
-        "truncated jpeg": (422, lambda: httpx.post(url, files={"file": ("t.jpg", good[: len(good) // 2], "image/jpeg")})),
+        "truncated jpeg": (
+            422,
+            lambda: httpx.post(url, files={"file": ("t.jpg", good[: len(good) // 2], "image/jpeg")}),
+        ),
         "decompression bomb": (413, lambda: httpx.post(url, files={"file": ("bomb.png", _bomb_png(), "image/png")})),
         "empty body": (400, lambda: httpx.post(url, content=b"", headers={"Content-Type": "image/jpeg"})),
         "empty file": (400, lambda: httpx.post(url, files={"file": ("e.jpg", b"", "image/jpeg")})),
         "no file field": (400, lambda: httpx.post(url, files={"photo": ("a.jpg", good, "image/jpeg")})),
-        "broken multipart": (400, lambda: httpx.post(url, content=b"--x\r\ngarbage",
-                                                     headers={"Content-Type": "multipart/form-data; boundary=x"})),
-        "bad lang": (400, lambda: httpx.post(url, params={"lang": "fr"}, content=good,
-                                             headers={"Content-Type": "image/jpeg"})),
-        "bad top_k": (400, lambda: httpx.post(url, params={"top_k": 0}, content=good,
-                                              headers={"Content-Type": "image/jpeg"})),
+        "broken multipart": (
+            400,
+            lambda: httpx.post(
+                url, content=b"--x\r\ngarbage", headers={"Content-Type": "multipart/form-data; boundary=x"}
+            ),
+        ),
+        "bad lang": (
+            400,
+            lambda: httpx.post(url, params={"lang": "fr"}, content=good, headers={"Content-Type": "image/jpeg"}),
+        ),
+        "bad top_k": (
+            400,
+            lambda: httpx.post(url, params={"top_k": 0}, content=good, headers={"Content-Type": "image/jpeg"}),
+        ),
     }
     for name, (status, send) in cases.items():
         answer = send()
@@ -259,8 +319,7 @@ def test_off_loopback_a_token_is_made_up_and_required(request, photos):
     server = _start(request, host="127.0.0.2")
     token = re.search(r"#token=(\S+)", server.stderr).group(1)
     assert _post(f"{server.url}/v1/predict", photos[0]).status_code == 401
-    assert _post(f"{server.url}/v1/predict", photos[0],
-                 headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert _post(f"{server.url}/v1/predict", photos[0], headers={"Authorization": f"Bearer {token}"}).status_code == 200
 
 
 def test_full_queue_is_503_and_slow_requests_504(request, photos):
@@ -316,16 +375,27 @@ def test_serves_an_int8_torchscript_model(request, server, photos, tmp_path):
     from skinfood_cli.export import export_model
 
     trained = request.getfixturevalue("trained")
-    exported = export_model(trained.best_path, fmt="torchscript", int8=True, output=tmp_path / "m.int8.torchscript",
-                            calibration_images=48, verify_images=8)
+    exported = export_model(
+        trained.best_path,
+        fmt="torchscript",
+        int8=True,
+        output=tmp_path / "m.int8.torchscript",
+        calibration_images=48,
+        verify_images=8,
+    )
     assert exported.verification.passed
     int8_server = Server(exported.path, tmp_path / "home")
     request.addfinalizer(int8_server.stop)
     info = httpx.get(f"{int8_server.url}/v1/model").json()
     assert info["backend"] == "torchscript" and info["precision"] == "int8"
     assert info["classes"] == ["acne", "psoriasis", "vitiligo"]
-    labels = [(_post(f"{server.url}/v1/predict", p).json()["label"],
-               _post(f"{int8_server.url}/v1/predict", p).json()["label"]) for p in photos[::4]]
+    labels = [
+        (
+            _post(f"{server.url}/v1/predict", p).json()["label"],
+            _post(f"{int8_server.url}/v1/predict", p).json()["label"],
+        )
+        for p in photos[::4]
+    ]
     assert sum(a == b for a, b in labels) >= len(labels) - 1
     explain = _post(f"{int8_server.url}/v1/explain", photos[0])
     assert explain.status_code == 501 and "torchscript" in explain.json()["error"]["message"]
@@ -343,8 +413,9 @@ def test_photos_are_never_written_to_disk(server):
     Image.fromarray(noise).save(buf, "JPEG", quality=95)
     assert 1 << 20 < len(buf.getvalue()) < 2 << 20
     before = set(Path(tempfile.gettempdir()).iterdir())
-    answer = httpx.post(f"{server.url}/v1/predict", files={"file": ("big.jpg", buf.getvalue(), "image/jpeg")},
-                        timeout=60)
+    answer = httpx.post(
+        f"{server.url}/v1/predict", files={"file": ("big.jpg", buf.getvalue(), "image/jpeg")}, timeout=60
+    )
     assert answer.status_code == 200
     assert set(Path(tempfile.gettempdir()).iterdir()) - before == set()
 
@@ -355,9 +426,26 @@ def test_schemathesis_finds_no_server_error(server, tmp_path):
     if not cli.exists():
         pytest.skip("schemathesis is not installed")
     result = subprocess.run(
-        [str(cli), "run", f"{server.url}/openapi.json", "--checks", "not_a_server_error", "--max-examples", "15",
-         "--seed", "7", "--generation-database", "none", "--request-timeout", "30"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        [
+            str(cli),
+            "run",
+            f"{server.url}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "15",
+            "--seed",
+            "7",
+            "--generation-database",
+            "none",
+            "--request-timeout",
+            "30",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout[-3000:]
 
 
@@ -367,15 +455,25 @@ def test_bad_model_and_taken_port_exit_2_with_one_line(tmp_path, trained):
     env = {**os.environ, "SKINFOOD_HOME": str(tmp_path)}
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    result = subprocess.run([sys.executable, "-m", "skinfood_cli", "serve", "--model", str(bad), "--port", "0"],
-                            capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "skinfood_cli", "serve", "--model", str(bad), "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        result = subprocess.run([sys.executable, "-m", "skinfood_cli", "serve", "--model", str(trained.best_path),
-                                 "--port", str(port)], capture_output=True, text=True, env=env, timeout=180)
+        result = subprocess.run(
+            [sys.executable, "-m", "skinfood_cli", "serve", "--model", str(trained.best_path), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=180,
+        )
     assert result.returncode == 2 and "cannot listen" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -404,9 +502,18 @@ def browser(tmp_path):
         pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--lang=en-US",
-                "--window-size=390,844", f"--user-data-dir={tmp_path / 'profile'}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--lang=en-US",
+        "--window-size=390,844",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
     yield driver
@@ -422,8 +529,11 @@ def _wait_state(driver, state: str, timeout: float = 60):
 def test_page_classifies_a_chosen_photo_and_switches_to_korean(server, browser, dataset, tmp_path):
     from selenium.webdriver.common.by import By
 
-    photo = next(p for p in sorted((dataset / "test" / "vitiligo").glob("*.jpg"))
-                 if _post(f"{server.url}/v1/predict", p).json()["in_scope"])
+    photo = next(
+        p
+        for p in sorted((dataset / "test" / "vitiligo").glob("*.jpg"))
+        if _post(f"{server.url}/v1/predict", p).json()["in_scope"]
+    )
     expected = _post(f"{server.url}/v1/predict", photo).json()
     browser.get(f"{server.url}/")
     _wait_state(browser, "idle")
@@ -446,8 +556,11 @@ def test_page_classifies_a_chosen_photo_and_switches_to_korean(server, browser, 
 
     browser.find_element(By.ID, "explain").click()
     WebDriverWait(browser, 60).until(
-        lambda d: d.execute_script("const h = document.getElementById('heatmap');"
-                                   "return h.complete && h.naturalWidth > 0 && !h.closest('[hidden]')"))
+        lambda d: d.execute_script(
+            "const h = document.getElementById('heatmap');"
+            "return h.complete && h.naturalWidth > 0 && !h.closest('[hidden]')"
+        )
+    )
 
     notes = tmp_path / "notes.txt"
     notes.write_text("not a photo\n")
@@ -467,8 +580,9 @@ def test_heic_upload_is_classified_like_its_jpeg_twin(server, photos, tmp_path):
         assert answer.status_code == 200, answer.text
         b = answer.json()
         assert b["label"] == a["label"] and b["confidence"] == pytest.approx(a["confidence"], abs=0.05)
-    picture = httpx.post(f"{server.url}/v1/explain", content=heic.read_bytes(), headers={"Content-Type": "image/heic"},
-                         timeout=60)
+    picture = httpx.post(
+        f"{server.url}/v1/explain", content=heic.read_bytes(), headers={"Content-Type": "image/heic"}, timeout=60
+    )
     assert picture.status_code == 200
     assert Image.open(io.BytesIO(picture.content)).width == 2 * 128  # upright: 128 wide, stored 96 wide
 
@@ -476,8 +590,9 @@ def test_heic_upload_is_classified_like_its_jpeg_twin(server, photos, tmp_path):
 def test_explain_picture_in_korean_carries_the_caption(server, photos):
     from skinfood_cli.explanation import build_caption, render_caption
 
-    answer = _post(f"{server.url}/v1/explain", photos[0], params={"lang": "ko"},
-                   headers={"Accept": "application/json"}).json()
+    answer = _post(
+        f"{server.url}/v1/explain", photos[0], params={"lang": "ko"}, headers={"Accept": "application/json"}
+    ).json()
     import base64
 
     picture = Image.open(io.BytesIO(base64.b64decode(answer["image_png_base64"]))).convert("RGB")

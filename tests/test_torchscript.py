@@ -25,8 +25,11 @@ def int8_file(trained, tmp_path_factory):
     from skinfood_cli.cli import app
 
     out = tmp_path_factory.mktemp("ts") / "m.int8.torchscript"
-    result = CliRunner().invoke(app, ["export", "--model", str(trained.best_path), "--format", "torchscript",
-                                      "--int8", "--output", str(out)], catch_exceptions=False)
+    result = CliRunner().invoke(
+        app,
+        ["export", "--model", str(trained.best_path), "--format", "torchscript", "--int8", "--output", str(out)],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     return {"path": out, "model": trained.best_path, "stdout": result.stdout, "stderr": result.stderr}
 
@@ -88,8 +91,22 @@ def test_fp32_torchscript_as_model_matches_the_checkpoint(model_path, tmp_path, 
 def test_a_fresh_process_prints_nothing_but_the_answer(int8_file, dataset):
     """torch's C++ side announces quantized tensors' deprecation on load; the user sees none of it."""
     photo = sorted((dataset / "test" / "acne").glob("*.jpg"))[0]
-    done = subprocess.run([sys.executable, "-m", "skinfood_cli", "predict", str(photo), "--model",
-                           str(int8_file["path"]), "--format", "csv"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "skinfood_cli",
+            "predict",
+            str(photo),
+            "--model",
+            str(int8_file["path"]),
+            "--format",
+            "csv",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip() == "" and done.stdout.startswith("path,label")
 

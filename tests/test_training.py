@@ -24,8 +24,9 @@ FAST = dict(epochs=2, image_size=32, batch_size=8, lr=2e-3, pretrained=False, de
 
 @pytest.fixture
 def small_data(tmp_path) -> Path:
-    return make_dataset(tmp_path / "small", ("acne", "psoriasis", "vitiligo"), train_per_class=14,
-                        test_per_class=3, size=(48, 40))
+    return make_dataset(
+        tmp_path / "small", ("acne", "psoriasis", "vitiligo"), train_per_class=14, test_per_class=3, size=(48, 40)
+    )
 
 
 class Recorder(Reporter):
@@ -105,8 +106,23 @@ def test_resume_with_more_epochs_continues_the_run(small_data):
 @pytest.mark.slow
 def test_ctrl_c_saves_and_exits_130_then_resume_finishes(small_data, tmp_path):
     env = {**os.environ, "SKINFOOD_HOME": str(tmp_path / "home")}
-    cmd = [sys.executable, "-m", "skinfood_cli", "train", "--data", str(small_data), "--name", "sig",
-           "--epochs", "30", "--image-size", "32", "--batch-size", "8", "--no-pretrained"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "skinfood_cli",
+        "train",
+        "--data",
+        str(small_data),
+        "--name",
+        "sig",
+        "--epochs",
+        "30",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--no-pretrained",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     last = tmp_path / "home" / "runs" / "sig" / "last.pt"
     deadline = time.time() + 240
@@ -119,8 +135,13 @@ def test_ctrl_c_saves_and_exits_130_then_resume_finishes(small_data, tmp_path):
     assert "skinfood train --resume sig" in err
     assert "Traceback" not in err
     state = load_checkpoint(last)["train_state"]
-    r = subprocess.run([*cmd[:3], "train", "--resume", "sig", "--epochs", str(state["epoch"] + 1)],
-                       env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [*cmd[:3], "train", "--resume", "sig", "--epochs", str(state["epoch"] + 1)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "model saved to" in r.stderr
 
@@ -142,14 +163,17 @@ def test_broken_files_are_skipped_listed_and_strict_refuses(small_data, cli, tmp
     assert r.exit_code == 2 and "--strict" in r.stderr
 
 
-@pytest.mark.parametrize("layout, message", [
-    ("missing", "data folder not found"),
-    ("empty", "no class folders"),
-    ("single", "only one class"),
-    ("mismatch", "only in test/: eczema"),
-    ("unusable", "no usable image: vitiligo"),
-    ("unknown-class", "--classes names unknown folders"),
-])
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ("missing", "data folder not found"),
+        ("empty", "no class folders"),
+        ("single", "only one class"),
+        ("mismatch", "only in test/: eczema"),
+        ("unusable", "no usable image: vitiligo"),
+        ("unknown-class", "--classes names unknown folders"),
+    ],
+)
 def test_bad_layouts_exit_2_with_one_line(layout, message, small_data, tmp_path, cli):
     data = small_data
     args = []
@@ -178,8 +202,9 @@ def test_bad_layouts_exit_2_with_one_line(layout, message, small_data, tmp_path,
 
 
 def test_class_subset_and_plain_class_folder_layout(small_data, tmp_path):
-    result = train(TrainConfig(data=str(small_data), name="subset", classes=["acne", "Vitiligo"],
-                               **{**FAST, "epochs": 1}))
+    result = train(
+        TrainConfig(data=str(small_data), name="subset", classes=["acne", "Vitiligo"], **{**FAST, "epochs": 1})
+    )
     assert load_checkpoint(result.best_path)["classes"] == ["acne", "vitiligo"]
     flat = tmp_path / "flat"
     shutil.copytree(small_data / "train", flat)
@@ -224,8 +249,7 @@ def test_freeze_backbone_runs_the_backbone_in_the_first_epoch_only(small_data, m
             self.calls.append(calls["n"] - self.start)
 
     rec = PerEpoch()
-    result = train(TrainConfig(data=str(small_data), name="frozen", freeze_backbone=True,
-                               **{**FAST, "epochs": 4}), rec)
+    result = train(TrainConfig(data=str(small_data), name="frozen", freeze_backbone=True, **{**FAST, "epochs": 4}), rec)
     assert len(result.history) == 4
     # Epoch 1 computed the features before its epoch_start, epochs 2-4 never call the network.
     assert rec.calls == [0, 0, 0, 0]
@@ -251,8 +275,19 @@ def test_a_disk_too_small_for_the_checkpoints_is_named_before_the_first_epoch(sm
     free = {"bytes": 10**12}
     real = shutil.disk_usage
     monkeypatch.setattr(training.shutil, "disk_usage", lambda p: real(p)._replace(free=free["bytes"]))
-    args = ["train", "--data", small_data, "--no-pretrained", "--epochs", "1", "--image-size", "32",
-            "--batch-size", "8", "--quiet"]
+    args = [
+        "train",
+        "--data",
+        small_data,
+        "--no-pretrained",
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--quiet",
+    ]
     r = cli(*args, "--name", "roomy")
     assert r.exit_code == 0 and "warning" not in r.stderr, r.stderr
     # The estimate is what a run really holds at its peak: best.pt, last.pt and last.pt's next copy.

@@ -180,8 +180,7 @@ def test_fit_trust_and_scoped_classifier_agree_on_the_cut():
         f, z = pooled_features(model, x)
         torch.testing.assert_close(z, model(x))
     y = torch.arange(3).repeat(8)
-    trust = fit_trust(f[:16], z[:16], y[:16], f[16:], z[16:], y[16:], temperature=1.0, coverage=0.5,
-                      method="knn")
+    trust = fit_trust(f[:16], z[:16], y[:16], f[16:], z[16:], y[16:], temperature=1.0, coverage=0.5, method="knn")
     assert trust["conformal"]["calibration_size"] == 8 and trust["num_train"] == 16
     scoped = ScopedClassifier(model, trust).eval()
     with torch.no_grad():

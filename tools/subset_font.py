@@ -26,13 +26,18 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "skinfood_cli" / "fonts" / "NotoSansCJKkr-Regular-subset.otf"
 
 RANGES = [
-    (0x20, 0x7E), (0xA0, 0xFF),            # ASCII, Latin-1
-    (0x391, 0x3C9),                        # basic Greek (Δ, μ ...)
-    (0x2010, 0x2027), (0x2030, 0x203B),    # general punctuation: dashes, quotes, •, …, ‰
-    (0x2190, 0x2195), (0x2212, 0x2212), (0x2264, 0x2265),  # arrows, minus, ≤ ≥
-    (0x1100, 0x11FF), (0x3131, 0x318E),    # Hangul Jamo, compatibility jamo
-    (0x3000, 0x3011),                      # CJK spaces, 、。 and brackets 「」『』【】
-    (0xFF01, 0xFF5E),                      # fullwidth forms (，！？（）)
+    (0x20, 0x7E),
+    (0xA0, 0xFF),  # ASCII, Latin-1
+    (0x391, 0x3C9),  # basic Greek (Δ, μ ...)
+    (0x2010, 0x2027),
+    (0x2030, 0x203B),  # general punctuation: dashes, quotes, •, …, ‰
+    (0x2190, 0x2195),
+    (0x2212, 0x2212),
+    (0x2264, 0x2265),  # arrows, minus, ≤ ≥
+    (0x1100, 0x11FF),
+    (0x3131, 0x318E),  # Hangul Jamo, compatibility jamo
+    (0x3000, 0x3011),  # CJK spaces, 、。 and brackets 「」『』【】
+    (0xFF01, 0xFF5E),  # fullwidth forms (，！？（）)
 ]
 
 
@@ -43,8 +48,10 @@ def ks_x_1001_hangul() -> set[str]:
 
 def project_characters() -> set[str]:
     found = set()
-    files = [*(ROOT / "descriptions").glob("*.yaml"),
-             *(p for ext in ("py", "js", "html") for p in (ROOT / "skinfood_cli").rglob(f"*.{ext}"))]
+    files = [
+        *(ROOT / "descriptions").glob("*.yaml"),
+        *(p for ext in ("py", "js", "html") for p in (ROOT / "skinfood_cli").rglob(f"*.{ext}")),
+    ]
     for path in files:
         found |= {c for c in path.read_text(encoding="utf-8") if ord(c) > 0x7E}
     return found
@@ -67,8 +74,10 @@ def main(source: str) -> None:
     font.save(OUT)
     cmap = font.getBestCmap()
     missing = sorted(c for c in chars if ord(c) not in cmap and not (0x1100 <= ord(c) <= 0x11FF))
-    print(f"{OUT.name}: {OUT.stat().st_size / 1024:.0f} KiB, {len(cmap)} characters; "
-          f"not in the source font: {''.join(missing) or 'none'}")
+    print(
+        f"{OUT.name}: {OUT.stat().st_size / 1024:.0f} KiB, {len(cmap)} characters; "
+        f"not in the source font: {''.join(missing) or 'none'}"
+    )
 
 
 if __name__ == "__main__":

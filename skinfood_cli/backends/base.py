@@ -99,7 +99,6 @@ class Backend:
     def load(self, path: Path) -> LoadedModel:
         raise NotImplementedError
 
-    def place(self, model: LoadedModel, device: torch.device, device_spec: str | None,
-              precision: str | None) -> Runner:
+    def place(self, model: LoadedModel, device: torch.device, device_spec: str | None, precision: str | None) -> Runner:
         """Put `model` on `device` (already resolved from `device_spec`) with the backend's arithmetic."""
         raise NotImplementedError

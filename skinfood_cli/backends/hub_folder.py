@@ -68,8 +68,9 @@ def is_hub_folder(path: str | os.PathLike) -> bool:
 # --- writing -------------------------------------------------------------------------
 
 
-def write_hub_folder(source: str | os.PathLike, output: str | os.PathLike, *, book=None,
-                     repo_id: str | None = None) -> HubFolder:
+def write_hub_folder(
+    source: str | os.PathLike, output: str | os.PathLike, *, book=None, repo_id: str | None = None
+) -> HubFolder:
     """Write the portable folder for the model at `source` into `output`, and read it back.
 
     Args:
@@ -129,8 +130,10 @@ def _check_round_trip(state: dict, output: Path) -> None:
     back = load_hub_folder(output)["state_dict"]
     same = back.keys() == state.keys() and all(torch.equal(back[k], state[k].cpu()) for k in state)
     if not same:
-        raise SkinfoodError(f"{output / WEIGHTS_FILE} does not read back as the checkpoint's weights: "
-                            "do not share it", exit_code=EXIT_SOME_FAILED)
+        raise SkinfoodError(
+            f"{output / WEIGHTS_FILE} does not read back as the checkpoint's weights: do not share it",
+            exit_code=EXIT_SOME_FAILED,
+        )
 
 
 def describe_folder(output: Path, sha: str) -> HubFolder:
@@ -145,8 +148,13 @@ def build_config(ckpt: dict, book, *, sha256: str, size_bytes: int) -> dict:
     config = {"library": LIBRARY, "skinfood_config_version": CONFIG_VERSION}
     config.update({k: v for k, v in ckpt.items() if k not in _NOT_CONFIG})
     config["display_names"] = _display_names(ckpt["classes"], book)
-    config["weights"] = {"file": WEIGHTS_FILE, "format": "safetensors", "dtype": "float32",
-                         "sha256": sha256, "size_bytes": size_bytes}
+    config["weights"] = {
+        "file": WEIGHTS_FILE,
+        "format": "safetensors",
+        "dtype": "float32",
+        "sha256": sha256,
+        "size_bytes": size_bytes,
+    }
     config["checkpoint_format_version"] = ckpt.get("format_version")
     config["exported_by"] = {"skinfood_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     _strip_local_paths(config)
@@ -256,7 +264,7 @@ def model_card(config: dict, run_card: str | None, repo_id: str | None = None) -
     return f"""{front}
 # {name}
 
-A skin-condition photo classifier ({config.get('arch', 'resnet50')}) trained with
+A skin-condition photo classifier ({config.get("arch", "resnet50")}) trained with
 skinfood. **Not a medical device**: its answers are
 hints to discuss with a doctor, never a diagnosis.
 
@@ -271,8 +279,8 @@ always answers with one of its classes, even for a photo of something else.
 
 ## Data
 
-Trained on a folder of {data.get('num_train', '?')} photos ({data.get('layout', 'unknown')} layout,
-folder `{data.get('root_name', '?')}`), validated on {data.get('num_val', '?')}. No photo is part of this
+Trained on a folder of {data.get("num_train", "?")} photos ({data.get("layout", "unknown")} layout,
+folder `{data.get("root_name", "?")}`), validated on {data.get("num_val", "?")}. No photo is part of this
 repository: only the weights (`model.safetensors`) and their settings (`config.json`).
 
 ## Metrics
@@ -281,8 +289,8 @@ On the validation photos, at the best epoch:
 
 {table}
 
-Calibration: temperature {_fmt(config.get('temperature'))}, uncertainty threshold
-{_fmt(config.get('threshold'))}. Image size {config.get('image_size')} px.
+Calibration: temperature {_fmt(config.get("temperature"))}, uncertainty threshold
+{_fmt(config.get("threshold"))}. Image size {config.get("image_size")} px.
 
 ## Limitations
 
@@ -302,8 +310,13 @@ treatment. See a doctor for anything that worries you, changes, bleeds or spread
 
 def _front_matter(config: dict) -> str:
     tags = ["skinfood", "image-classification", "dermatology", "not-a-medical-device"]
-    lines = ["---", "library_name: skinfood", "pipeline_tag: image-classification",
-             "license: unknown  # choose one: see docs/sharing.md on the training photos' licence", "tags:"]
+    lines = [
+        "---",
+        "library_name: skinfood",
+        "pipeline_tag: image-classification",
+        "license: unknown  # choose one: see docs/sharing.md on the training photos' licence",
+        "tags:",
+    ]
     lines += [f"- {t}" for t in tags]
     return "\n".join(lines + ["---", ""])
 
@@ -337,27 +350,29 @@ def check_config(config, where) -> None:
         raise ModelError(f"{where} is not a skinfood config (not a JSON object)")
     library = config.get("library")
     if library != LIBRARY:
-        found = f"library {library!r}" if library else "no \"library\" field"
+        found = f"library {library!r}" if library else 'no "library" field'
         raise ModelError(f"{where} is not a skinfood model ({found}): skinfood runs models it exported")
     version = config.get("skinfood_config_version")
     if isinstance(version, int) and not isinstance(version, bool) and version != CONFIG_VERSION:
         newer = version > CONFIG_VERSION
-        raise ModelError(f"{where} has config version {version}; this skinfood reads version {CONFIG_VERSION}"
-                         + (": upgrade skinfood (pip install -U skinfood)" if newer else ""))
+        raise ModelError(
+            f"{where} has config version {version}; this skinfood reads version {CONFIG_VERSION}"
+            + (": upgrade skinfood (pip install -U skinfood)" if newer else "")
+        )
     for key, kind in _REQUIRED.items():
         value = config.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):  # type: ignore[arg-type]
             names = kind.__name__ if isinstance(kind, type) else "number"
             raise ModelError(f"{where} is damaged: field {key!r} is missing or not a {names}")
     if not all(isinstance(c, str) for c in config["classes"]):
-        raise ModelError(f"{where} is damaged: \"classes\" must be a list of names")
+        raise ModelError(f'{where} is damaged: "classes" must be a list of names')
     for key in ("mean", "std"):
         value = config[key]
         if len(value) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
             raise ModelError(f"{where} is damaged: {key!r} must be three numbers")
     weights = config["weights"]
     if weights.get("file") != WEIGHTS_FILE or not isinstance(weights.get("sha256"), str):
-        raise ModelError(f"{where} is damaged: \"weights\" must name {WEIGHTS_FILE} and its sha256")
+        raise ModelError(f'{where} is damaged: "weights" must name {WEIGHTS_FILE} and its sha256')
 
 
 def load_hub_folder(folder: str | os.PathLike) -> dict:
@@ -372,13 +387,25 @@ def load_hub_folder(folder: str | os.PathLike) -> dict:
     folder = Path(folder)
     config = read_config(folder)
     state = load_weights(folder / WEIGHTS_FILE, config["weights"]["sha256"])
-    skip = {"library", "skinfood_config_version", "weights", "display_names", "exported_by",
-            "checkpoint_format_version"}
+    skip = {
+        "library",
+        "skinfood_config_version",
+        "weights",
+        "display_names",
+        "exported_by",
+        "checkpoint_format_version",
+    }
     ckpt = {k: v for k, v in config.items() if k not in skip}
-    ckpt.update(format=FORMAT, format_version=config.get("checkpoint_format_version") or 1, state_dict=state,
-                temperature=float(config["temperature"]), mean=[float(v) for v in config["mean"]],
-                std=[float(v) for v in config["std"]], display_names=config.get("display_names"),
-                threshold=float(config.get("threshold", 0.5)))
+    ckpt.update(
+        format=FORMAT,
+        format_version=config.get("checkpoint_format_version") or 1,
+        state_dict=state,
+        temperature=float(config["temperature"]),
+        mean=[float(v) for v in config["mean"]],
+        std=[float(v) for v in config["std"]],
+        display_names=config.get("display_names"),
+        threshold=float(config.get("threshold", 0.5)),
+    )
     return validate_checkpoint(ckpt, folder)
 
 
@@ -391,8 +418,9 @@ def load_weights(path: Path, sha256: str | None) -> dict:
     # ~60 ms for a ResNet50's 94 MB, and it catches truncation and flipped bits alike,
     # in a folder copied by hand as much as in the Hugging Face cache.
     if sha256 is not None and sha256_of(path) != sha256.lower():
-        raise ModelError(f"{path} does not match the sha256 in {CONFIG_FILE} (truncated or altered): "
-                         "download or copy it again")
+        raise ModelError(
+            f"{path} does not match the sha256 in {CONFIG_FILE} (truncated or altered): download or copy it again"
+        )
     try:
         from safetensors.torch import load_file
 
@@ -400,10 +428,11 @@ def load_weights(path: Path, sha256: str | None) -> dict:
     except ImportError:
         from skinfood_cli.errors import MissingExtraError
 
-        raise MissingExtraError('loading a model folder needs safetensors: pip install safetensors') from None
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own SafetensorError for any bad byte
-        raise ModelError(f"{path} is not a valid safetensors file ({first_line(exc)}): "
-                         "download or copy it again") from None
+        raise MissingExtraError("loading a model folder needs safetensors: pip install safetensors") from None
+    except Exception as exc:
+        raise ModelError(
+            f"{path} is not a valid safetensors file ({first_line(exc)}): download or copy it again"
+        ) from None
 
 
 def default_export_path(folder: Path, fmt: str, int8: bool) -> Path:

@@ -25,8 +25,9 @@ FLOAT_NCHW = "float_nchw"
 UINT8_NHWC = "uint8_nhwc"
 
 
-def export_metadata(loaded: LoadedModel, book: Any, *, file_format: str, with_preprocessing: bool = False,
-                    batch: int | None = None) -> dict:
+def export_metadata(
+    loaded: LoadedModel, book: Any, *, file_format: str, with_preprocessing: bool = False, batch: int | None = None
+) -> dict:
     """Everything a consumer needs to feed an exported file and read its answer."""
     display = {}
     for lang in LANGUAGES:
@@ -67,13 +68,19 @@ def _trust_metadata(loaded: LoadedModel) -> dict:
     trust = loaded.trust or {}
     if "score" not in trust:
         return {}
-    return {"trust": {"output": "scope_score", "in_scope": "scope_score >= 0",
-                      **{k: trust[k] for k in ("version", "method", "threshold", "scale", "keep") if k in trust},
-                      "conformal": trust.get("conformal") or {}}}
+    return {
+        "trust": {
+            "output": "scope_score",
+            "in_scope": "scope_score >= 0",
+            **{k: trust[k] for k in ("version", "method", "threshold", "scale", "keep") if k in trust},
+            "conformal": trust.get("conformal") or {},
+        }
+    }
 
 
-def loaded_from_metadata(path: Path, module: Any, meta: dict, *, backend: Backend,
-                         probabilities_out: bool = False) -> LoadedModel:
+def loaded_from_metadata(
+    path: Path, module: Any, meta: dict, *, backend: Backend, probabilities_out: bool = False
+) -> LoadedModel:
     """An exported file's module and metadata -> `LoadedModel`, or a ModelError saying what's missing."""
     try:
         classes = [str(c) for c in meta["classes"]]

@@ -106,7 +106,7 @@ class OnnxRunner:
             return self.session.run(None, {self.input_name: x})
         outs = []
         for start in range(0, len(x), n):
-            chunk = x[start: start + n]
+            chunk = x[start : start + n]
             pad = n - len(chunk)
             if pad:
                 chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), dtype=chunk.dtype)])
@@ -133,18 +133,20 @@ class OnnxBackend(Backend):
         session = create_session(path)
         meta = read_metadata(session.get_modelmeta().custom_metadata_map)
         if meta.get("format") != ONNX_FORMAT or not isinstance(meta.get("classes"), list):
-            raise ModelError(f"{path}: an ONNX file without skinfood's metadata (class names, image size); "
-                             "export it with `skinfood export`")
+            raise ModelError(
+                f"{path}: an ONNX file without skinfood's metadata (class names, image size); "
+                "export it with `skinfood export`"
+            )
         inputs = session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise ModelError(f"{path}: expected one image-batch input, found {[i.shape for i in inputs]}")
         input_kind = meta.get("input", FLOAT_NCHW)
         probs_out = meta.get("output") == "probabilities"
-        return loaded_from_metadata(path, OnnxRunner(session, input_kind, probs_out), meta, backend=self,
-                                    probabilities_out=probs_out)
+        return loaded_from_metadata(
+            path, OnnxRunner(session, input_kind, probs_out), meta, backend=self, probabilities_out=probs_out
+        )
 
-    def place(self, model: LoadedModel, device: torch.device, device_spec: str | None,
-              precision: str | None) -> Runner:
+    def place(self, model: LoadedModel, device: torch.device, device_spec: str | None, precision: str | None) -> Runner:
         runner: OnnxRunner = model.module
         if device.type == "cuda":
             runner.session = create_session(model.path, device)
@@ -156,8 +158,12 @@ class OnnxBackend(Backend):
             device=device,
             # The file fixes its own arithmetic (fp32, or int8 when quantised).
             precision=Precision(model.meta.get("precision", "fp32"), None),
-            transform=(pixel_transform(model.image_size) if pixels
-                       else eval_transform(model.image_size, model.mean, model.std)),
-            forward=runner.forward, module=runner,
+            transform=(
+                pixel_transform(model.image_size) if pixels else eval_transform(model.image_size, model.mean, model.std)
+            ),
+            forward=runner.forward,
+            module=runner,
             input_dtype=torch.uint8 if pixels else torch.float32,
-            forward_scoped=runner.forward_scoped, has_scope=runner.has_scope)
+            forward_scoped=runner.forward_scoped,
+            has_scope=runner.has_scope,
+        )

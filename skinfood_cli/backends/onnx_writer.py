@@ -25,8 +25,9 @@ from skinfood_cli.errors import EXIT_SOME_FAILED, SkinfoodError
 Batches = Callable[[Callable], Iterator[torch.Tensor]]  # transform -> preprocessed calibration batches
 
 
-def write_onnx(loaded: LoadedModel, path: Path, meta: dict, *, opset: int, batch: int | None,
-               with_preprocessing: bool) -> None:
+def write_onnx(
+    loaded: LoadedModel, path: Path, meta: dict, *, opset: int, batch: int | None, with_preprocessing: bool
+) -> None:
     """Export the fp32 network to `path` with `meta` in its metadata_props."""
     module = export_module(loaded, with_preprocessing)
     example = example_input(loaded, with_preprocessing, batch)
@@ -39,19 +40,29 @@ def write_onnx(loaded: LoadedModel, path: Path, meta: dict, *, opset: int, batch
         with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                module, (example,), str(path), dynamo=True, external_data=False, opset_version=opset,
+                module,
+                (example,),
+                str(path),
+                dynamo=True,
+                external_data=False,
+                opset_version=opset,
                 input_names=["pixels" if with_preprocessing else "input"],
-                output_names=["probabilities" if with_preprocessing else "logits",
-                              *(["scope_score"] if "trust" in meta else [])],
-                dynamic_shapes=dynamic, optimize=True,
+                output_names=[
+                    "probabilities" if with_preprocessing else "logits",
+                    *(["scope_score"] if "trust" in meta else []),
+                ],
+                dynamic_shapes=dynamic,
+                optimize=True,
             )
     except Exception as exc:
         last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
-        raise SkinfoodError(f"torch.onnx.export failed: {last[:300]} (run with --debug for details)",
-                            exit_code=EXIT_SOME_FAILED) from exc
+        raise SkinfoodError(
+            f"torch.onnx.export failed: {last[:300]} (run with --debug for details)", exit_code=EXIT_SOME_FAILED
+        ) from exc
     if path.with_name(path.name + ".data").exists():  # should not happen with external_data=False
-        raise SkinfoodError(f"the exporter wrote external data beside {path}; expected one file",
-                            exit_code=EXIT_SOME_FAILED)
+        raise SkinfoodError(
+            f"the exporter wrote external data beside {path}; expected one file", exit_code=EXIT_SOME_FAILED
+        )
     set_metadata(path, meta)
 
 
@@ -109,9 +120,13 @@ def quantize_onnx(fp32_path: Path, output: Path, batches: Batches, meta: dict) -
             quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=runner.has_scope)
             reader = _CalibrationReader(runner, batches)
             quantize_static(
-                str(prepared), str(Path(tmp) / "int8.onnx"), reader,
-                quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                str(prepared),
+                str(Path(tmp) / "int8.onnx"),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
                 # Convolutions, the head and residual adds: where the time is. The
                 # input normalisation and softmax stay fp32.

@@ -43,8 +43,7 @@ class TorchBackend(Backend):
             trust=ckpt.get("trust"),
         )
 
-    def place(self, model: LoadedModel, device: torch.device, device_spec: str | None,
-              precision: str | None) -> Runner:
+    def place(self, model: LoadedModel, device: torch.device, device_spec: str | None, precision: str | None) -> Runner:
         resolved = resolve_precision(precision, device)
         module = fold_batchnorm(model.module.eval()).to(device, memory_format=torch.channels_last)
 
@@ -69,9 +68,15 @@ class TorchBackend(Backend):
                     scope = scoped.scope_from(features.float(), logits.float())
                 return logits.float().cpu(), scope.float().cpu()
 
-        return Runner(device=device, precision=resolved, module=module, forward=forward,
-                      transform=eval_transform(model.image_size, model.mean, model.std),
-                      forward_scoped=forward_scoped if scoped is not None else None, has_scope=scoped is not None)
+        return Runner(
+            device=device,
+            precision=resolved,
+            module=module,
+            forward=forward,
+            transform=eval_transform(model.image_size, model.mean, model.std),
+            forward_scoped=forward_scoped if scoped is not None else None,
+            has_scope=scoped is not None,
+        )
 
 
 class FolderBackend(TorchBackend):

@@ -38,15 +38,19 @@ def require_quantization():
     import torch
 
     if ENGINE not in torch.backends.quantized.supported_engines:
-        raise UsageError(f"this torch ({torch.__version__}) has no {ENGINE} int8 kernels: "
-                         "use --format onnx --int8 (ONNX Runtime) instead")
+        raise UsageError(
+            f"this torch ({torch.__version__}) has no {ENGINE} int8 kernels: "
+            "use --format onnx --int8 (ONNX Runtime) instead"
+        )
     try:
         with _quiet():
             from torch.ao.quantization import get_default_qconfig_mapping
             from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
     except ImportError:
-        raise UsageError(f"this torch ({torch.__version__}) no longer has torch.ao.quantization: "
-                         "use --format onnx --int8 (ONNX Runtime) instead") from None
+        raise UsageError(
+            f"this torch ({torch.__version__}) no longer has torch.ao.quantization: "
+            "use --format onnx --int8 (ONNX Runtime) instead"
+        ) from None
     return get_default_qconfig_mapping, prepare_fx, convert_fx
 
 

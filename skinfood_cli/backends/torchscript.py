@@ -61,12 +61,13 @@ class TorchScriptBackend(Backend):
         except ValueError:
             meta = {}
         if not isinstance(meta, dict) or meta.get("format") != TORCHSCRIPT_FORMAT:
-            raise ModelError(f"{path}: a TorchScript file without skinfood's metadata (class names, image size); "
-                             "export it with `skinfood export --format torchscript`")
+            raise ModelError(
+                f"{path}: a TorchScript file without skinfood's metadata (class names, image size); "
+                "export it with `skinfood export --format torchscript`"
+            )
         return loaded_from_metadata(path, module, meta, backend=self)
 
-    def place(self, model: LoadedModel, device: torch.device, device_spec: str | None,
-              precision: str | None) -> Runner:
+    def place(self, model: LoadedModel, device: torch.device, device_spec: str | None, precision: str | None) -> Runner:
         """The file's module on `device`: int8 runs on the CPU only."""
         fixed = Precision(model.meta.get("precision", "fp32"), None)
         if fixed.name == "int8":
@@ -75,8 +76,10 @@ class TorchScriptBackend(Backend):
             if device.type != "cpu":
                 spec = (device_spec or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
                 if spec != "auto":
-                    raise UsageError(f"{model.path.name} is int8 for x86 CPUs: run it with --device cpu, "
-                                     "or use the .pt checkpoint on the GPU")
+                    raise UsageError(
+                        f"{model.path.name} is int8 for x86 CPUs: run it with --device cpu, "
+                        "or use the .pt checkpoint on the GPU"
+                    )
                 device = torch.device("cpu")
             use_engine()
             module = model.module
@@ -93,11 +96,16 @@ class TorchScriptBackend(Backend):
                 return out[0].float().cpu(), out[1].float().cpu()
             return out.float().cpu(), None
 
-        return Runner(device=device, precision=fixed, module=module,
-                      forward=lambda batch: forward_scoped(batch)[0], forward_scoped=forward_scoped,
-                      # the export writes `trust` into the metadata only with a scope output
-                      has_scope=bool(model.trust),
-                      transform=eval_transform(model.image_size, model.mean, model.std))
+        return Runner(
+            device=device,
+            precision=fixed,
+            module=module,
+            forward=lambda batch: forward_scoped(batch)[0],
+            forward_scoped=forward_scoped,
+            # the export writes `trust` into the metadata only with a scope output
+            has_scope=bool(model.trust),
+            transform=eval_transform(model.image_size, model.mean, model.std),
+        )
 
 
 @contextlib.contextmanager

@@ -15,8 +15,9 @@ from skinfood_cli.backends.graph import example_input, export_module
 from skinfood_cli.backends.torchscript import METADATA_FILE
 
 
-def write_torchscript(loaded: LoadedModel, path: Path, meta: dict,
-                      calibration: Iterable[torch.Tensor] | None = None) -> None:
+def write_torchscript(
+    loaded: LoadedModel, path: Path, meta: dict, calibration: Iterable[torch.Tensor] | None = None
+) -> None:
     """Trace and freeze the fp32 network, or its int8 version calibrated on `calibration` batches."""
     module = export_module(loaded, False)
     if calibration is not None:

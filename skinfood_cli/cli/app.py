@@ -29,8 +29,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-diseases_app = typer.Typer(help="The bundled disease descriptions (English and Korean).",
-                           invoke_without_command=True)
+diseases_app = typer.Typer(help="The bundled disease descriptions (English and Korean).", invoke_without_command=True)
 app.add_typer(diseases_app, name="diseases")
 
 
@@ -104,7 +103,7 @@ def handle_errors(func):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             raise typer.Exit(0) from None
-        except Exception as exc:  # noqa: BLE001 - the promise is: no traceback without --debug
+        except Exception as exc:
             if _debug["on"]:
                 raise
             reason = os_error_in(exc)
@@ -133,8 +132,9 @@ def _version(value: bool):
 
 @app.callback()
 def _main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ):
     _debug["on"] = debug or _debug_env()  # per invocation: an in-process caller may run several
@@ -142,12 +142,17 @@ def _main(
 
 # --- shared option helpers ------------------------------------------------------
 
-ModelOpt = typer.Option(None, "--model", "-m", autocompletion=complete_model, help="Checkpoint file, run folder or run name "
-                        "(default: the most recently trained run).")
-DeviceOpt = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps "
-                         "(default: $SKINFOOD_DEVICE or auto).")
-PrecisionOpt = typer.Option(Precision.auto, "--precision", help="auto: bf16 on CPUs with native "
-                            "bf16 and on GPUs, else fp32.")
+ModelOpt = typer.Option(
+    None,
+    "--model",
+    "-m",
+    autocompletion=complete_model,
+    help="Checkpoint file, run folder or run name (default: the most recently trained run).",
+)
+DeviceOpt = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps (default: $SKINFOOD_DEVICE or auto).")
+PrecisionOpt = typer.Option(
+    Precision.auto, "--precision", help="auto: bf16 on CPUs with native bf16 and on GPUs, else fp32."
+)
 LangOpt = typer.Option(None, "--lang", help="Language of names and descriptions (default: from the locale).")
 DescriptionsOpt = typer.Option(None, "--descriptions", help="A YAML file that adds or overrides descriptions.")
 
@@ -169,8 +174,9 @@ def _load_engine(model: Optional[str], device, precision, batch_size: int = 32, 
     from skinfood_cli.sources import resolve_model
 
     loaded = load_model(resolve_model(model))
-    engine = Engine(loaded, device=device, precision=precision.value if precision else None,
-                    batch_size=batch_size, workers=workers)
+    engine = Engine(
+        loaded, device=device, precision=precision.value if precision else None, batch_size=batch_size, workers=workers
+    )
     if not engine.has_scope_check:
         from skinfood_cli.output import warn
         from skinfood_cli.trust.scope import NO_SCOPE_CHECK
@@ -184,8 +190,10 @@ def _warn_missing_descriptions(classes, book) -> None:
     from skinfood_cli.prediction import missing_descriptions
 
     for name in missing_descriptions(classes, book):
-        warn(f"no description for class {name!r}: records say \"No description available.\" "
-             "(add one with --descriptions FILE)")
+        warn(
+            f'no description for class {name!r}: records say "No description available." '
+            "(add one with --descriptions FILE)"
+        )
 
 
 def main() -> None:

@@ -12,8 +12,11 @@ def _card_due(loaded, result: dict) -> bool:
     from skinfood_cli.model_card import CARD_NAME
 
     folder = loaded.path.parent  # a run's own checkpoint, not an export copied elsewhere
-    return (not is_exported(loaded.path) and result.get("split") in ("test", "all")
-            and ((folder / CARD_NAME).is_file() or (folder / "config.yaml").is_file()))
+    return (
+        not is_exported(loaded.path)
+        and result.get("split") in ("test", "all")
+        and ((folder / CARD_NAME).is_file() or (folder / "config.yaml").is_file())
+    )
 
 
 def add_breakdowns(result: dict, loaded, *, by_skin_tone: bool, bootstrap: int, seed: int) -> None:
@@ -25,9 +28,11 @@ def add_breakdowns(result: dict, loaded, *, by_skin_tone: bool, bootstrap: int, 
     leaks = result.get("leaks")
     if leaks and leaks["count"]:
         w = leaks["without"]
-        warn(f"{leaks['count']} of {result['num_images']} photo(s) have a near copy among the model's training "
-             f"photos (within {leaks['threshold']} of 256 bits): the scores are optimistic. Without them: accuracy "
-             f"{_f(w['accuracy'])}, macro-F1 {_f(w['macro_f1'])} on {w['count']} photos (`skinfood check` lists copies)")
+        warn(
+            f"{leaks['count']} of {result['num_images']} photo(s) have a near copy among the model's training "
+            f"photos (within {leaks['threshold']} of 256 bits): the scores are optimistic. Without them: accuracy "
+            f"{_f(w['accuracy'])}, macro-F1 {_f(w['macro_f1'])} on {w['count']} photos (`skinfood check` lists copies)"
+        )
     if by_skin_tone or _card_due(loaded, result):
         add_skin_tone(result, bootstrap=bootstrap, seed=seed)
 
@@ -46,19 +51,35 @@ def print_breakdowns(result: dict, *, by_skin_tone: bool) -> None:
     leaks = result.get("leaks")
     if leaks and leaks["count"]:
         w = leaks["without"]
-        out.print(f"\n[yellow]without the {leaks['count']} photo(s) copied from training[/yellow] ({w['count']} photos): "
-                  f"accuracy {_f(w['accuracy'])} {_ci(w['ci'], 'accuracy')}, macro-F1 {_f(w['macro_f1'])} "
-                  f"{_ci(w['ci'], 'macro_f1')}")
+        out.print(
+            f"\n[yellow]without the {leaks['count']} photo(s) copied from training[/yellow] ({w['count']} photos): "
+            f"accuracy {_f(w['accuracy'])} {_ci(w['ci'], 'accuracy')}, macro-F1 {_f(w['macro_f1'])} "
+            f"{_ci(w['ci'], 'macro_f1')}"
+        )
     table = result.get("by_skin_tone")
     if not (by_skin_tone and table):
         return
     t = Table(show_edge=False, header_style="bold", title="by estimated skin tone")
-    for col, right in (("group", False), ("ITA", True), ("photos", True), ("accuracy", True), ("95% CI", False),
-                       ("macro-F1", True), ("95% CI ", False)):
+    for col, right in (
+        ("group", False),
+        ("ITA", True),
+        ("photos", True),
+        ("accuracy", True),
+        ("95% CI", False),
+        ("macro-F1", True),
+        ("95% CI ", False),
+    ):
         t.add_column(col, justify="right" if right else "left")
     for g in table["groups"]:
-        t.add_row(g["group"], g["ita"], str(g["count"]), _f(g["accuracy"]), _ci(g["ci"], "accuracy"),
-                  _f(g["macro_f1"]), _ci(g["ci"], "macro_f1"))
+        t.add_row(
+            g["group"],
+            g["ita"],
+            str(g["count"]),
+            _f(g["accuracy"]),
+            _ci(g["ci"], "accuracy"),
+            _f(g["macro_f1"]),
+            _ci(g["ci"], "macro_f1"),
+        )
     out.print()
     out.print(t)
     out.print(f"[dim]{table['note']}[/dim]")

@@ -28,7 +28,7 @@ from skinfood_cli.cli.completion import complete_disease
 def models(
     fmt: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="table, json or csv."),
 ):
-    """List trained runs, and models downloaded from the Hub (hf://...); the default (used without --model) is marked."""
+    """List trained runs and models downloaded from the Hub (hf://...); the default (without --model) is marked."""
     from skinfood_cli.hub import describe_hub_models
     from skinfood_cli.output import RecordWriter, console, print_json
     from skinfood_cli.paths import runs_dir
@@ -39,8 +39,23 @@ def models(
         print_json(rows)
         return
     if fmt is TableFormat.csv:
-        writer = RecordWriter("csv", sys.stdout, ["name", "default", "created", "classes", "num_classes",
-                                                  "val_macro_f1", "val_acc", "epochs", "size_mb", "path", "source"])
+        writer = RecordWriter(
+            "csv",
+            sys.stdout,
+            [
+                "name",
+                "default",
+                "created",
+                "classes",
+                "num_classes",
+                "val_macro_f1",
+                "val_acc",
+                "epochs",
+                "size_mb",
+                "path",
+                "source",
+            ],
+        )
         for row in rows:
             writer.write({**row, "classes": "|".join(row["classes"])})
         writer.close()
@@ -65,14 +80,22 @@ def models(
     for row in rows:
         names = ", ".join(row["classes"][:3]) + (f" (+{row['num_classes'] - 3})" if row["num_classes"] > 3 else "")
         f1 = "" if row["val_macro_f1"] is None else f"{row['val_macro_f1']:.3f}"
-        table.add_row(("* " if row["default"] else "  ") + row["name"], row["created"] or "", names, f1,
-                      str(row["epochs"] or ""), f"{row['size_mb']:.0f} MB")
+        table.add_row(
+            ("* " if row["default"] else "  ") + row["name"],
+            row["created"] or "",
+            names,
+            f1,
+            str(row["epochs"] or ""),
+            f"{row['size_mb']:.0f} MB",
+        )
     out.print(table)
     local = [row for row in rows if row.get("source") != "hub"]
     total = sum(row["size_mb"] for row in local)
     if local:
-        out.print(f"[dim]* default model; runs are kept in {runs_dir()} ({total:.0f} MB); "
-                  "to free space, delete a run's folder[/dim]")
+        out.print(
+            f"[dim]* default model; runs are kept in {runs_dir()} ({total:.0f} MB); "
+            "to free space, delete a run's folder[/dim]"
+        )
     else:
         out.print(f"[dim]no trained runs in {runs_dir()}[/dim]")
     if any(row.get("source") == "hub" for row in rows):
@@ -153,8 +176,7 @@ def diseases_show(
     out = console()
     out.print(f"[bold]{escape(entry.name)}[/bold]  [dim]({entry.key})[/dim]")
     out.print(escape(entry.summary))
-    for title, items in (("signs", entry.signs), ("look-alikes", entry.look_alikes),
-                         ("self-care", entry.self_care)):
+    for title, items in (("signs", entry.signs), ("look-alikes", entry.look_alikes), ("self-care", entry.self_care)):
         out.print(f"\n[bold]{label(language, title)}[/bold]")
         for item in items:
             out.print(f"  • {escape(item)}")

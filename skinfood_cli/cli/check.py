@@ -20,11 +20,17 @@ class CheckFormat(str, Enum):
 def check(
     data: Path = typer.Option(..., "--data", "-d", help="Dataset folder, in any layout `train` accepts."),
     fmt: CheckFormat = typer.Option(CheckFormat.table, "--format", "-f", help="table, or json for scripts."),
-    threshold: int = typer.Option(12, "--threshold", min=0, max=64, help="Most differing bits of 256 "
-                                  "(difference hash) for two photos to count as copies."),
+    threshold: int = typer.Option(
+        12,
+        "--threshold",
+        min=0,
+        max=64,
+        help="Most differing bits of 256 (difference hash) for two photos to count as copies.",
+    ),
     min_side: int = typer.Option(64, "--min-side", min=1, help="List photos whose shorter side is below this."),
-    workers: int = typer.Option(None, "--workers", min=1, help="Threads reading photos (default: sized to "
-                                "the machine)."),
+    workers: int = typer.Option(
+        None, "--workers", min=1, help="Threads reading photos (default: sized to the machine)."
+    ),
 ):
     """Find photos that repeat across train/val/test, and other troubles of a photo set.
 
@@ -48,8 +54,7 @@ def check(
     from skinfood_cli.output import print_json
 
     with ScanProgress("reading photos") as bar:
-        report = check_dataset(data, threshold=threshold, min_side=min_side, workers=workers,
-                               progress=bar.update)
+        report = check_dataset(data, threshold=threshold, min_side=min_side, workers=workers, progress=bar.update)
     if fmt is CheckFormat.json:
         print_json(report.to_dict())
     else:

@@ -29,8 +29,14 @@ class ScanProgress:
                 TimeRemainingColumn,
             )
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeRemainingColumn(), console=err, transient=True)
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=err,
+                transient=True,
+            )
             self.bar.start()
             self.task = self.bar.add_task(self.description, total=None)
         return self
@@ -46,7 +52,7 @@ class ScanProgress:
 
 
 def _short(path: str, root: str) -> str:
-    return path[len(root):].lstrip("/") if path.startswith(root) else path
+    return path[len(root) :].lstrip("/") if path.startswith(root) else path
 
 
 def print_check(report) -> None:
@@ -56,15 +62,19 @@ def print_check(report) -> None:
     d = report.to_dict()
     root = str(report.root).rstrip("/")
     total = sum(d["photos"].values())
-    out.print(f"[bold]{escape(root)}[/bold]: {total} readable photo(s) in {escape(report.layout)} "
-              f"({', '.join(f'{s} {n}' for s, n in d['photos'].items())}), read in {report.seconds:.1f}s "
-              f"({report.cache.get('cached', 0)} from the cache)")
+    out.print(
+        f"[bold]{escape(root)}[/bold]: {total} readable photo(s) in {escape(report.layout)} "
+        f"({', '.join(f'{s} {n}' for s, n in d['photos'].items())}), read in {report.seconds:.1f}s "
+        f"({report.cache.get('cached', 0)} from the cache)"
+    )
 
     leaks = report.leaks
     if leaks:
         per = ", ".join(f"{n} {s}" for s, n in d["cross_split_photos"].items() if s != "train")
-        out.print(f"\n[bold red]{len(leaks)} cross-split copy pair(s)[/bold red]: {per} photo(s) have a copy in "
-                  "another split, so a model is scored on pictures it trained on")
+        out.print(
+            f"\n[bold red]{len(leaks)} cross-split copy pair(s)[/bold red]: {per} photo(s) have a copy in "
+            "another split, so a model is scored on pictures it trained on"
+        )
     else:
         out.print("\n[green]no copies across splits[/green]")
     if report.pairs:
@@ -76,8 +86,9 @@ def print_check(report) -> None:
             if p.class_a != p.class_b:
                 kind += ", other class"
             style = "red" if p.cross_split else "yellow"
-            table.add_row(str(p.distance), f"[{style}]{kind}[/{style}]", escape(_short(p.a, root)),
-                          escape(_short(p.b, root)))
+            table.add_row(
+                str(p.distance), f"[{style}]{kind}[/{style}]", escape(_short(p.a, root)), escape(_short(p.b, root))
+            )
         out.print(table)
         if len(report.pairs) > SHOWN:
             out.print(f"[dim]... and {len(report.pairs) - SHOWN} more (--format json lists them all)[/dim]")
@@ -101,8 +112,10 @@ def print_check(report) -> None:
     sizes = report.sizes
     if sizes:
         ss, ls = sizes["short_side"], sizes["long_side"]
-        out.print(f"sizes: shorter side {ss['min']}-{ss['max']} px (median {ss['median']:g}), longer side "
-                  f"{ls['min']}-{ls['max']} px; most common {', '.join(f'{s} ({n})' for s, n in sizes['most_common'][:3])}")
+        out.print(
+            f"sizes: shorter side {ss['min']}-{ss['max']} px (median {ss['median']:g}), longer side "
+            f"{ls['min']}-{ls['max']} px; most common {', '.join(f'{s} ({n})' for s, n in sizes['most_common'][:3])}"
+        )
 
     tones = Table(show_edge=False, header_style="bold", title="skin tone (estimated ITA)")
     tones.add_column("group")
@@ -115,10 +128,14 @@ def print_check(report) -> None:
     out.print(tones)
     out.print(f"[dim]{NOTE}[/dim]")
 
-    for title, items in (("unreadable", [f"{_short(u['path'], root)}: {u['reason']}" for u in report.unreadable]),
-                         (f"tiny (shorter side < {report.min_side} px)",
-                          [f"{_short(t['path'], root)} ({t['width']}x{t['height']})" for t in report.tiny]),
-                         ("grayscale", [_short(p, root) for p in report.grayscale])):
+    for title, items in (
+        ("unreadable", [f"{_short(u['path'], root)}: {u['reason']}" for u in report.unreadable]),
+        (
+            f"tiny (shorter side < {report.min_side} px)",
+            [f"{_short(t['path'], root)} ({t['width']}x{t['height']})" for t in report.tiny],
+        ),
+        ("grayscale", [_short(p, root) for p in report.grayscale]),
+    ):
         if items:
             out.print(f"\n[yellow]{len(items)} {title}[/yellow]")
             for line in items[:SHOWN]:

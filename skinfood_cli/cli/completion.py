@@ -9,7 +9,7 @@ def complete_model(incomplete: str) -> list[str]:
 
     try:
         return [run.name for run in list_runs() if run.name.startswith(incomplete)]
-    except Exception:  # noqa: BLE001 - completion must never print a traceback into the shell
+    except Exception:
         return []
 
 
@@ -19,5 +19,5 @@ def complete_disease(incomplete: str) -> list[str]:
 
     try:
         return [key for key in load_descriptions(None).keys() if key.startswith(incomplete)]
-    except Exception:  # noqa: BLE001
+    except Exception:
         return []

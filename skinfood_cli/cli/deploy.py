@@ -30,30 +30,57 @@ class ExportFormat(str, Enum):
 
 @command()
 def export(
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint file, run folder or run name "
-                                        "(default: the most recently trained run)."),
-    fmt: ExportFormat = typer.Option(ExportFormat.onnx, "--format", "-f", help="onnx (apps, browsers), "
-                                     "torchscript (PyTorch; deprecated upstream, but with --int8 the fastest "
-                                     "--model for skinfood on a CPU), or hub (a folder to share: "
-                                     "model.safetensors, config.json, README.md)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: beside the "
-                                          "checkpoint: best.onnx, best.int8.onnx, best[.int8].torchscript); "
-                                          "a folder for --format hub (default: hub/ in the run)."),
-    with_onnx: bool = typer.Option(False, "--with-onnx", help="--format hub: add the verified ONNX file "
-                                   "(model.onnx) and its sidecar to the folder."),
-    int8: bool = typer.Option(False, "--int8", help="Quantise to int8, per-channel weights: ONNX Runtime QDQ "
-                              "(onnx), PyTorch's x86 kernels (torchscript). ~4x smaller, 2x faster on CPUs."),
-    calibration: Optional[Path] = typer.Option(None, "--calibration", help="Folder of photos to calibrate int8 "
-                                               "on (default: the run's training photos)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="Checkpoint file, run folder or run name (default: the most recently trained run)."
+    ),
+    fmt: ExportFormat = typer.Option(
+        ExportFormat.onnx,
+        "--format",
+        "-f",
+        help="onnx (apps, browsers), "
+        "torchscript (PyTorch; deprecated upstream, but with --int8 the fastest "
+        "--model for skinfood on a CPU), or hub (a folder to share: "
+        "model.safetensors, config.json, README.md).",
+    ),
+    output: Optional[Path] = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="File to write (default: beside the "
+        "checkpoint: best.onnx, best.int8.onnx, best[.int8].torchscript); "
+        "a folder for --format hub (default: hub/ in the run).",
+    ),
+    with_onnx: bool = typer.Option(
+        False,
+        "--with-onnx",
+        help="--format hub: add the verified ONNX file (model.onnx) and its sidecar to the folder.",
+    ),
+    int8: bool = typer.Option(
+        False,
+        "--int8",
+        help="Quantise to int8, per-channel weights: ONNX Runtime QDQ "
+        "(onnx), PyTorch's x86 kernels (torchscript). ~4x smaller, 2x faster on CPUs.",
+    ),
+    calibration: Optional[Path] = typer.Option(
+        None, "--calibration", help="Folder of photos to calibrate int8 on (default: the run's training photos)."
+    ),
     calibration_images: int = typer.Option(300, "--calibration-images", min=8, help="How many calibration photos."),
-    opset: int = typer.Option(18, "--opset", min=17, max=23, help="ONNX opset (18 loads in ONNX Runtime "
-                              "and onnxruntime-web)."),
-    batch: Optional[int] = typer.Option(None, "--batch", min=1, help="A fixed batch size instead of a "
-                                        "dynamic batch axis."),
-    dynamic: bool = typer.Option(False, "--dynamic", help="A dynamic batch axis (the default; conflicts with --batch)."),
-    with_preprocessing: bool = typer.Option(False, "--with-preprocessing", help="Build normalisation and the "
-                                            "calibrated softmax into the graph: feed (B, S, S, 3) uint8 RGB "
-                                            "pixels, read probabilities."),
+    opset: int = typer.Option(
+        18, "--opset", min=17, max=23, help="ONNX opset (18 loads in ONNX Runtime and onnxruntime-web)."
+    ),
+    batch: Optional[int] = typer.Option(
+        None, "--batch", min=1, help="A fixed batch size instead of a dynamic batch axis."
+    ),
+    dynamic: bool = typer.Option(
+        False, "--dynamic", help="A dynamic batch axis (the default; conflicts with --batch)."
+    ),
+    with_preprocessing: bool = typer.Option(
+        False,
+        "--with-preprocessing",
+        help="Build normalisation and the "
+        "calibrated softmax into the graph: feed (B, S, S, 3) uint8 RGB "
+        "pixels, read probabilities.",
+    ),
     verify_images: int = typer.Option(200, "--verify-images", min=8, help="Photos to check the export on."),
     descriptions: Optional[Path] = DescriptionsOpt,
 ):
@@ -92,16 +119,34 @@ def export(
         from skinfood_cli.hub import build_hub_folder, default_hub_output
 
         if fmt is not ExportFormat.hub or int8 or batch is not None or with_preprocessing:
-            raise UsageError("--format hub writes fp32 weights (and --with-onnx a plain ONNX file): "
-                             "--with-onnx goes with --format hub; --int8, --batch and --with-preprocessing don't")
-        print_hub_export(build_hub_folder(source, output or default_hub_output(source), with_onnx=with_onnx,
-                                          book=_book(descriptions), verify_images=verify_images,
-                                          log=lambda msg: err.print(f"[dim]{msg}[/dim]")))
+            raise UsageError(
+                "--format hub writes fp32 weights (and --with-onnx a plain ONNX file): "
+                "--with-onnx goes with --format hub; --int8, --batch and --with-preprocessing don't"
+            )
+        print_hub_export(
+            build_hub_folder(
+                source,
+                output or default_hub_output(source),
+                with_onnx=with_onnx,
+                book=_book(descriptions),
+                verify_images=verify_images,
+                log=lambda msg: err.print(f"[dim]{msg}[/dim]"),
+            )
+        )
         return
     result = export_model(
-        source, fmt=fmt.value, output=output, int8=int8, calibration=calibration,
-        calibration_images=calibration_images, opset=opset, batch=batch, with_preprocessing=with_preprocessing,
-        verify_images=verify_images, book=_book(descriptions), log=lambda msg: err.print(f"[dim]{msg}[/dim]"),
+        source,
+        fmt=fmt.value,
+        output=output,
+        int8=int8,
+        calibration=calibration,
+        calibration_images=calibration_images,
+        opset=opset,
+        batch=batch,
+        with_preprocessing=with_preprocessing,
+        verify_images=verify_images,
+        book=_book(descriptions),
+        log=lambda msg: err.print(f"[dim]{msg}[/dim]"),
     )
     print_export(result)
     from skinfood_cli.model_card import copy_model_card
@@ -123,8 +168,11 @@ def _serve_opt(name: str, *flags: str, **kw):
 @command()
 def serve(
     model: Optional[str] = ModelOpt,
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 for phones on your "
-                             "network (then a token is required)."),
+    host: str = typer.Option(
+        "127.0.0.1",
+        "--host",
+        help="Address to listen on; 0.0.0.0 for phones on your network (then a token is required).",
+    ),
     port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="Port to listen on."),
     device: Optional[str] = DeviceOpt,
     precision: Precision = PrecisionOpt,
@@ -133,15 +181,22 @@ def serve(
     max_queue: int = _serve_opt("max_queue", "--max-queue", min=1),
     max_upload_mb: float = _serve_opt("max_upload_mb", "--max-upload-mb", min=0.01),
     request_timeout: float = _serve_opt("request_timeout_s", "--request-timeout", min=0.001),
-    token: Optional[str] = typer.Option(None, "--token", envvar="SKINFOOD_TOKEN", show_envvar=True,
-                                        help="Bearer token clients must send. Off loopback one is made up "
-                                        "if you give none."),
-    no_auth: bool = typer.Option(False, "--no-auth", help="Serve a non-loopback address without a token "
-                                 "(anyone on the network can use it)."),
-    cors_origin: List[str] = typer.Option([], "--cors-origin", help="Allow browser pages from this origin "
-                                          "(repeatable); CORS is off by default."),
-    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log method, path and status "
-                                    "(never photos)."),
+    token: Optional[str] = typer.Option(
+        None,
+        "--token",
+        envvar="SKINFOOD_TOKEN",
+        show_envvar=True,
+        help="Bearer token clients must send. Off loopback one is made up if you give none.",
+    ),
+    no_auth: bool = typer.Option(
+        False, "--no-auth", help="Serve a non-loopback address without a token (anyone on the network can use it)."
+    ),
+    cors_origin: List[str] = typer.Option(
+        [], "--cors-origin", help="Allow browser pages from this origin (repeatable); CORS is off by default."
+    ),
+    access_log: bool = typer.Option(
+        True, "--access-log/--no-access-log", help="Log method, path and status (never photos)."
+    ),
     descriptions: Optional[Path] = DescriptionsOpt,
 ):
     """Serve the model: an HTTP API for programs and a page a phone opens.
@@ -172,8 +227,9 @@ def serve(
         import python_multipart  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
-        raise MissingExtraError('serve needs FastAPI, uvicorn and python-multipart: pip install "skinfood[serve]"') \
-            from None
+        raise MissingExtraError(
+            'serve needs FastAPI, uvicorn and python-multipart: pip install "skinfood[serve]"'
+        ) from None
     from skinfood_cli.serving.runner import LOOPBACK, lan_address, run_server
 
     err = console(stderr=True)
@@ -181,11 +237,19 @@ def serve(
     made_up = False
     if exposed and not token and not no_auth:
         token, made_up = secrets.token_urlsafe(16), True
-    cfg = ServeConfig(model=str(resolve_model(model)), device=device,
-                      precision=precision.value if precision else None, max_batch_size=max_batch_size,
-                      batch_timeout_ms=batch_timeout_ms, max_queue=max_queue, max_upload_mb=max_upload_mb,
-                      request_timeout_s=request_timeout, token=token or None, cors_origins=list(_cors_origins(cors_origin)),
-                      descriptions=str(descriptions) if descriptions else None)
+    cfg = ServeConfig(
+        model=str(resolve_model(model)),
+        device=device,
+        precision=precision.value if precision else None,
+        max_batch_size=max_batch_size,
+        batch_timeout_ms=batch_timeout_ms,
+        max_queue=max_queue,
+        max_upload_mb=max_upload_mb,
+        request_timeout_s=request_timeout,
+        token=token or None,
+        cors_origins=list(_cors_origins(cors_origin)),
+        descriptions=str(descriptions) if descriptions else None,
+    )
     err.print(f"[dim]loading {cfg.model} and warming up...[/dim]")
 
     def say(text):
@@ -197,8 +261,10 @@ def serve(
         shown = f"[{shown}]" if ":" in shown else shown
         url = f"http://{shown}:{bound_port}/"
         e = state.engine
-        say(f"[bold green]ready[/bold green]: run {e.model.run_name} on {e.device} ({e.precision.name}), "
-            f"batches of up to {max_batch_size}, listening on {host}:{bound_port}")
+        say(
+            f"[bold green]ready[/bold green]: run {e.model.run_name} on {e.device} ({e.precision.name}), "
+            f"batches of up to {max_batch_size}, listening on {host}:{bound_port}"
+        )
         if token:
             where = " on a phone on the same network" if exposed else ""
             say(f"open [bold]{url}#token={token}[/bold]{where}")

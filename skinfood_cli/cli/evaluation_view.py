@@ -18,8 +18,10 @@ def print_evaluation(result: dict, *, normalize: bool = False) -> None:
     out = console()
     classes = result["classes"]
     cm = result["confusion_matrix"]
-    out.print("[bold]confusion matrix[/bold] (rows: true class, columns: predicted"
-              + (", % of each row)" if normalize else ", counts)"))
+    out.print(
+        "[bold]confusion matrix[/bold] (rows: true class, columns: predicted"
+        + (", % of each row)" if normalize else ", counts)")
+    )
     table = Table(show_edge=False, header_style="bold")
     table.add_column("true \\ pred", no_wrap=True)
     for j in range(len(classes)):
@@ -51,8 +53,13 @@ def print_evaluation(result: dict, *, normalize: bool = False) -> None:
         mark = ""
         if s["never_predicted"]:
             mark, never = "*", True
-        per.add_row(escape(_short(name)), f"{s['precision']:.3f}{mark}", f"{s['recall']:.3f}",
-                    f"{s['f1']:.3f}", str(s["support"]))
+        per.add_row(
+            escape(_short(name)),
+            f"{s['precision']:.3f}{mark}",
+            f"{s['recall']:.3f}",
+            f"{s['f1']:.3f}",
+            str(s["support"]),
+        )
     out.print(per)
     if never:
         out.print("[dim]* never predicted: precision is defined as 0 (no predictions to be right about)[/dim]")
@@ -82,14 +89,20 @@ def _print_trust(out, trust: dict) -> None:
     from rich.markup import escape
 
     if "test_coverage" in trust:
-        out.print(f"prediction sets    coverage {trust['test_coverage']:.3f} (target {trust['coverage_target']:.2f}), "
-                  f"mean size {trust['test_mean_set_size']:.2f}")
+        out.print(
+            f"prediction sets    coverage {trust['test_coverage']:.3f} (target {trust['coverage_target']:.2f}), "
+            f"mean size {trust['test_mean_set_size']:.2f}"
+        )
     if not trust.get("scope_check"):
         if trust.get("note"):
             out.print(f"[yellow]{escape(trust['note'])}[/yellow]")
         return
-    out.print(f"scope check        {trust['test_flagged']:.1%} of these photos flagged out of scope "
-              f"({escape(str(trust.get('method')))})")
+    out.print(
+        f"scope check        {trust['test_flagged']:.1%} of these photos flagged out of scope "
+        f"({escape(str(trust.get('method')))})"
+    )
     for row in trust.get("ood", []):
-        out.print(f"  --ood {escape(row['folder'])}: {row['num_images']} pictures, {row['flagged']:.1%} flagged, "
-                  f"AUROC {row['auroc']:.3f}")
+        out.print(
+            f"  --ood {escape(row['folder'])}: {row['num_images']} pictures, {row['flagged']:.1%} flagged, "
+            f"AUROC {row['auroc']:.3f}"
+        )

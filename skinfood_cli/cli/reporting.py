@@ -17,9 +17,15 @@ if TYPE_CHECKING:
 def _progress(transient: bool = True):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
-                    console=console(stderr=True), transient=transient)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        console=console(stderr=True),
+        transient=transient,
+    )
 
 
 class RichTrainReporter(Reporter):
@@ -97,8 +103,7 @@ class RichTrainReporter(Reporter):
 
     def step(self, step: int, steps: int, loss: float, acc: float, images_per_s: float) -> None:
         if self._task is not None:
-            self._bar.update(self._task, completed=step,
-                             info=f"loss {loss:.3f} acc {acc:.3f} {images_per_s:.1f} img/s")
+            self._bar.update(self._task, completed=step, info=f"loss {loss:.3f} acc {acc:.3f} {images_per_s:.1f} img/s")
 
     def epoch_end(self, row: dict) -> None:
         self._stop()
@@ -109,7 +114,8 @@ class RichTrainReporter(Reporter):
         self.err.print(
             f"epoch {row['epoch']:>3}  train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f}  "
             f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} macro-F1 {row['val_macro_f1']:.3f}  "
-            f"{row['images_per_s']:.1f} img/s  {row['seconds']:.0f}s{best}")
+            f"{row['images_per_s']:.1f} img/s  {row['seconds']:.0f}s{best}"
+        )
 
     def close(self) -> None:
         self._stop()

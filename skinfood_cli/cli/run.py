@@ -38,16 +38,23 @@ class GroupBy(str, Enum):
 
 @command()
 def predict(
-    inputs: List[str] = typer.Argument(..., help="Image files, folders, glob patterns, or - to read "
-                                       "paths from stdin."),
+    inputs: List[str] = typer.Argument(..., help="Image files, folders, glob patterns, or - to read paths from stdin."),
     model: Optional[str] = ModelOpt,
-    fmt: PredictFormat = typer.Option(PredictFormat.human, "--format", "-f", help="human, or json/jsonl/"
-                                      "csv/tsv for scripts (data only, on stdout or --output)."),
+    fmt: PredictFormat = typer.Option(
+        PredictFormat.human,
+        "--format",
+        "-f",
+        help="human, or json/jsonl/csv/tsv for scripts (data only, on stdout or --output).",
+    ),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write machine formats to FILE."),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="Alternatives to list."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Below this "
-                                              "confidence a record is marked uncertain (default: the "
-                                              "model's calibrated value)."),
+    threshold: Optional[float] = typer.Option(
+        None,
+        "--threshold",
+        min=0.0,
+        max=1.0,
+        help="Below this confidence a record is marked uncertain (default: the model's calibrated value).",
+    ),
     lang: Optional[Lang] = LangOpt,
     recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Look inside sub-folders."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per batch."),
@@ -55,8 +62,9 @@ def predict(
     device: Optional[str] = DeviceOpt,
     precision: Precision = PrecisionOpt,
     descriptions: Optional[Path] = DescriptionsOpt,
-    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: take every N-th input from the I-th "
-                                        "(for job arrays; concatenate the outputs)."),
+    shard: Optional[str] = typer.Option(
+        None, "--shard", help="I/N: take every N-th input from the I-th (for job arrays; concatenate the outputs)."
+    ),
 ):
     """Classify photos: what the condition probably is, and how sure the model is.
 
@@ -128,27 +136,36 @@ def predict(
 @command()
 def evaluate(
     model: Optional[str] = ModelOpt,
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Dataset folder (default: the one the "
-                                        "model was trained on)."),
+    data: Optional[Path] = typer.Option(
+        None, "--data", "-d", help="Dataset folder (default: the one the model was trained on)."
+    ),
     split: Split = typer.Option(Split.test, "--split", help="Which split of --data to score."),
     normalize: bool = typer.Option(False, "--normalize", help="Show row percentages instead of counts."),
     fmt: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="table, or json/csv for scripts."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write metrics.json, confusion.csv, "
-                                          "predictions.csv and confusion.png to DIR."),
-    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% "
-                                  "confidence intervals (0: none)."),
+    report: Optional[Path] = typer.Option(
+        None, "--report", help="Write metrics.json, confusion.csv, predictions.csv and confusion.png to DIR."
+    ),
+    bootstrap: int = typer.Option(
+        1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% confidence intervals (0: none)."
+    ),
     top_k: int = typer.Option(3, "--top-k", min=1, help="k of the top-k accuracy."),
-    skip_unknown: bool = typer.Option(False, "--skip-unknown", help="Leave out class folders the model "
-                                      "does not know."),
+    skip_unknown: bool = typer.Option(False, "--skip-unknown", help="Leave out class folders the model does not know."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per batch."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Image-decoding processes."),
     device: Optional[str] = DeviceOpt,
     precision: Precision = PrecisionOpt,
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
-    by: Optional[GroupBy] = typer.Option(None, "--by", help="skin-tone: counts and scores per estimated "
-                                     "skin-tone group (ITA from the photo's pixels, not a Fitzpatrick type)."),
-    ood: Optional[List[Path]] = typer.Option(None, "--ood", help="A folder of photos the model should NOT "
-                                             "recognise (repeatable): how well the scope check flags them."),
+    by: Optional[GroupBy] = typer.Option(
+        None,
+        "--by",
+        help="skin-tone: counts and scores per estimated "
+        "skin-tone group (ITA from the photo's pixels, not a Fitzpatrick type).",
+    ),
+    ood: Optional[List[Path]] = typer.Option(
+        None,
+        "--ood",
+        help="A folder of photos the model should NOT recognise (repeatable): how well the scope check flags them.",
+    ),
 ):
     """Score a model on held-out photos: confusion table, per-class scores, calibration, worst mix-ups.
 
@@ -174,13 +191,21 @@ def evaluate(
     from skinfood_cli.output import RecordWriter, note, print_json, warn
 
     engine = _load_engine(model, device, precision, batch_size, workers)
-    eval_set = resolve_eval_set(engine.model.meta, engine.classes, str(data) if data else None,
-                                split.value, skip_unknown)
+    eval_set = resolve_eval_set(
+        engine.model.meta, engine.classes, str(data) if data else None, split.value, skip_unknown
+    )
     for name, count in eval_set.unknown.items():
         warn(f"left out {count} photo(s) of class {name!r}, which the model does not know")
     with BatchProgress(len(eval_set.samples), "evaluating") as bar:
-        result = run_evaluation(engine, eval_set, top_k=top_k, bootstrap=bootstrap, seed=seed,
-                                progress=bar.advance, ood=[str(p) for p in ood or []])
+        result = run_evaluation(
+            engine,
+            eval_set,
+            top_k=top_k,
+            bootstrap=bootstrap,
+            seed=seed,
+            progress=bar.advance,
+            ood=[str(p) for p in ood or []],
+        )
     for item in result["unreadable"]:
         warn(f"skipped {item['path']}: {item['error']}")
     from skinfood_cli.cli.breakdown_view import add_breakdowns, update_card, write_breakdown_files
@@ -250,16 +275,40 @@ def explain(
     book = _book(descriptions)
     engine = _load_engine(model, device, Precision.fp32)
     _warn_missing_descriptions(engine.classes, book)
-    records = explain_items(items, engine, book, lang=language, top_k=top_k, target_class=target_class,
-                            output=str(output) if output else None, output_dir=output_dir)
+    records = explain_items(
+        items,
+        engine,
+        book,
+        lang=language,
+        top_k=top_k,
+        target_class=target_class,
+        output=str(output) if output else None,
+        output_dir=output_dir,
+    )
     failed = 0
     writer = RecordWriter(fmt.value, sys.stdout) if fmt is not PredictFormat.human else None
     for record, _cam in records:
         failed += record["error"] is not None
         if writer:
-            writer.write({k: record.get(k) for k in ("path", "label", "disease_name", "confidence", "uncertain",
-                                                     "top_k", "in_scope", "scope_score", "prediction_set",
-                                                     "explained_label", "heatmap", "error")})
+            writer.write(
+                {
+                    k: record.get(k)
+                    for k in (
+                        "path",
+                        "label",
+                        "disease_name",
+                        "confidence",
+                        "uncertain",
+                        "top_k",
+                        "in_scope",
+                        "scope_score",
+                        "prediction_set",
+                        "explained_label",
+                        "heatmap",
+                        "error",
+                    )
+                }
+            )
         else:
             print_explanation(record, book, language, HEATMAP_NOTE[language])
     if writer:

@@ -28,8 +28,11 @@ def _opt(name: str, *flags: str, **kw):
 def train(
     ctx: typer.Context,
     data: Optional[Path] = typer.Option(None, "--data", "-d", help=option_help("data")),
-    config: Optional[Path] = typer.Option(None, "--config", help="A YAML file of settings (a run's own "
-                                          "config.yaml works); flags given on the command line override it."),
+    config: Optional[Path] = typer.Option(
+        None,
+        "--config",
+        help="A YAML file of settings (a run's own config.yaml works); flags given on the command line override it.",
+    ),
     name: Optional[str] = _opt("name", "--name"),
     epochs: Optional[int] = _opt("epochs", "--epochs", default=None),
     batch_size: int = _opt("batch_size", "--batch-size"),
@@ -79,9 +82,12 @@ def train(
     from skinfood_cli.training import train as train_run
 
     given = {k: v for k, v in ctx.params.items() if k in FIELDS}
-    given.update(precision=precision.value, data=str(data) if data else None,
-                 weights=str(weights) if weights else None,
-                 classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None)
+    given.update(
+        precision=precision.value,
+        data=str(data) if data else None,
+        weights=str(weights) if weights else None,
+        classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
+    )
     reporter = RichTrainReporter(quiet=quiet)
     # Under torchrun the job stays joined until rank 0 has printed (a no-op alone).
     with distributed.session(exiting=True):
@@ -132,18 +138,22 @@ def _print_train_result(result, torchrun: bool = False) -> None:
     _print_history(result.history)
     if result.best:
         b = result.best
-        err.print(f"best epoch {b['epoch']}: validation accuracy {b['val_acc']:.3f}, macro-F1 "
-                  f"{b['val_macro_f1']:.3f}; calibrated temperature {result.temperature:.2f}, "
-                  f"uncertain below {result.threshold:.0%}")
+        err.print(
+            f"best epoch {b['epoch']}: validation accuracy {b['val_acc']:.3f}, macro-F1 "
+            f"{b['val_macro_f1']:.3f}; calibrated temperature {result.temperature:.2f}, "
+            f"uncertain below {result.threshold:.0%}"
+        )
     trust = result.trust or {}
     conformal = trust.get("conformal") or {}
     if conformal.get("reason"):
         err.print(f"[yellow]warning:[/yellow] {conformal['reason']}")
     elif conformal:
-        err.print(f"scope check: {trust['method']}, 95% of validation photos in scope; prediction sets at "
-                  f"{conformal['coverage']:.0%} coverage held the true condition for "
-                  f"{conformal['validation_coverage']:.0%} of {conformal['calibration_size']} validation photos "
-                  f"(mean size {conformal['validation_mean_set_size']:.2f})")
+        err.print(
+            f"scope check: {trust['method']}, 95% of validation photos in scope; prediction sets at "
+            f"{conformal['coverage']:.0%} coverage held the true condition for "
+            f"{conformal['validation_coverage']:.0%} of {conformal['calibration_size']} validation photos "
+            f"(mean size {conformal['validation_mean_set_size']:.2f})"
+        )
     if result.skipped:
         err.print(f"{len(result.skipped)} file(s) skipped: listed in {result.run_dir / 'skipped.txt'}")
     err.print(f"model saved to {result.best_path}")
@@ -161,7 +171,14 @@ def _print_history(history) -> None:
     for col in ("epoch", "phase", "train loss", "train acc", "val loss", "val acc", "val macro-F1", "img/s"):
         table.add_column(col, justify="right")
     for h in history:
-        table.add_row(str(h["epoch"]), h["phase"], f"{h['train_loss']:.3f}", f"{h['train_acc']:.3f}",
-                      f"{h['val_loss']:.3f}", f"{h['val_acc']:.3f}", f"{h['val_macro_f1']:.3f}",
-                      f"{h['images_per_s']:.1f}")
+        table.add_row(
+            str(h["epoch"]),
+            h["phase"],
+            f"{h['train_loss']:.3f}",
+            f"{h['train_acc']:.3f}",
+            f"{h['val_loss']:.3f}",
+            f"{h['val_acc']:.3f}",
+            f"{h['val_macro_f1']:.3f}",
+            f"{h['images_per_s']:.1f}",
+        )
     console(stderr=True).print(table)

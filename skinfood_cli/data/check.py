@@ -86,7 +86,7 @@ class CheckReport:
     @property
     def imbalance_ratio(self) -> float | None:
         """Largest over smallest class in train (None with an empty class)."""
-        counts = [n for n in self.counts.get("train", {}).values()]
+        counts = list(self.counts.get("train", {}).values())
         return round(max(counts) / min(counts), 3) if counts and min(counts) > 0 else None
 
     def to_dict(self) -> dict:
@@ -94,19 +94,27 @@ class CheckReport:
 
         leaks = self.leaks
         return {
-            "data": self.root, "layout": self.layout, "threshold": self.threshold,
+            "data": self.root,
+            "layout": self.layout,
+            "threshold": self.threshold,
             "clean": not leaks,
             "photos": {s: sum(c.values()) for s, c in self.counts.items()},
-            "class_counts": self.counts, "imbalance_ratio": self.imbalance_ratio,
+            "class_counts": self.counts,
+            "imbalance_ratio": self.imbalance_ratio,
             "cross_split_pairs": len(leaks),
             "cross_split_photos": _photos_per_split(leaks),
             "within_split_pairs": len(self.pairs) - len(leaks),
             "pairs": [{**asdict(p), "cross_split": p.cross_split} for p in self.pairs],
             "nearest_train_distance": self.nearest_train,
-            "unreadable": self.unreadable, "tiny": self.tiny, "min_side": self.min_side,
-            "grayscale": self.grayscale, "sizes": self.sizes,
-            "skin_tone": self.skin_tone, "skin_tone_note": NOTE,
-            "seconds": round(self.seconds, 3), "cache": self.cache,
+            "unreadable": self.unreadable,
+            "tiny": self.tiny,
+            "min_side": self.min_side,
+            "grayscale": self.grayscale,
+            "sizes": self.sizes,
+            "skin_tone": self.skin_tone,
+            "skin_tone_note": NOTE,
+            "seconds": round(self.seconds, 3),
+            "cache": self.cache,
         }
 
 
@@ -150,8 +158,11 @@ def find_copies(photos: list[Photo], threshold: int) -> list[CopyPair]:
         if _split_rank(b.split) < _split_rank(a.split):  # train first, then val, then test
             a, b = b, a
         exact = a.facts.sha256 == b.facts.sha256
-        pairs.append(CopyPair(a.path, b.path, a.split, b.split, a.label, b.label, 0 if exact else d,
-                              exact, mirrored and not exact))
+        pairs.append(
+            CopyPair(
+                a.path, b.path, a.split, b.split, a.label, b.label, 0 if exact else d, exact, mirrored and not exact
+            )
+        )
     pairs.sort(key=lambda p: (not p.cross_split, p.distance, p.a, p.b))
     return pairs
 
@@ -174,16 +185,27 @@ def nearest_train_histogram(photos: list[Photo]) -> dict[str, int]:
     other = [p for p in photos if p.split != "train"]
     if not train or not other:
         return {}
-    d = nearest(pack_hashes([p.facts.dhash for p in other]), pack_hashes([p.facts.dhash for p in train]),
-                a_mirror=pack_hashes([p.facts.dhash_mirror for p in other]))
+    d = nearest(
+        pack_hashes([p.facts.dhash for p in other]),
+        pack_hashes([p.facts.dhash for p in train]),
+        a_mirror=pack_hashes([p.facts.dhash_mirror for p in other]),
+    )
     edges = list(NEAREST_BINS) + [257]
     counts = np.histogram(d, bins=edges)[0]
-    return {(f"{lo}" if hi - lo == 1 else f"{lo}-{hi - 1}" if hi <= 256 else f"{lo}+"): int(n)
-            for lo, hi, n in zip(edges[:-1], edges[1:], counts)}
+    return {
+        (f"{lo}" if hi - lo == 1 else f"{lo}-{hi - 1}" if hi <= 256 else f"{lo}+"): int(n)
+        for lo, hi, n in zip(edges[:-1], edges[1:], counts)
+    }
 
 
-def check_dataset(data_dir: str | os.PathLike, *, threshold: int = DEFAULT_THRESHOLD, min_side: int = MIN_SIDE,
-                  workers: int | None = None, progress=None) -> CheckReport:
+def check_dataset(
+    data_dir: str | os.PathLike,
+    *,
+    threshold: int = DEFAULT_THRESHOLD,
+    min_side: int = MIN_SIDE,
+    workers: int | None = None,
+    progress=None,
+) -> CheckReport:
     """Look at every photo of a dataset once (cached) and report copies and problems.
 
     Args:
@@ -201,8 +223,11 @@ def check_dataset(data_dir: str | os.PathLike, *, threshold: int = DEFAULT_THRES
     started = time.perf_counter()
     layout, files = list_photos(data_dir)
     images = [f for f in files if is_image_path(Path(f[0]))]
-    unreadable = [{"path": p, "split": s, "reason": "not an image file (extension)"}
-                  for p, s, _ in files if not is_image_path(Path(p))]
+    unreadable = [
+        {"path": p, "split": s, "reason": "not an image file (extension)"}
+        for p, s, _ in files
+        if not is_image_path(Path(p))
+    ]
     facts, cache_stats = collect_facts([p for p, _, _ in images], workers=workers, progress=progress)
     photos = []
     for (path, split, label), f in zip(images, facts):
@@ -211,7 +236,7 @@ def check_dataset(data_dir: str | os.PathLike, *, threshold: int = DEFAULT_THRES
         else:
             photos.append(Photo(path, split, label, f))
     counts: dict[str, dict[str, int]] = {}
-    for path, split, label in files:
+    for _path, split, label in files:
         counts.setdefault(split, {}).setdefault(label, 0)
     for p in photos:
         counts[p.split][p.label] += 1
@@ -220,13 +245,25 @@ def check_dataset(data_dir: str | os.PathLike, *, threshold: int = DEFAULT_THRES
         c = Counter(ita_group(p.facts.ita) for p in photos if p.split == split)
         tones[split] = {g: c.get(g, 0) for g in GROUP_NAMES}
     return CheckReport(
-        root=str(Path(data_dir).expanduser()), layout=layout, threshold=threshold, min_side=min_side,
-        counts=counts, pairs=find_copies(photos, threshold), unreadable=unreadable,
-        tiny=[{"path": p.path, "width": p.facts.width, "height": p.facts.height} for p in photos
-              if min(p.facts.width, p.facts.height) < min_side],
+        root=str(Path(data_dir).expanduser()),
+        layout=layout,
+        threshold=threshold,
+        min_side=min_side,
+        counts=counts,
+        pairs=find_copies(photos, threshold),
+        unreadable=unreadable,
+        tiny=[
+            {"path": p.path, "width": p.facts.width, "height": p.facts.height}
+            for p in photos
+            if min(p.facts.width, p.facts.height) < min_side
+        ],
         grayscale=[p.path for p in photos if p.facts.grayscale],
-        sizes=_sizes(photos), skin_tone=tones, nearest_train=nearest_train_histogram(photos),
-        seconds=time.perf_counter() - started, cache=cache_stats)
+        sizes=_sizes(photos),
+        skin_tone=tones,
+        nearest_train=nearest_train_histogram(photos),
+        seconds=time.perf_counter() - started,
+        cache=cache_stats,
+    )
 
 
 def _sizes(photos: list[Photo]) -> dict:

@@ -45,9 +45,7 @@ class Dataset:
 
 
 def list_class_folders(folder: Path) -> list[str]:
-    return sorted(
-        p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
-    )
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def list_files(folder: Path) -> list[Path]:
@@ -72,8 +70,7 @@ def detect_layout(root: Path) -> dict[str, Path]:
         return held_out
     if not list_class_folders(root):
         raise DataError(
-            f"{root} has no class folders: expected DIR/train/<class>/*.jpg "
-            "(and DIR/test/...) or DIR/<class>/*.jpg"
+            f"{root} has no class folders: expected DIR/train/<class>/*.jpg (and DIR/test/...) or DIR/<class>/*.jpg"
         )
     return {"train": root}
 
@@ -105,8 +102,7 @@ def choose_classes(available: list[str], wanted: list[str] | None, where: Path) 
         (chosen if match else unknown).append(match or name)
     if unknown:
         raise DataError(
-            f"--classes names unknown folders in {where}: {', '.join(unknown)} "
-            f"(available: {', '.join(available)})"
+            f"--classes names unknown folders in {where}: {', '.join(unknown)} (available: {', '.join(available)})"
         )
     return sorted(set(chosen), key=chosen.index)
 
@@ -183,8 +179,10 @@ def discover_dataset(
     folders = detect_layout(root)
     if "train" not in folders:
         found = " and ".join(f"{name}/" for name in folders)
-        raise DataError(f"{root} holds only {found}: training needs DIR/train/<class>/ (or DIR/<class>/); "
-                        f"score a model on it with `skinfood evaluate --data {root}`")
+        raise DataError(
+            f"{root} holds only {found}: training needs DIR/train/<class>/ (or DIR/<class>/); "
+            f"score a model on it with `skinfood evaluate --data {root}`"
+        )
     all_classes = list_class_folders(folders["train"])
     chosen = choose_classes(all_classes, classes, folders["train"])
     if len(chosen) < 2:
@@ -234,9 +232,7 @@ def prescan(samples: list[tuple[str, int]], workers: int | None = None, progress
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
     good, skipped = [], []
     with ThreadPoolExecutor(workers) as pool:  # Pillow releases the GIL while decoding
-        for i, (sample, reason) in enumerate(
-            zip(samples, pool.map(check_image_file, [p for p, _ in samples]))
-        ):
+        for i, (sample, reason) in enumerate(zip(samples, pool.map(check_image_file, [p for p, _ in samples]))):
             if reason is None:
                 good.append(sample)
             else:
@@ -262,11 +258,13 @@ def class_counts(samples: list[tuple[str, int]], num_classes: int) -> list[int]:
 def eval_transform(image_size: int, mean, std):
     from torchvision import transforms as T
 
-    return T.Compose([
-        T.Resize((image_size, image_size)),
-        T.ToTensor(),
-        T.Normalize(mean, std),
-    ])
+    return T.Compose(
+        [
+            T.Resize((image_size, image_size)),
+            T.ToTensor(),
+            T.Normalize(mean, std),
+        ]
+    )
 
 
 def pixel_transform(image_size: int):
@@ -280,14 +278,16 @@ def train_transform(image_size: int, mean, std):
     """The study's augmentation: flip, rotate ±15°, translate 10%, crop with 10 px padding."""
     from torchvision import transforms as T
 
-    return T.Compose([
-        T.Resize((image_size, image_size)),
-        T.RandomHorizontalFlip(),
-        T.RandomAffine(degrees=15, translate=(0.1, 0.1)),
-        T.RandomCrop(image_size, padding=10),
-        T.ToTensor(),
-        T.Normalize(mean, std),
-    ])
+    return T.Compose(
+        [
+            T.Resize((image_size, image_size)),
+            T.RandomHorizontalFlip(),
+            T.RandomAffine(degrees=15, translate=(0.1, 0.1)),
+            T.RandomCrop(image_size, padding=10),
+            T.ToTensor(),
+            T.Normalize(mean, std),
+        ]
+    )
 
 
 class ImageDataset:

@@ -54,10 +54,11 @@ class FactsCache:
         """Facts of the keys (abs path, size, mtime_ns) whose row is current."""
         found = {}
         for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
+            chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(f"SELECT path, size, mtime_ns, version, facts FROM facts WHERE path IN ({marks})",
-                                   [k[0] for k in chunk]).fetchall()
+            rows = self.db.execute(
+                f"SELECT path, size, mtime_ns, version, facts FROM facts WHERE path IN ({marks})", [k[0] for k in chunk]
+            ).fetchall()
             want = {k[0]: k for k in chunk}
             for path, size, mtime_ns, version, text in rows:
                 if want[path] == (path, size, mtime_ns) and version == FACTS_VERSION:
@@ -68,7 +69,8 @@ class FactsCache:
         with self.db:
             self.db.executemany(
                 "INSERT OR REPLACE INTO facts (path, size, mtime_ns, version, facts) VALUES (?, ?, ?, ?, ?)",
-                [(k[0], k[1], k[2], FACTS_VERSION, json.dumps(asdict(f))) for k, f in items])
+                [(k[0], k[1], k[2], FACTS_VERSION, json.dumps(asdict(f))) for k, f in items],
+            )
 
 
 def _key(path: str) -> tuple[str, int, int] | None:
@@ -79,8 +81,9 @@ def _key(path: str) -> tuple[str, int, int] | None:
     return (os.path.abspath(path), st.st_size, st.st_mtime_ns)
 
 
-def collect_facts(paths: list[str], *, workers: int | None = None, progress=None,
-                  cache: FactsCache | None = None) -> tuple[list[PhotoFacts], dict]:
+def collect_facts(
+    paths: list[str], *, workers: int | None = None, progress=None, cache: FactsCache | None = None
+) -> tuple[list[PhotoFacts], dict]:
     """Facts of every path, in order: from the cache where current, else computed (in threads) and stored.
 
     Args:

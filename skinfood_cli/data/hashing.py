@@ -132,6 +132,7 @@ def pack_hashes(hexes: list[str]) -> np.ndarray:
 
 
 if hasattr(np, "bitwise_count"):
+
     def _popcount(x: np.ndarray) -> np.ndarray:
         return np.bitwise_count(x)
 else:  # numpy < 2.0: a byte lookup table
@@ -148,8 +149,9 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _popcount(x).sum(axis=2, dtype=np.int32)
 
 
-def close_pairs(a: np.ndarray, b: np.ndarray | None, threshold: int, *, a_mirror: np.ndarray | None = None,
-                block: int = 64):
+def close_pairs(
+    a: np.ndarray, b: np.ndarray | None, threshold: int, *, a_mirror: np.ndarray | None = None, block: int = 64
+):
     """Pairs (i, j, distance, mirrored) with distance <= threshold, block by block.
 
     With `b` None, pairs within `a` (i < j, each pair once: only the upper

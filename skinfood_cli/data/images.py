@@ -40,7 +40,7 @@ def _register_heif() -> bool:
         try:
             plugin = importlib.import_module(name)
             plugin.register_heif_opener()
-        except Exception:  # noqa: BLE001, S112 - a broken binary wheel must not stop JPEGs
+        except Exception:
             continue
         return True
     return False
@@ -52,9 +52,11 @@ HEIF_SUPPORT = _register_heif()
 # 50 kB PNG can claim to hold (gigapixels).
 MAX_PIXELS = 100_000_000
 
-IMAGE_EXTENSIONS = frozenset(
-    ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN
-) | {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"} | HEIF_EXTENSIONS
+IMAGE_EXTENSIONS = (
+    frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+    | {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+    | HEIF_EXTENSIONS
+)
 
 # Pillow's own guard warns at MAX_IMAGE_PIXELS and raises at twice that; ours is
 # checked explicitly, so lift Pillow's to keep a single, clear limit.
@@ -95,8 +97,9 @@ def load_image(
         raise ImageError("permission denied") from None
     except UnidentifiedImageError:
         if not HEIF_SUPPORT and _looks_like_heif(source):
-            raise ImageError("a HEIC/HEIF photo, but no HEIF decoder is installed: pip install pi-heif",
-                             reason="not_image") from None
+            raise ImageError(
+                "a HEIC/HEIF photo, but no HEIF decoder is installed: pip install pi-heif", reason="not_image"
+            ) from None
         raise ImageError("not an image file (unrecognised format)", reason="not_image") from None
     except Image.DecompressionBombError:
         raise ImageError("image is too large (decompression bomb guard)", reason="too_large") from None
@@ -108,7 +111,7 @@ def load_image(
         raise ImageError(f"could not decode image: {text}") from None
     except MemoryError:
         raise ImageError("image is too large to decode", reason="too_large") from None
-    except Exception as exc:  # noqa: BLE001 - malformed files raise anything from
+    except Exception as exc:
         # struct.error to ValueError deep inside the format plugins.
         raise ImageError(f"corrupt image ({exc.__class__.__name__}: {exc})") from None
 
@@ -150,7 +153,8 @@ def _load(source, draft_size: int | None, max_pixels: int) -> Image.Image:
             if width * height > max_pixels:
                 raise ImageError(
                     f"image is too large ({width}x{height} = {width * height / 1e6:.0f} "
-                    f"megapixels, limit {max_pixels / 1e6:.0f})", reason="too_large"
+                    f"megapixels, limit {max_pixels / 1e6:.0f})",
+                    reason="too_large",
                 )
             if draft_size and img.format == "JPEG" and min(width, height) >= 2 * draft_size:
                 # draft() picks the strongest DCT scaling (1/2, 1/4, 1/8) that keeps

@@ -29,8 +29,14 @@ class LeakScreen:
 
     def record(self) -> dict:
         """The part stored in the checkpoint and config.yaml."""
-        return {"policy": self.policy, "threshold": self.threshold, "pairs": self.pairs,
-                "dropped": self.dropped, "num_pairs": len(self.pairs), "num_dropped": len(self.dropped)}
+        return {
+            "policy": self.policy,
+            "threshold": self.threshold,
+            "pairs": self.pairs,
+            "dropped": self.dropped,
+            "num_pairs": len(self.pairs),
+            "num_dropped": len(self.dropped),
+        }
 
     def summary(self) -> str:
         """One line for the person training."""
@@ -38,14 +44,20 @@ class LeakScreen:
             return f"no photo in train has a copy in val or test (within {self.threshold} of 256 bits)"
         others = len({(p["split"], p["other"]) for p in self.pairs})
         trains = len({p["train"] for p in self.pairs})
-        what = (f"left {len(self.dropped)} training photo(s) out (--leaks keep trains on them)"
-                if self.policy == "drop" else "kept them in train (--leaks keep): val/test figures will be optimistic")
-        return (f"{others} val/test photo(s) have a near copy among {trains} training photo(s) "
-                f"(within {self.threshold} of 256 bits): {what}")
+        what = (
+            f"left {len(self.dropped)} training photo(s) out (--leaks keep trains on them)"
+            if self.policy == "drop"
+            else "kept them in train (--leaks keep): val/test figures will be optimistic"
+        )
+        return (
+            f"{others} val/test photo(s) have a near copy among {trains} training photo(s) "
+            f"(within {self.threshold} of 256 bits): {what}"
+        )
 
 
-def screen_dataset(ds, policy: str = "drop", threshold: int | None = None, *, workers: int | None = None,
-                   progress=None) -> LeakScreen:
+def screen_dataset(
+    ds, policy: str = "drop", threshold: int | None = None, *, workers: int | None = None, progress=None
+) -> LeakScreen:
     """Find training photos with a copy in val or test, and leave them out of `ds.train` under "drop".
 
     `ds` is a `data.dataset.Dataset` after its pre-scan; it is changed in place.
@@ -62,21 +74,31 @@ def screen_dataset(ds, policy: str = "drop", threshold: int | None = None, *, wo
     others = [(p, "val") for p, _ in ds.val] + [(p, "test") for p, _ in ds.test]
     train_paths = [p for p, _ in ds.train]
     facts, _ = collect_facts(train_paths + [p for p, _ in others], workers=workers, progress=progress)
-    train_facts, other_facts = facts[:len(train_paths)], facts[len(train_paths):]
+    train_facts, other_facts = facts[: len(train_paths)], facts[len(train_paths) :]
     ok = [i for i, f in enumerate(other_facts) if not f.error]
     screen = LeakScreen(policy, threshold)
-    hits = close_pairs(pack_hashes([other_facts[i].dhash for i in ok]),
-                       pack_hashes([f.dhash for f in train_facts]), threshold,
-                       a_mirror=pack_hashes([other_facts[i].dhash_mirror for i in ok]))
+    hits = close_pairs(
+        pack_hashes([other_facts[i].dhash for i in ok]),
+        pack_hashes([f.dhash for f in train_facts]),
+        threshold,
+        a_mirror=pack_hashes([other_facts[i].dhash_mirror for i in ok]),
+    )
     leaked = set()
     for i, j, d, mirrored in hits:
         other, split = others[ok[i]]
         if train_facts[j].error:
             continue
         exact = other_facts[ok[i]].sha256 == train_facts[j].sha256
-        screen.pairs.append({"train": relative_key(train_paths[j], ds.root), "other": relative_key(other, ds.root),
-                             "split": split, "distance": 0 if exact else d, "exact": exact,
-                             "mirrored": mirrored and not exact})
+        screen.pairs.append(
+            {
+                "train": relative_key(train_paths[j], ds.root),
+                "other": relative_key(other, ds.root),
+                "split": split,
+                "distance": 0 if exact else d,
+                "exact": exact,
+                "mirrored": mirrored and not exact,
+            }
+        )
         leaked.add(j)
     screen.pairs.sort(key=lambda p: (p["distance"], p["other"], p["train"]))
     if policy == "drop" and leaked:
@@ -88,8 +110,9 @@ def screen_dataset(ds, policy: str = "drop", threshold: int | None = None, *, wo
     return screen
 
 
-def find_training_copies(paths: list[str], train_hashes: list[str], threshold: int, *,
-                         workers: int | None = None) -> dict[str, int]:
+def find_training_copies(
+    paths: list[str], train_hashes: list[str], threshold: int, *, workers: int | None = None
+) -> dict[str, int]:
     """Paths (of photos being evaluated) with a near copy among a run's training photos -> distance."""
     from skinfood_cli.data.hash_cache import collect_facts
     from skinfood_cli.data.hashing import nearest, pack_hashes
@@ -98,8 +121,11 @@ def find_training_copies(paths: list[str], train_hashes: list[str], threshold: i
         return {}
     facts, _ = collect_facts(paths, workers=workers)
     ok = [i for i, f in enumerate(facts) if not f.error]
-    d = nearest(pack_hashes([facts[i].dhash for i in ok]), pack_hashes(train_hashes),
-                a_mirror=pack_hashes([facts[i].dhash_mirror for i in ok]))
+    d = nearest(
+        pack_hashes([facts[i].dhash for i in ok]),
+        pack_hashes(train_hashes),
+        a_mirror=pack_hashes([facts[i].dhash_mirror for i in ok]),
+    )
     return {paths[i]: int(dist) for i, dist in zip(ok, d) if dist <= threshold}
 
 

@@ -30,19 +30,27 @@ import math
 import numpy as np
 
 # (name, lower bound exclusive) from lightest to darkest; the last has no bound.
-GROUPS = (("very light", 55.0), ("light", 41.0), ("intermediate", 28.0), ("tan", 10.0),
-          ("brown", -30.0), ("dark", None))
+GROUPS = (
+    ("very light", 55.0),
+    ("light", 41.0),
+    ("intermediate", 28.0),
+    ("tan", 10.0),
+    ("brown", -30.0),
+    ("dark", None),
+)
 UNKNOWN = "unknown"
 GROUP_NAMES = tuple(name for name, _ in GROUPS) + (UNKNOWN,)
-NOTE = ("skin tone is estimated from the photo's pixels (ITA, CIELAB; Del Bino groups): a rough proxy "
-        "that depends on light and camera, not the person's Fitzpatrick type")
+NOTE = (
+    "skin tone is estimated from the photo's pixels (ITA, CIELAB; Del Bino groups): a rough proxy "
+    "that depends on light and camera, not the person's Fitzpatrick type"
+)
 MIN_SKIN_SHARE = 0.05
 SATURATED_SHARE = 0.25  # the most saturated quarter of the skin pixels is taken for the lesion
 
 # sRGB (D65) -> XYZ, IEC 61966-2-1
-_RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
-                        [0.2126729, 0.7151522, 0.0721750],
-                        [0.0193339, 0.1191920, 0.9503041]])
+_RGB_TO_XYZ = np.array(
+    [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
+)
 _WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
 
 
@@ -76,7 +84,7 @@ def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
     fx, fz = fy + lab[..., 1] / 500, fy - lab[..., 2] / 200
     eps, kappa = 216 / 24389, 24389 / 27
     f = np.stack([fx, fy, fz], axis=-1)
-    xyz = np.where(f ** 3 > eps, f ** 3, (116 * f - 16) / kappa) * _WHITE_D65
+    xyz = np.where(f**3 > eps, f**3, (116 * f - 16) / kappa) * _WHITE_D65
     linear = np.clip(xyz @ np.linalg.inv(_RGB_TO_XYZ).T, 0, 1)
     return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
 

@@ -26,8 +26,13 @@ LESION_COLOURS = {
 SKIN_TONE = (214, 160, 110)
 
 
-def make_image(cls: str, size: tuple[int, int], rng: random.Random, *, lesion_scale: float = 0.3,
-               ) -> tuple[Image.Image, tuple[int, int, int, int]]:
+def make_image(
+    cls: str,
+    size: tuple[int, int],
+    rng: random.Random,
+    *,
+    lesion_scale: float = 0.3,
+) -> tuple[Image.Image, tuple[int, int, int, int]]:
     """One synthetic image of class `cls` and the lesion's bounding box (x0, y0, x1, y1)."""
     w, h = size
     # One skin tone, slightly varied: the lesion's colour stays the only strong signal.
@@ -79,8 +84,12 @@ def make_non_skin(folder: str | Path, size: tuple[int, int] = (128, 96)) -> list
     folder.mkdir(parents=True, exist_ok=True)
     w, h = size
     pictures: dict[str, Image.Image] = {}
-    for name, colour in (("white", (255, 255, 255)), ("black", (0, 0, 0)), ("blue", (30, 60, 200)),
-                         ("green", (30, 160, 60))):
+    for name, colour in (
+        ("white", (255, 255, 255)),
+        ("black", (0, 0, 0)),
+        ("blue", (30, 60, 200)),
+        ("green", (30, 160, 60)),
+    ):
         pictures[f"plain_{name}"] = Image.new("RGB", size, colour)
     for i, (bg, fg) in enumerate((("white", "black"), ("black", "white"), ("yellow", "blue"))):
         img = Image.new("RGB", size, bg)

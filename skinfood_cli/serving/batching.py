@@ -37,8 +37,15 @@ class _Job:
 class Batcher:
     """Owns the engine on one thread; `submit` from any thread, results as futures."""
 
-    def __init__(self, engine, *, max_batch_size: int = 16, batch_timeout_ms: float = 5.0, max_queue: int = 256,
-                 on_batch: Callable[[int], None] | None = None):
+    def __init__(
+        self,
+        engine,
+        *,
+        max_batch_size: int = 16,
+        batch_timeout_ms: float = 5.0,
+        max_queue: int = 256,
+        on_batch: Callable[[int], None] | None = None,
+    ):
         self.engine = engine
         self.max_batch_size = max(1, int(max_batch_size))
         self.batch_timeout = max(0.0, batch_timeout_ms) / 1000.0
@@ -51,7 +58,7 @@ class Batcher:
 
     # --- the request side ---------------------------------------------------------
 
-    def start(self) -> "Batcher":
+    def start(self) -> Batcher:
         self._thread.start()
         return self
 
@@ -132,7 +139,7 @@ class Batcher:
             return
         try:
             logits, scope = self.engine.forward_scoped(torch.stack([j.payload for j in jobs]))  # (B, K), (B,)
-        except BaseException as exc:  # noqa: BLE001 - every waiting request must hear back
+        except BaseException as exc:
             for j in jobs:
                 j.future.set_exception(exc)
             return
@@ -146,5 +153,5 @@ class Batcher:
             return
         try:
             job.future.set_result(job.payload(self.engine))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             job.future.set_exception(exc)

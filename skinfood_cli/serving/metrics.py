@@ -56,20 +56,28 @@ class Metrics:
 
     def render(self, queue_depth: int, ready: bool) -> str:
         with self._lock:
-            lines = ["# HELP skinfood_requests_total HTTP requests by endpoint and status.",
-                     "# TYPE skinfood_requests_total counter"]
+            lines = [
+                "# HELP skinfood_requests_total HTTP requests by endpoint and status.",
+                "# TYPE skinfood_requests_total counter",
+            ]
             for (endpoint, status), n in sorted(self.requests.items()):
                 lines.append(f'skinfood_requests_total{{endpoint="{endpoint}",status="{status}"}} {n}')
-            lines += ["# HELP skinfood_request_latency_seconds Time from request to response.",
-                      "# TYPE skinfood_request_latency_seconds histogram",
-                      *self.latency.lines("skinfood_request_latency_seconds"),
-                      "# HELP skinfood_batch_size Images per forward pass.",
-                      "# TYPE skinfood_batch_size histogram",
-                      *self.batch_size.lines("skinfood_batch_size")]
-        lines += ["# HELP skinfood_queue_depth Images waiting for the inference thread.",
-                  "# TYPE skinfood_queue_depth gauge", f"skinfood_queue_depth {queue_depth}",
-                  "# HELP skinfood_ready Whether the model is loaded and warm.",
-                  "# TYPE skinfood_ready gauge", f"skinfood_ready {int(ready)}"]
+            lines += [
+                "# HELP skinfood_request_latency_seconds Time from request to response.",
+                "# TYPE skinfood_request_latency_seconds histogram",
+                *self.latency.lines("skinfood_request_latency_seconds"),
+                "# HELP skinfood_batch_size Images per forward pass.",
+                "# TYPE skinfood_batch_size histogram",
+                *self.batch_size.lines("skinfood_batch_size"),
+            ]
+        lines += [
+            "# HELP skinfood_queue_depth Images waiting for the inference thread.",
+            "# TYPE skinfood_queue_depth gauge",
+            f"skinfood_queue_depth {queue_depth}",
+            "# HELP skinfood_ready Whether the model is loaded and warm.",
+            "# TYPE skinfood_ready gauge",
+            f"skinfood_ready {int(ready)}",
+        ]
         return "\n".join(lines) + "\n"
 
 
@@ -94,8 +102,9 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             path = scope.get("path", "")
-            endpoint = path if path in _KNOWN else ("/v1/diseases/{name}" if path.startswith("/v1/diseases/")
-                                                    else "other")
+            endpoint = (
+                path if path in _KNOWN else ("/v1/diseases/{name}" if path.startswith("/v1/diseases/") else "other")
+            )
             self.metrics.observe_request(endpoint, status["code"], time.perf_counter() - started)
 
 

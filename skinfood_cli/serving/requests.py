@@ -75,17 +75,25 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[str | Non
         _, disp = parse_options_header(current["headers"].get(b"content-disposition", b""))
         name = disp.get(b"name", b"").decode("utf-8", "replace")
         filename = disp.get(b"filename")
-        parts.setdefault(name, (filename.decode("utf-8", "replace") if filename is not None else None,
-                                b"".join(current["data"])))
+        parts.setdefault(
+            name, (filename.decode("utf-8", "replace") if filename is not None else None, b"".join(current["data"]))
+        )
         current.update(headers={}, data=[])
 
-    parser = MultipartParser(boundary, {"on_header_field": on_header_field, "on_header_value": on_header_value,
-                                        "on_header_end": on_header_end, "on_part_data": on_part_data,
-                                        "on_part_end": on_part_end})
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
     try:
         parser.write(body)
         parser.finalize()
-    except Exception:  # noqa: BLE001 - the parser raises its own error types on malformed input
+    except Exception:
         raise ApiError(400, "bad_request", "malformed multipart body") from None
     return parts
 
@@ -105,9 +113,12 @@ async def read_photo(request, limit: int) -> tuple[str, bytes]:
     elif media.startswith("image/") or media == "application/octet-stream":
         name, data = "upload", await read_body(request, limit)
     else:
-        raise ApiError(415, "unsupported_media_type",
-                       "send the photo as multipart/form-data field 'file' or as raw bytes with an image/* "
-                       f"content type, not {media or 'no content type'}")
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send the photo as multipart/form-data field 'file' or as raw bytes with an image/* "
+            f"content type, not {media or 'no content type'}",
+        )
     if not data:
         raise ApiError(400, "empty", "the photo is empty (0 bytes)")
     return name, data

@@ -60,8 +60,14 @@ def run_server(cfg: ServeConfig, host: str, port: int, announce, *, access_log: 
             else:
                 self.should_exit = True
 
-    config = uvicorn.Config(app, log_level="warning", access_log=access_log, timeout_graceful_shutdown=None,
-                            lifespan="on", server_header=False)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=access_log,
+        timeout_graceful_shutdown=None,
+        lifespan="on",
+        server_header=False,
+    )
     # uvicorn's own start-up chatter stays quiet; the access log (method, path,
     # status: never a photo) is on unless --no-access-log.
     logging.getLogger("uvicorn.access").setLevel(logging.INFO if access_log else logging.WARNING)

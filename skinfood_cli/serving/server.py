@@ -57,11 +57,19 @@ class State:
 
     def load(self) -> None:
         """Load the model, start the inference thread, and warm it up."""
-        self.engine = Engine(load_model(self.cfg.model), device=self.cfg.device, precision=self.cfg.precision,
-                             batch_size=self.cfg.max_batch_size)
-        self.batcher = Batcher(self.engine, max_batch_size=self.cfg.max_batch_size,
-                               batch_timeout_ms=self.cfg.batch_timeout_ms, max_queue=self.cfg.max_queue,
-                               on_batch=self.metrics.observe_batch).start()
+        self.engine = Engine(
+            load_model(self.cfg.model),
+            device=self.cfg.device,
+            precision=self.cfg.precision,
+            batch_size=self.cfg.max_batch_size,
+        )
+        self.batcher = Batcher(
+            self.engine,
+            max_batch_size=self.cfg.max_batch_size,
+            batch_timeout_ms=self.cfg.batch_timeout_ms,
+            max_queue=self.cfg.max_queue,
+            on_batch=self.metrics.observe_batch,
+        ).start()
         self.batcher.call(_warm_up).result()
         self.ready = True
 
@@ -96,15 +104,23 @@ def create_app(cfg: ServeConfig, state: State | None = None):
         finally:
             await run_in_threadpool(state.stop)
 
-    app = FastAPI(title="skinfood", version=__version__, lifespan=lifespan,
-                  description="Skin-condition photo classifier. **Not a medical device**: answers are hints to "
-                              "discuss with a doctor, never a diagnosis.")
+    app = FastAPI(
+        title="skinfood",
+        version=__version__,
+        lifespan=lifespan,
+        description="Skin-condition photo classifier. **Not a medical device**: answers are hints to "
+        "discuss with a doctor, never a diagnosis.",
+    )
     app.state.skinfood = state
     if cfg.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=cfg.cors_origins, allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type", "Accept"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cfg.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Accept"],
+        )
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
 
     @app.exception_handler(ApiError)
@@ -132,8 +148,12 @@ def create_app(cfg: ServeConfig, state: State | None = None):
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), cfg.token.encode()):
-            raise ApiError(401, "unauthorized", "missing or wrong token: send 'Authorization: Bearer <token>'",
-                           {"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "unauthorized",
+                "missing or wrong token: send 'Authorization: Bearer <token>'",
+                {"WWW-Authenticate": "Bearer"},
+            )
 
     def require_ready() -> None:
         if not state.ready:
@@ -152,21 +172,39 @@ def create_app(cfg: ServeConfig, state: State | None = None):
             future.cancel()
             raise ApiError(504, "timeout", f"no answer within {cfg.request_timeout_s:g} s: try again") from None
 
-    photo_body = {"requestBody": {"required": True, "content": {
-        "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-            "file": {"type": "string", "format": "binary"}}}},
-        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-        "image/png": {"schema": {"type": "string", "format": "binary"}}}}}
-    error_doc: dict[int | str, dict[str, Any]] = {s: {"description": d, "content": {"application/json": {"example": {
-        "error": {"code": c, "message": "..."}}}}} for s, d, c in (
-        (400, "Malformed request", "bad_request"), (401, "Missing or wrong token", "unauthorized"),
-        (413, "Upload or image too large", "too_large"), (415, "Not an image", "not_an_image"),
-        (422, "An image that does not decode", "undecodable_image"), (503, "Busy or loading", "busy"),
-        (504, "Timed out in the queue", "timeout"))}
+    photo_body = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                    }
+                },
+                "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                "image/png": {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    }
+    error_doc: dict[int | str, dict[str, Any]] = {
+        s: {"description": d, "content": {"application/json": {"example": {"error": {"code": c, "message": "..."}}}}}
+        for s, d, c in (
+            (400, "Malformed request", "bad_request"),
+            (401, "Missing or wrong token", "unauthorized"),
+            (413, "Upload or image too large", "too_large"),
+            (415, "Not an image", "not_an_image"),
+            (422, "An image that does not decode", "undecodable_image"),
+            (503, "Busy or loading", "busy"),
+            (504, "Timed out in the queue", "timeout"),
+        )
+    }
 
     @app.post("/v1/predict", openapi_extra=photo_body, responses=error_doc, tags=["classify"])
-    async def predict(request: Request, lang: str = Query("en", pattern=LANG_PATTERN),
-                      top_k: int = Query(3, ge=1, le=cfg.max_top_k)):
+    async def predict(
+        request: Request, lang: str = Query("en", pattern=LANG_PATTERN), top_k: int = Query(3, ge=1, le=cfg.max_top_k)
+    ):
         """Classify one photo: the same record as `skinfood predict --format json`, plus model and latency."""
 
         started = time.perf_counter()
@@ -175,42 +213,76 @@ def create_app(cfg: ServeConfig, state: State | None = None):
         name, data = await read_photo(request, limit)
         tensor, _ = await run_in_threadpool(decode, data, state.engine)
         logits, scope = await await_job(state.batcher.submit, tensor)
-        record = make_prediction(name, state.engine.probabilities(logits), state.engine.classes, state.book,
-                                 lang=lang, top_k=top_k, threshold=state.engine.model.threshold,
-                                 scope_score=scope, qhat=state.engine.model.qhat).to_dict()
-        return {**record, "model": state.engine.model.run_name,
-                "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+        record = make_prediction(
+            name,
+            state.engine.probabilities(logits),
+            state.engine.classes,
+            state.book,
+            lang=lang,
+            top_k=top_k,
+            threshold=state.engine.model.threshold,
+            scope_score=scope,
+            qhat=state.engine.model.qhat,
+        ).to_dict()
+        return {
+            **record,
+            "model": state.engine.model.run_name,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
 
-    @app.post("/v1/explain", openapi_extra=photo_body, responses={**error_doc, 200: {"content": {
-        "image/png": {}, "application/json": {}}, "description": "The Grad-CAM picture, or the record"}},
-        tags=["classify"])
-    async def explain(request: Request, lang: str = Query("en", pattern=LANG_PATTERN),
-                      top_k: int = Query(3, ge=1, le=cfg.max_top_k)):
+    @app.post(
+        "/v1/explain",
+        openapi_extra=photo_body,
+        responses={
+            **error_doc,
+            200: {
+                "content": {"image/png": {}, "application/json": {}},
+                "description": "The Grad-CAM picture, or the record",
+            },
+        },
+        tags=["classify"],
+    )
+    async def explain(
+        request: Request, lang: str = Query("en", pattern=LANG_PATTERN), top_k: int = Query(3, ge=1, le=cfg.max_top_k)
+    ):
         """Where the model looked (Grad-CAM): a PNG, or JSON with it base64-encoded (Accept: application/json)."""
 
         started = time.perf_counter()
         authorize(request)
         require_ready()
         if not state.engine.supports_gradients:
-            raise ApiError(501, "not_supported", "explain needs a PyTorch checkpoint: this server runs an "
-                                                 f"exported {state.engine.model.kind} file")
+            raise ApiError(
+                501,
+                "not_supported",
+                f"explain needs a PyTorch checkpoint: this server runs an exported {state.engine.model.kind} file",
+            )
         name, data = await read_photo(request, limit)
         _, image = await run_in_threadpool(decode, data, state.engine, keep_image=True)
 
         def run(engine):
-            return explain_image(engine, image, state.book, name, lang=lang, top_k=top_k, target=None,
-                                 threshold=engine.model.threshold)
+            return explain_image(
+                engine, image, state.book, name, lang=lang, top_k=top_k, target=None, threshold=engine.model.threshold
+            )
 
         record, _cam, picture = await await_job(state.batcher.call, run)
         png = io.BytesIO()
         await run_in_threadpool(picture.save, png, "PNG")
         if "application/json" in request.headers.get("accept", ""):
-            return {**record, "model": state.engine.model.run_name, "image_png_base64":
-                    base64.b64encode(png.getvalue()).decode(), "latency_ms":
-                    round((time.perf_counter() - started) * 1000, 2)}
-        return Response(png.getvalue(), media_type="image/png",
-                        headers={"X-Skinfood-Label": record["label"], "Cache-Control": "no-store",
-                                 "X-Skinfood-In-Scope": "true" if record["in_scope"] else "false"})
+            return {
+                **record,
+                "model": state.engine.model.run_name,
+                "image_png_base64": base64.b64encode(png.getvalue()).decode(),
+                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+        return Response(
+            png.getvalue(),
+            media_type="image/png",
+            headers={
+                "X-Skinfood-Label": record["label"],
+                "Cache-Control": "no-store",
+                "X-Skinfood-In-Scope": "true" if record["in_scope"] else "false",
+            },
+        )
 
     @app.get("/v1/diseases", tags=["descriptions"])
     async def diseases(request: Request, lang: str = Query("en", pattern=LANG_PATTERN)):
@@ -218,8 +290,11 @@ def create_app(cfg: ServeConfig, state: State | None = None):
         authorize(request)
         return state.book.summaries(lang)
 
-    @app.get("/v1/diseases/{name}", tags=["descriptions"], responses={404: error_doc[400] | {
-        "description": "No such condition"}})
+    @app.get(
+        "/v1/diseases/{name}",
+        tags=["descriptions"],
+        responses={404: error_doc[400] | {"description": "No such condition"}},
+    )
     async def disease(request: Request, name: str, lang: str = Query("en", pattern=LANG_PATTERN)):
         """One condition's full description, by key, alias or class name."""
         authorize(request)
@@ -234,14 +309,27 @@ def create_app(cfg: ServeConfig, state: State | None = None):
         authorize(request)
         require_ready()
         e = state.engine
-        return {"run": e.model.run_name, "file": e.model.path.name, "backend": e.model.kind,
-                "classes": e.classes, "image_size": e.model.image_size, "temperature": e.model.temperature,
-                "threshold": e.model.threshold, "metrics": e.model.meta.get("metrics") or {},
-                "scope_check": e.has_scope_check, "prediction_sets": (e.model.trust or {}).get("conformal"),
-                "device": str(e.device), "precision": e.precision.name,
-                "batching": {"max_batch_size": cfg.max_batch_size, "batch_timeout_ms": cfg.batch_timeout_ms,
-                             "max_queue": cfg.max_queue}, "max_upload_mb": cfg.max_upload_mb,
-                "skinfood_version": __version__}
+        return {
+            "run": e.model.run_name,
+            "file": e.model.path.name,
+            "backend": e.model.kind,
+            "classes": e.classes,
+            "image_size": e.model.image_size,
+            "temperature": e.model.temperature,
+            "threshold": e.model.threshold,
+            "metrics": e.model.meta.get("metrics") or {},
+            "scope_check": e.has_scope_check,
+            "prediction_sets": (e.model.trust or {}).get("conformal"),
+            "device": str(e.device),
+            "precision": e.precision.name,
+            "batching": {
+                "max_batch_size": cfg.max_batch_size,
+                "batch_timeout_ms": cfg.batch_timeout_ms,
+                "max_queue": cfg.max_queue,
+            },
+            "max_upload_mb": cfg.max_upload_mb,
+            "skinfood_version": __version__,
+        }
 
     @app.get("/healthz", tags=["service"])
     async def healthz():
@@ -260,13 +348,11 @@ def create_app(cfg: ServeConfig, state: State | None = None):
         """Prometheus text: requests by status, latency, batch sizes, queue depth."""
         authorize(request)
         depth = state.batcher.depth() if state.batcher is not None else 0
-        return PlainTextResponse(state.metrics.render(depth, state.ready),
-                                 media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(state.metrics.render(depth, state.ready), media_type="text/plain; version=0.0.4")
 
     @app.get("/", include_in_schema=False)
     async def page():
-        return FileResponse(WEB_DIR / "index.html", media_type="text/html",
-                            headers={"Cache-Control": "no-cache"})
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
 
     @app.get("/static/{name}", include_in_schema=False)
     async def static(name: str):
@@ -276,5 +362,3 @@ def create_app(cfg: ServeConfig, state: State | None = None):
         return FileResponse(WEB_DIR / name, media_type=types[name], headers={"Cache-Control": "no-cache"})
 
     return app
-
-

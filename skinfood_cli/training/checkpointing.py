@@ -26,8 +26,18 @@ from skinfood_cli.model import ARCH
 if TYPE_CHECKING:
     from skinfood_cli.training.trainer import Trainer
 
-METRIC_COLUMNS = ["epoch", "phase", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
-                  "val_macro_f1", "images_per_s", "seconds"]
+METRIC_COLUMNS = [
+    "epoch",
+    "phase",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "val_macro_f1",
+    "images_per_s",
+    "seconds",
+]
 
 
 def build_payload(trainer: Trainer, *, resumable: bool, temperature: float = 1.0, threshold: float = 0.5) -> dict:
@@ -36,29 +46,50 @@ def build_payload(trainer: Trainer, *, resumable: bool, temperature: float = 1.0
 
     st = trainer.state
     payload = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "arch": ARCH,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": ARCH,
         "state_dict": clean_state_dict({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}),
-        "classes": list(trainer.ds.classes), "image_size": trainer.cfg.image_size,
-        "mean": list(trainer.mean), "std": list(trainer.std), "resize": "squash",
-        "temperature": float(temperature), "threshold": float(threshold),
-        "skinfood_version": __version__, "torch_version": str(torch.__version__),
-        "run_name": trainer.run_dir.name, "config": asdict(trainer.cfg),
+        "classes": list(trainer.ds.classes),
+        "image_size": trainer.cfg.image_size,
+        "mean": list(trainer.mean),
+        "std": list(trainer.std),
+        "resize": "squash",
+        "temperature": float(temperature),
+        "threshold": float(threshold),
+        "skinfood_version": __version__,
+        "torch_version": str(torch.__version__),
+        "run_name": trainer.run_dir.name,
+        "config": asdict(trainer.cfg),
         "weights_source": trainer.weights_source,
-        "data": {"root": str(Path(trainer.ds.root).resolve()), "layout": trainer.ds.layout,
-                 "val_source": trainer.ds.val_source,
-                 "val_files": ([relative_key(p, trainer.ds.root) for p, _ in trainer.ds.val]
-                               if trainer.ds.val_source == "split" else None),
-                 "num_train": len(trainer.ds.train), "num_val": len(trainer.ds.val),
-                 **leak_fields(trainer.ds.leaks)},
-        "metrics": best_row(st) or {}, "epoch": st.epoch, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "data": {
+            "root": str(Path(trainer.ds.root).resolve()),
+            "layout": trainer.ds.layout,
+            "val_source": trainer.ds.val_source,
+            "val_files": (
+                [relative_key(p, trainer.ds.root) for p, _ in trainer.ds.val]
+                if trainer.ds.val_source == "split"
+                else None
+            ),
+            "num_train": len(trainer.ds.train),
+            "num_val": len(trainer.ds.val),
+            **leak_fields(trainer.ds.leaks),
+        },
+        "metrics": best_row(st) or {},
+        "epoch": st.epoch,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     if resumable:
         payload["optimizer"] = trainer.optimizer.state_dict()
         payload["scaler"] = trainer.scaler.state_dict()
         payload["schedule"] = trainer.schedule.state_dict()
         payload["train_state"] = dict(asdict(st))
-        payload["rng"] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-                          "python_version": random.getstate()[0], "python_gauss": random.getstate()[2]}
+        payload["rng"] = {
+            "torch": torch.get_rng_state(),
+            "python": list(random.getstate()[1]),
+            "python_version": random.getstate()[0],
+            "python_gauss": random.getstate()[2],
+        }
     return payload
 
 

@@ -22,18 +22,25 @@ def _opt(default: Any, help: str) -> Any:
 class TrainConfig:
     """Every setting of a run; stored in config.yaml and in the checkpoint."""
 
-    data: str = field(metadata={"help": "Dataset folder: DIR/train + DIR/test (DermNet), DIR/train + DIR/val, "
-                                        "or DIR/<class>/ folders."})
+    data: str = field(
+        metadata={
+            "help": "Dataset folder: DIR/train + DIR/test (DermNet), DIR/train + DIR/val, or DIR/<class>/ folders."
+        }
+    )
     name: str | None = _opt(None, "Run name (default: a timestamp).")
     epochs: int = _opt(10, "Total epochs (default: 10).")
     batch_size: int = _opt(32, "Images per step and process: under torchrun the global batch is N processes x this.")
-    lr: float = _opt(1e-3, "Peak learning rate of the head; the backbone gets a tenth when pretrained. "
-                           "Not scaled with the number of processes.")
+    lr: float = _opt(
+        1e-3,
+        "Peak learning rate of the head; the backbone gets a tenth when pretrained. "
+        "Not scaled with the number of processes.",
+    )
     weight_decay: float = _opt(0.01, "AdamW weight decay.")
     label_smoothing: float = _opt(0.1, "Label smoothing of the cross-entropy loss.")
     # None: 1 with pretrained weights, 0 from scratch
-    freeze_epochs: int | None = _opt(None, "Epochs training the new head alone first (default: 1, or 0 with "
-                                           "--no-pretrained).")
+    freeze_epochs: int | None = _opt(
+        None, "Epochs training the new head alone first (default: 1, or 0 with --no-pretrained)."
+    )
     freeze_backbone: bool = _opt(False, "Train the head only, on backbone features computed once (fast).")
     balance: bool = _opt(False, "Weight the loss by inverse class frequency.")
     patience: int = _opt(0, "Stop after N epochs without a better validation macro-F1 (0: never).")
@@ -48,12 +55,18 @@ class TrainConfig:
     workers: int | None = _opt(None, "Image-decoding processes (default: sized to the machine).")
     strict: bool = _opt(False, "Stop on unreadable images instead of skipping them.")
     # torchrun on GPUs: BatchNorm statistics over the global batch
-    sync_bn: bool = _opt(False, "Under torchrun on GPUs: BatchNorm statistics over the global batch "
-                                "(for small per-GPU batches).")
-    coverage: float = _opt(0.9, "Prediction sets hold the true condition for this share of photos like the "
-                                "training ones (calibrated on validation).")
-    leaks: str = _opt("drop", "Training photos with a copy in val/test: drop them from training, or keep them "
-                              "(skinfood check lists them).")
+    sync_bn: bool = _opt(
+        False, "Under torchrun on GPUs: BatchNorm statistics over the global batch (for small per-GPU batches)."
+    )
+    coverage: float = _opt(
+        0.9,
+        "Prediction sets hold the true condition for this share of photos like the "
+        "training ones (calibrated on validation).",
+    )
+    leaks: str = _opt(
+        "drop",
+        "Training photos with a copy in val/test: drop them from training, or keep them (skinfood check lists them).",
+    )
 
     def check(self) -> None:
         if self.epochs < 1:
@@ -109,8 +122,9 @@ def load_config_file(path: str | Path) -> dict:
         raise UsageError(f"--config {path} must be a mapping of settings (like a run's config.yaml)")
     unknown = sorted(k for k in raw if k not in FIELDS and k not in RUN_RECORD_KEYS)
     if unknown:
-        raise UsageError(f"--config {path}: unknown setting(s) {', '.join(map(str, unknown))}; "
-                         f"known: {', '.join(FIELDS)}")
+        raise UsageError(
+            f"--config {path}: unknown setting(s) {', '.join(map(str, unknown))}; known: {', '.join(FIELDS)}"
+        )
     settings = {k: v for k, v in raw.items() if k in FIELDS}
     for key, value in settings.items():
         default = FIELDS[key].default
@@ -131,8 +145,17 @@ def _fits(value: Any, kind: type) -> bool:
 
 
 # What `_write_run_files` adds to config.yaml beside the settings.
-RUN_RECORD_KEYS = {"weights_source", "skinfood_version", "torch_version", "layout", "num_train", "num_val",
-                   "world_size", "global_batch_size", "leak_screen"}
+RUN_RECORD_KEYS = {
+    "weights_source",
+    "skinfood_version",
+    "torch_version",
+    "layout",
+    "num_train",
+    "num_val",
+    "world_size",
+    "global_batch_size",
+    "leak_screen",
+}
 
 
 class Reporter:

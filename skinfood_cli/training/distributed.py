@@ -131,7 +131,7 @@ def share(fn, *args, **kwargs):
     if is_main():
         try:
             box[0] = ("ok", fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - re-raised below, after telling the others
+        except BaseException as exc:
             failure = exc
             box[0] = ("error", *_describe(exc))
     dist.broadcast_object_list(box, src=0)
@@ -264,17 +264,20 @@ def resolve_device(spec: str | None):
     if not launched():
         return device
     if device.type == "mps":
-        raise UsageError("torchrun training runs on CUDA GPUs (NCCL) or CPUs (gloo), not Apple MPS: "
-                         "pass --device cpu")
+        raise UsageError("torchrun training runs on CUDA GPUs (NCCL) or CPUs (gloo), not Apple MPS: pass --device cpu")
     if device.type != "cuda":
         return device
     if device.index is not None:
-        raise UsageError(f"under torchrun every process uses the GPU of its LOCAL_RANK: pass --device cuda, "
-                         f"not {spec} (choose the GPUs with CUDA_VISIBLE_DEVICES)")
+        raise UsageError(
+            f"under torchrun every process uses the GPU of its LOCAL_RANK: pass --device cuda, "
+            f"not {spec} (choose the GPUs with CUDA_VISIBLE_DEVICES)"
+        )
     count = torch.cuda.device_count()
     if local_world_size() > count or local_rank() >= count:
-        raise UsageError(f"torchrun starts {local_world_size()} processes on this machine but it has {count} "
-                         f"GPU(s): use --nproc-per-node {count}")
+        raise UsageError(
+            f"torchrun starts {local_world_size()} processes on this machine but it has {count} "
+            f"GPU(s): use --nproc-per-node {count}"
+        )
     device = torch.device("cuda", local_rank())
     torch.cuda.set_device(device)
     return device

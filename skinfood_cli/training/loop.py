@@ -35,11 +35,17 @@ def fit(trainer: Trainer) -> TrainResult:
                 if writer:
                     with stop.saving():
                         save_last(trainer)
-                return TrainResult(run_dir, run_dir / "best.pt", run_dir / "last.pt", st.history,
-                                   best_row(st), interrupted=True)
-            row = {"epoch": st.epoch + 1, "phase": "head" if st.epoch < trainer.freeze_epochs else "full",
-                   "lr": trainer.optimizer.param_groups[-1]["lr"], **train_metrics, **val,
-                   "seconds": time.perf_counter() - t0}
+                return TrainResult(
+                    run_dir, run_dir / "best.pt", run_dir / "last.pt", st.history, best_row(st), interrupted=True
+                )
+            row = {
+                "epoch": st.epoch + 1,
+                "phase": "head" if st.epoch < trainer.freeze_epochs else "full",
+                "lr": trainer.optimizer.param_groups[-1]["lr"],
+                **train_metrics,
+                **val,
+                "seconds": time.perf_counter() - t0,
+            }
             st.history.append(row)
             score = val["val_macro_f1"] if not math.isnan(val["val_macro_f1"]) else train_metrics["train_acc"]
             improved = score > st.best_score
@@ -58,8 +64,7 @@ def fit(trainer: Trainer) -> TrainResult:
                     write_metrics(run_dir, st.history)
             trainer.reporter.epoch_end({**row, "best": improved})
             if cfg.patience and st.stale_epochs >= cfg.patience:
-                trainer.reporter.message(
-                    f"early stop: validation macro-F1 has not improved for {cfg.patience} epochs")
+                trainer.reporter.message(f"early stop: validation macro-F1 has not improved for {cfg.patience} epochs")
                 break
     return _finish(trainer)
 
@@ -73,8 +78,14 @@ def _finish(trainer: Trainer) -> TrainResult:
     """
     run_dir = trainer.run_dir
     if not distributed.is_main():
-        return TrainResult(run_dir, run_dir / "best.pt", run_dir / "last.pt", trainer.state.history,
-                           best_row(trainer.state), skipped=trainer.ds.skipped)
+        return TrainResult(
+            run_dir,
+            run_dir / "best.pt",
+            run_dir / "last.pt",
+            trainer.state.history,
+            best_row(trainer.state),
+            skipped=trainer.ds.skipped,
+        )
     best = load_checkpoint(run_dir / "best.pt")
     trainer.model.load_state_dict(best["state_dict"])
     temperature, threshold = trainer.calibrate()
@@ -84,9 +95,17 @@ def _finish(trainer: Trainer) -> TrainResult:
     best.update(card_fields(trainer, temperature))
     save_checkpoint(best, run_dir / "best.pt")
     write_model_card(run_dir, best)
-    return TrainResult(run_dir, run_dir / "best.pt", run_dir / "last.pt", trainer.state.history,
-                       best_row(trainer.state), temperature=temperature, threshold=threshold,
-                       skipped=trainer.ds.skipped, trust=best["trust"])
+    return TrainResult(
+        run_dir,
+        run_dir / "best.pt",
+        run_dir / "last.pt",
+        trainer.state.history,
+        best_row(trainer.state),
+        temperature=temperature,
+        threshold=threshold,
+        skipped=trainer.ds.skipped,
+        trust=best["trust"],
+    )
 
 
 def checkpoint_bytes(model, head_only: bool = False) -> int:
@@ -109,6 +128,5 @@ def _warn_if_short_of_room(trainer: Trainer) -> None:
         trainer.reporter.warning(
             f"{free / 1e6:.0f} MB free on the disk of {run_dir}, and this run's checkpoints need about "
             f"{need / 1e6:.0f} MB: saving will fail with 'No space left on device' (delete old runs, "
-            "see `skinfood models`, or set SKINFOOD_HOME to a bigger disk)")
-
-
+            "see `skinfood models`, or set SKINFOOD_HOME to a bigger disk)"
+        )

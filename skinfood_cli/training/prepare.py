@@ -10,8 +10,9 @@ from skinfood_cli.training.config import Reporter, TrainConfig
 
 def prepare_data(cfg: TrainConfig, reporter: Reporter, val_files: list[str] | None = None):
     """Discover the dataset and pre-scan train+val; unreadable files are left out."""
-    ds = discover_dataset(cfg.data, classes=cfg.classes, val_fraction=cfg.val_fraction,
-                          seed=cfg.seed, val_files=val_files)
+    ds = discover_dataset(
+        cfg.data, classes=cfg.classes, val_fraction=cfg.val_fraction, seed=cfg.seed, val_files=val_files
+    )
     everything = ds.train + ds.val
     if not everything:
         raise DataError(f"no image files found under {ds.root}")
@@ -19,7 +20,9 @@ def prepare_data(cfg: TrainConfig, reporter: Reporter, val_files: list[str] | No
     if skipped:
         reporter.skipped(skipped)
         if cfg.strict:
-            raise DataError(f"{len(skipped)} unreadable file(s) and --strict: first is {skipped[0][0]} ({skipped[0][1]})")
+            raise DataError(
+                f"{len(skipped)} unreadable file(s) and --strict: first is {skipped[0][0]} ({skipped[0][1]})"
+            )
     bad = {p for p, _ in skipped}
     ds.train = [s for s in ds.train if s[0] not in bad]
     ds.val = [s for s in ds.val if s[0] not in bad]

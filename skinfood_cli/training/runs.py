@@ -39,8 +39,12 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, *, opener=None) ->
             # The ImageNet weights stay here: wrapping the model in DDP copies rank 0's
             # parameters to every rank, so they needn't travel twice.
             backbone["state"], source = resolve_backbone(
-                pretrained=cfg.pretrained, weights_file=cfg.weights, cache_dir=weights_dir(),
-                opener=opener or urllib.request.urlopen, progress=getattr(reporter, "download", None))
+                pretrained=cfg.pretrained,
+                weights_file=cfg.weights,
+                cache_dir=weights_dir(),
+                opener=opener or urllib.request.urlopen,
+                progress=getattr(reporter, "download", None),
+            )
             run_dir = new_run_dir(cfg.name)
             _write_run_files(run_dir, cfg, ds, source)
             return ds, source, run_dir
@@ -49,7 +53,8 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, *, opener=None) ->
         trainer = Trainer(cfg, ds, run_dir, reporter, backbone.get("state"), source)
         reporter.message(
             f"{len(ds.train)} training and {len(ds.val)} validation photos, {len(ds.classes)} classes; "
-            f"{trainer.device.type} {trainer.precision.name}{_world_note(cfg)}; run folder {run_dir}")
+            f"{trainer.device.type} {trainer.precision.name}{_world_note(cfg)}; run folder {run_dir}"
+        )
         return fit(trainer)
 
 
@@ -66,8 +71,9 @@ def resume(name: str, epochs: int | None = None, reporter: Reporter | None = Non
         trainer = Trainer(cfg, ds, run_dir, reporter, None, ckpt.get("weights_source", ""))
         restore(trainer, ckpt)
         del ckpt  # the optimizer state alone is ~200 MB for ResNet50
-        reporter.message(f"resuming {name} at epoch {trainer.state.epoch + 1}, batch {trainer.state.batch + 1}"
-                         f"{_world_note(cfg)}")
+        reporter.message(
+            f"resuming {name} at epoch {trainer.state.epoch + 1}, batch {trainer.state.batch + 1}{_world_note(cfg)}"
+        )
         return fit(trainer)
 
 
@@ -105,8 +111,10 @@ def _check_world(cfg: TrainConfig, num_train: int | None = None) -> None:
     if world == 1:
         return
     if cfg.freeze_backbone:
-        raise UsageError("--freeze-backbone trains the head on features cached in one process and does not "
-                         "run under torchrun: start it as a plain `skinfood train` (it takes minutes on a CPU)")
+        raise UsageError(
+            "--freeze-backbone trains the head on features cached in one process and does not "
+            "run under torchrun: start it as a plain `skinfood train` (it takes minutes on a CPU)"
+        )
     device = distributed.resolve_device(cfg.device)  # its errors here once, not from every rank later
     if cfg.sync_bn and device.type != "cuda":
         raise UsageError("--sync-bn needs CUDA GPUs (SyncBatchNorm does not run on the CPU): leave it out")
@@ -129,13 +137,19 @@ def _write_run_files(run_dir: Path, cfg: TrainConfig, ds, source: str) -> None:
 
 
 def _write_config_and_skips(run_dir: Path, cfg: TrainConfig, ds, source: str) -> None:
-    config = {**asdict(cfg), "weights_source": source, "skinfood_version": __version__,
-              "torch_version": str(torch.__version__), "classes": list(ds.classes),
-              "layout": ds.layout, "num_train": len(ds.train), "num_val": len(ds.val),
-              "world_size": distributed.world_size(),
-              "global_batch_size": distributed.world_size() * cfg.batch_size,
-              "leak_screen": ds.leaks.record() if ds.leaks else None}
+    config = {
+        **asdict(cfg),
+        "weights_source": source,
+        "skinfood_version": __version__,
+        "torch_version": str(torch.__version__),
+        "classes": list(ds.classes),
+        "layout": ds.layout,
+        "num_train": len(ds.train),
+        "num_val": len(ds.val),
+        "world_size": distributed.world_size(),
+        "global_batch_size": distributed.world_size() * cfg.batch_size,
+        "leak_screen": ds.leaks.record() if ds.leaks else None,
+    }
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     if ds.skipped:
         (run_dir / "skipped.txt").write_text("".join(f"{p}\t{r}\n" for p, r in ds.skipped))
-

@@ -39,8 +39,8 @@ class EpochBatches:
         # Fewer photos than one global batch: one step, the same count on each rank.
         size = min(self.batch_size, self.n // self.world) * self.world
         for b in range(self.start, self.steps()):
-            step = order[b * size:(b + 1) * size]
-            yield [(i, self.epoch) for i in step[self.rank::self.world]]
+            step = order[b * size : (b + 1) * size]
+            yield [(i, self.epoch) for i in step[self.rank :: self.world]]
 
 
 class EpochAwareDataset:

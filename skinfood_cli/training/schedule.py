@@ -39,7 +39,7 @@ class Schedule:
         self.phases = [(int(a), int(b)) for a, b in phases]
 
     @classmethod
-    def for_epochs(cls, epochs: int, frozen_epochs: int, steps_per_epoch: int) -> "Schedule":
+    def for_epochs(cls, epochs: int, frozen_epochs: int, steps_per_epoch: int) -> Schedule:
         frozen = min(frozen_epochs, epochs)
         return cls([(0, frozen * steps_per_epoch), (frozen * steps_per_epoch, (epochs - frozen) * steps_per_epoch)])
 

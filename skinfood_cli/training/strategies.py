@@ -47,8 +47,12 @@ class CachedFeatureHead:
         """One epoch of head-only training on the cached features (computed on first use)."""
         if self.features is None:
             trainer.reporter.message("computing backbone features once (later epochs reuse them)")
-            plain = ImageDataset(trainer.ds.train, eval_transform(trainer.cfg.image_size, trainer.mean, trainer.std),
-                                 trainer.cfg.image_size, trainer.cfg.seed)
+            plain = ImageDataset(
+                trainer.ds.train,
+                eval_transform(trainer.cfg.image_size, trainer.mean, trainer.std),
+                trainer.cfg.image_size,
+                trainer.cfg.seed,
+            )
             feats = compute_features(trainer, plain, stop)
             val_feats = compute_features(trainer, trainer.val_set, stop) if feats is not None else None
             if feats is None or val_feats is None:
@@ -61,8 +65,10 @@ class CachedFeatureHead:
         # The same shuffle rule as the image batches: by (seed, epoch), resumable mid-epoch.
         order = torch.randperm(len(y_all), generator=torch.Generator().manual_seed(cfg.seed * 7919 + st.epoch))
         size = min(cfg.batch_size, len(y_all))
-        batches = ((x_all[idx].to(trainer.device), y_all[idx].to(trainer.device))
-                   for idx in (order[b * size:(b + 1) * size] for b in range(st.batch, steps)))
+        batches = (
+            (x_all[idx].to(trainer.device), y_all[idx].to(trainer.device))
+            for idx in (order[b * size : (b + 1) * size] for b in range(st.batch, steps))
+        )
         return trainer.run_steps(batches, trainer.model.fc, steps, "head on cached features", stop)
 
     def val_logits(self, trainer: Trainer) -> tuple[np.ndarray, np.ndarray] | None:

@@ -64,15 +64,17 @@ class TrainState:
 class Trainer:
     """Holds the model, data and optimizer of one run and steps through it."""
 
-    def __init__(self, cfg: TrainConfig, ds, run_dir: Path, reporter: Reporter, backbone_state=None,
-                 weights_source: str = ""):
+    def __init__(
+        self, cfg: TrainConfig, ds, run_dir: Path, reporter: Reporter, backbone_state=None, weights_source: str = ""
+    ):
         self.cfg, self.ds, self.run_dir, self.reporter = cfg, ds, run_dir, reporter
         self.weights_source = weights_source
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.device = distributed.resolve_device(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)
-        self.freeze_epochs = cfg.freeze_epochs if cfg.freeze_epochs is not None else (
-            1 if (cfg.pretrained or cfg.weights) else 0)
+        self.freeze_epochs = (
+            cfg.freeze_epochs if cfg.freeze_epochs is not None else (1 if (cfg.pretrained or cfg.weights) else 0)
+        )
         if cfg.freeze_backbone:
             self.freeze_epochs = cfg.epochs
         # Discriminative rates only make sense for features worth preserving: a
@@ -100,17 +102,21 @@ class Trainer:
 
         backbone = [p for n, p in self.model.named_parameters() if not n.startswith("fc.")]
         self.optimizer = torch.optim.AdamW(
-            [{"params": backbone, "lr": self.backbone_lr, "peak": self.backbone_lr},
-             {"params": self.model.fc.parameters(), "lr": cfg.lr, "peak": cfg.lr}],
+            [
+                {"params": backbone, "lr": self.backbone_lr, "peak": self.backbone_lr},
+                {"params": self.model.fc.parameters(), "lr": cfg.lr, "peak": cfg.lr},
+            ],
             weight_decay=cfg.weight_decay,
         )
         # GradScaler only matters for fp16 (bf16 has fp32's exponent range).
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.name == "fp16")
 
-        self.train_set = ImageDataset(ds.train, train_transform(cfg.image_size, self.mean, self.std),
-                                      cfg.image_size, cfg.seed)
-        self.val_set = ImageDataset(ds.val, eval_transform(cfg.image_size, self.mean, self.std),
-                                    cfg.image_size, cfg.seed)
+        self.train_set = ImageDataset(
+            ds.train, train_transform(cfg.image_size, self.mean, self.std), cfg.image_size, cfg.seed
+        )
+        self.val_set = ImageDataset(
+            ds.val, eval_transform(cfg.image_size, self.mean, self.std), cfg.image_size, cfg.seed
+        )
         self.batches = EpochBatches(len(ds.train), cfg.batch_size, cfg.seed, self.rank, self.world)
         self.workers = cfg.workers if cfg.workers is not None else _default_workers(self.device)
         self.state = TrainState(world_size=self.world)
@@ -139,8 +145,10 @@ class Trainer:
 
     def _train_loader(self):
         return torch.utils.data.DataLoader(
-            EpochAwareDataset(self.train_set), batch_sampler=self.batches,
-            num_workers=self.workers, pin_memory=self.device.type == "cuda",
+            EpochAwareDataset(self.train_set),
+            batch_sampler=self.batches,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
             worker_init_fn=ignore_sigint if self.workers else None,
             persistent_workers=False,
         )
@@ -148,8 +156,11 @@ class Trainer:
     def eval_loader(self, dataset=None):
         """Batches of `dataset` (default: validation) in order, for evaluation-mode passes."""
         return torch.utils.data.DataLoader(
-            dataset or self.val_set, batch_size=max(self.cfg.batch_size, 32), shuffle=False,
-            num_workers=self.workers, pin_memory=self.device.type == "cuda",
+            dataset or self.val_set,
+            batch_size=max(self.cfg.batch_size, 32),
+            shuffle=False,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
             worker_init_fn=ignore_sigint if self.workers else None,
         )
 
@@ -161,10 +172,16 @@ class Trainer:
         frozen = st.epoch < self.freeze_epochs
         self._set_trainable(frozen)
         self.batches.epoch, self.batches.start = st.epoch, st.batch
-        batches = ((x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last),
-                    y.to(self.device, non_blocking=True)) for x, y in self._train_loader())
-        return self.run_steps(batches, self._forward(frozen), self.batches.steps(),
-                              "head only" if frozen else "full", stop)
+        batches = (
+            (
+                x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last),
+                y.to(self.device, non_blocking=True),
+            )
+            for x, y in self._train_loader()
+        )
+        return self.run_steps(
+            batches, self._forward(frozen), self.batches.steps(), "head only" if frozen else "full", stop
+        )
 
     def _forward(self, frozen: bool):
         """The module to train through: the model itself, or its DDP wrapper under torchrun."""
@@ -210,8 +227,9 @@ class Trainer:
             # The bar shows this rank's loss and accuracy, and the whole job's speed
             # (every rank trains the same number of photos per step).
             images = base.get("seen", 0) + (seen - base.get("seen", 0)) * self.world
-            self.reporter.step(st.batch, steps, loss_sum / seen, correct / seen,
-                               images / max(time.perf_counter() - t0, 1e-9))
+            self.reporter.step(
+                st.batch, steps, loss_sum / seen, correct / seen, images / max(time.perf_counter() - t0, 1e-9)
+            )
             # One tiny all-reduce per step: a Ctrl-C seen by any rank stops all of
             # them after the same step, so none is left waiting in DDP's next one.
             if distributed.any_rank(stop.set):
@@ -219,9 +237,11 @@ class Trainer:
                 return None
         st.partial = self._epoch_totals(seen, correct, loss_sum, t0)
         total = st.partial
-        return {"train_loss": total["loss_sum"] / max(total["seen"], 1),
-                "train_acc": total["correct"] / max(total["seen"], 1),
-                "images_per_s": total["seen"] / max(total["seconds"], 1e-9)}
+        return {
+            "train_loss": total["loss_sum"] / max(total["seen"], 1),
+            "train_acc": total["correct"] / max(total["seen"], 1),
+            "images_per_s": total["seen"] / max(total["seconds"], 1e-9),
+        }
 
     def _epoch_totals(self, seen: int, correct: int, loss_sum: float, t0: float) -> dict:
         """The epoch's running totals summed over the ranks (as they are, on one process)."""
@@ -262,8 +282,11 @@ class Trainer:
         if not len(labels):
             return {"val_loss": float("nan"), "val_acc": float("nan"), "val_macro_f1": float("nan")}
         pred = logits.argmax(1)
-        return {"val_loss": cross_entropy(labels, softmax(logits)), "val_acc": accuracy(labels, pred),
-                "val_macro_f1": macro_f1(labels, pred, len(self.ds.classes))}
+        return {
+            "val_loss": cross_entropy(labels, softmax(logits)),
+            "val_acc": accuracy(labels, pred),
+            "val_macro_f1": macro_f1(labels, pred, len(self.ds.classes)),
+        }
 
     def _gathered_val_logits(self):
         """Validation logits (N, K) and labels (N,) in the split's order, each rank predicting a slice.
@@ -297,8 +320,10 @@ class Trainer:
         """
         st, before = self.state, self.state.world_size
         if st.batch:
-            self.reporter.message(f"the run was saved by {before} process(es), this is {self.world}: "
-                                  f"epoch {st.epoch + 1} starts again from its first batch")
+            self.reporter.message(
+                f"the run was saved by {before} process(es), this is {self.world}: "
+                f"epoch {st.epoch + 1} starts again from its first batch"
+            )
         st.batch, st.partial = 0, {}
         st.step = st.epoch * self.batches.steps()
         st.world_size = self.world
@@ -311,8 +336,6 @@ def _default_workers(device) -> int:
     # separate decoder process only pays once there are cores to spare. Measured
     # on 2 cores: 9.6 img/s decoding in-process vs 7.5 with one worker.
     return min(8, cores) if device.type == "cuda" else min(4, cores // 4)
-
-
 
 
 def best_row(st: TrainState) -> dict | None:

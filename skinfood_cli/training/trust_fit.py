@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 def fit_run_trust(trainer: Trainer, temperature: float) -> dict:
     """`ckpt["trust"]` for the trainer's current weights (see trust/scope.py)."""
     cfg = trainer.cfg
-    train_set = ImageDataset(trainer.ds.train, eval_transform(cfg.image_size, trainer.mean, trainer.std),
-                             cfg.image_size, cfg.seed)
+    train_set = ImageDataset(
+        trainer.ds.train, eval_transform(cfg.image_size, trainer.mean, trainer.std), cfg.image_size, cfg.seed
+    )
 
     def extract(dataset):
         feats, logits, labels = [], [], []
@@ -42,5 +43,6 @@ def fit_run_trust(trainer: Trainer, temperature: float) -> dict:
 
     train_f, train_z, train_y = extract(train_set)
     val_f, val_z, val_y = extract(trainer.val_set)
-    return fit_trust(train_f, train_z, train_y, val_f, val_z, np.asarray(val_y), temperature=temperature,
-                     coverage=cfg.coverage)
+    return fit_trust(
+        train_f, train_z, train_y, val_f, val_z, np.asarray(val_y), temperature=temperature, coverage=cfg.coverage
+    )

@@ -40,9 +40,14 @@ class Calibration:
     reason: str = ""  # why the sets are full, when they are
 
     def state(self) -> dict:
-        return {"qhat": float(self.qhat), "coverage": float(self.coverage), "calibration_size": int(self.n),
-                "validation_coverage": float(self.achieved), "validation_mean_set_size": float(self.mean_size),
-                "reason": self.reason}
+        return {
+            "qhat": float(self.qhat),
+            "coverage": float(self.coverage),
+            "calibration_size": int(self.n),
+            "validation_coverage": float(self.achieved),
+            "validation_mean_set_size": float(self.mean_size),
+            "reason": self.reason,
+        }
 
 
 def conformal_quantile(scores, coverage: float) -> float:
@@ -87,8 +92,10 @@ def calibrate(probs, labels, coverage: float = 0.9) -> Calibration:
     reason = ""
     if math.isinf(qhat):
         need = math.ceil(coverage / (1 - coverage) - 1e-9)
-        reason = (f"{n} validation photo(s) cannot calibrate {coverage:.0%} coverage (it needs at least {need}): "
-                  "every prediction set is the full list of conditions")
+        reason = (
+            f"{n} validation photo(s) cannot calibrate {coverage:.0%} coverage (it needs at least {need}): "
+            "every prediction set is the full list of conditions"
+        )
     achieved, size = set_metrics(p, y, qhat) if n else (float("nan"), float("nan"))
     return Calibration(qhat, coverage, n, achieved, size, reason)
 

@@ -63,5 +63,10 @@ def ood_report(engine, folder: str, items: list[str], test_scopes) -> dict:
             continue
         scores.append(result.scope)
     s = np.asarray(scores, dtype=np.float64)
-    return {"folder": str(folder), "num_images": len(s), "unreadable": unreadable,
-            "auroc": auroc(test_scopes, s), "flagged": float(np.mean(s < 0)) if len(s) else float("nan")}
+    return {
+        "folder": str(folder),
+        "num_images": len(s),
+        "unreadable": unreadable,
+        "auroc": auroc(test_scopes, s),
+        "flagged": float(np.mean(s < 0)) if len(s) else float("nan"),
+    }

@@ -32,8 +32,10 @@ TRUST_VERSION = 1
 # best at separating non-skin pictures, and unlike it stable under int8 exports.
 DEFAULT_METHOD = "knn"
 KEEP = 0.95
-NO_SCOPE_CHECK = ("this model has no scope check (trained or exported before skinfood had one): every photo "
-                  "counts as in scope; retrain it to flag photos that are not skin conditions it knows")
+NO_SCOPE_CHECK = (
+    "this model has no scope check (trained or exported before skinfood had one): every photo "
+    "counts as in scope; retrain it to flag photos that are not skin conditions it knows"
+)
 
 
 def pooled_features(model, x):
@@ -64,9 +66,19 @@ class ScopedClassifier(nn.Module):
         return (raw - self.threshold) / self.scale
 
 
-def fit_trust(train_features, train_logits, train_labels, val_features, val_logits, val_labels, *,
-              temperature: float = 1.0, coverage: float = 0.9, method: str = DEFAULT_METHOD,
-              keep: float = KEEP) -> dict:
+def fit_trust(
+    train_features,
+    train_logits,
+    train_labels,
+    val_features,
+    val_logits,
+    val_labels,
+    *,
+    temperature: float = 1.0,
+    coverage: float = 0.9,
+    method: str = DEFAULT_METHOD,
+    keep: float = KEEP,
+) -> dict:
     """Fit the scope score and the conformal sets; returns the checkpoint's `trust` dict.
 
     Args:
@@ -80,9 +92,13 @@ def fit_trust(train_features, train_logits, train_labels, val_features, val_logi
 
     val_features = torch.as_tensor(val_features, dtype=torch.float32)
     val_logits = torch.as_tensor(val_logits, dtype=torch.float32)
-    score = fit_score(method, torch.as_tensor(train_features, dtype=torch.float32),
-                      torch.as_tensor(train_logits, dtype=torch.float32), torch.as_tensor(train_labels),
-                      temperature=temperature)
+    score = fit_score(
+        method,
+        torch.as_tensor(train_features, dtype=torch.float32),
+        torch.as_tensor(train_logits, dtype=torch.float32),
+        torch.as_tensor(train_labels),
+        temperature=temperature,
+    )
     with torch.no_grad():
         val_raw = score(val_features, val_logits).double()
     threshold = in_scope_threshold(val_raw, keep)
@@ -92,6 +108,14 @@ def fit_trust(train_features, train_logits, train_labels, val_features, val_logi
     if not math.isfinite(threshold):  # no validation photos: nothing is out of scope
         threshold = -1e30
     cal = calibrate(softmax(val_logits.numpy(), temperature), val_labels, coverage)
-    return {"version": TRUST_VERSION, "method": method, "score": score.state(), "threshold": threshold,
-            "scale": scale, "keep": keep, "num_train": len(train_labels), "num_val": len(val_labels),
-            "conformal": cal.state()}
+    return {
+        "version": TRUST_VERSION,
+        "method": method,
+        "score": score.state(),
+        "threshold": threshold,
+        "scale": scale,
+        "keep": keep,
+        "num_train": len(train_labels),
+        "num_val": len(val_labels),
+        "conformal": cal.state(),
+    }

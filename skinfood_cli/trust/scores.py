@@ -141,8 +141,7 @@ def ledoit_wolf(centred: torch.Tensor) -> torch.Tensor:
     return (1 - shrinkage) * cov + shrinkage * mu * torch.eye(d, dtype=x.dtype)
 
 
-def fit_score(method: str, features, logits, labels, *, temperature: float = 1.0,
-              k: int = DEFAULT_K) -> Score:
+def fit_score(method: str, features, logits, labels, *, temperature: float = 1.0, k: int = DEFAULT_K) -> Score:
     """Fit score `method` on the training photos' features (N, D), logits (N, K) and labels (N,)."""
     if method == "max_softmax":
         return MaxSoftmax(temperature)

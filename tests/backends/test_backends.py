@@ -14,8 +14,16 @@ from skinfood_cli.engine import Engine
 from skinfood_cli.errors import ModelError
 
 CLASSES = ["acne", "psoriasis", "vitiligo"]
-META = {"classes": CLASSES, "image_size": 8, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],
-        "temperature": 2.0, "threshold": 0.7, "precision": "fp32", "run_name": "tiny"}
+META = {
+    "classes": CLASSES,
+    "image_size": 8,
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.25, 0.25, 0.25],
+    "temperature": 2.0,
+    "threshold": 0.7,
+    "precision": "fp32",
+    "run_name": "tiny",
+}
 
 
 class Tiny(torch.nn.Module):
@@ -62,8 +70,15 @@ def test_an_onnx_file_takes_pixels_or_tensors_as_its_metadata_says(tmp_path):
     from skinfood_cli.backends.onnx import ONNX_FORMAT
 
     path = tmp_path / "tiny.onnx"
-    torch.onnx.export(Tiny().eval(), (torch.zeros(2, 3, 8, 8),), str(path), dynamo=False,
-                      input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "batch"}})
+    torch.onnx.export(
+        Tiny().eval(),
+        (torch.zeros(2, 3, 8, 8),),
+        str(path),
+        dynamo=False,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}},
+    )
     model = onnx.load(str(path))
     for key, value in {**META, "format": ONNX_FORMAT, "input": FLOAT_NCHW, "run": "old-key"}.items():
         model.metadata_props.add(key=key, value=json.dumps(value))

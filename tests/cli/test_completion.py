@@ -8,8 +8,13 @@ import sys
 
 
 def _complete(words: str, env_home) -> list[str]:
-    env = {**os.environ, "SKINFOOD_HOME": str(env_home), "_SKINFOOD_COMPLETE": "complete_bash",
-           "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
+    env = {
+        **os.environ,
+        "SKINFOOD_HOME": str(env_home),
+        "_SKINFOOD_COMPLETE": "complete_bash",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split()) - 1),
+    }
     code = "import sys; sys.argv[0] = 'skinfood'; from skinfood_cli.cli import main; main()"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     return done.stdout.split()

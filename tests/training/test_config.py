@@ -42,8 +42,11 @@ def test_a_config_file_is_read_and_typed_flags_override_it(tmp_path, monkeypatch
     monkeypatch.setattr(runs, "train", fake_train)
     config = tmp_path / "config.yaml"
     # A run's config.yaml also carries versions and counts: those are read past, not refused.
-    config.write_text(yaml.safe_dump({"data": str(tmp_path), "epochs": 7, "lr": 0.003, "seed": 4,
-                                      "skinfood_version": "0.0.1", "num_train": 12}))
+    config.write_text(
+        yaml.safe_dump(
+            {"data": str(tmp_path), "epochs": 7, "lr": 0.003, "seed": 4, "skinfood_version": "0.0.1", "num_train": 12}
+        )
+    )
     from typer.testing import CliRunner
 
     from skinfood_cli.cli import app
@@ -58,7 +61,7 @@ def test_a_config_file_is_read_and_typed_flags_override_it(tmp_path, monkeypatch
 def test_a_config_file_with_an_unknown_or_mistyped_setting_is_refused_in_one_line(tmp_path):
     bad = tmp_path / "c.yaml"
     bad.write_text("epoch: 3\n")
-    with pytest.raises(UsageError, match="unknown setting.*epoch"):
+    with pytest.raises(UsageError, match=r"unknown setting.*epoch"):
         load_config_file(bad)
     bad.write_text("epochs: three\n")
     with pytest.raises(UsageError, match="epochs should be int"):
