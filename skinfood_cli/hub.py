@@ -313,7 +313,7 @@ def build_hub_folder(
     onnx = None
     if with_onnx:
         from skinfood_cli.backends.hub_folder import describe_folder
-        from skinfood_cli.export import check_passed, export_model
+        from skinfood_cli.export import VERIFY_IMAGES, check_passed, export_model
 
         onnx = export_model(
             Path(source),
@@ -321,8 +321,8 @@ def build_hub_folder(
             output=Path(output) / ONNX_FILE,
             book=book,
             log=log,
-            **({} if verify_images is None else {"verify_images": verify_images}),
-        )  # type: ignore[arg-type]
+            verify_images=VERIFY_IMAGES if verify_images is None else verify_images,
+        )
         check_passed(onnx)
         folder = describe_folder(Path(output), folder.weights_sha256)
     return HubExport(folder, onnx, time.perf_counter() - started)
