@@ -28,6 +28,7 @@ import torch
 from skinfood_cli.backends import LoadedModel, is_exported, load_model
 from skinfood_cli.backends.metadata import export_metadata
 from skinfood_cli.backends.onnx import EXPORT_INSTALL, ONNX_FORMAT
+from skinfood_cli.backends.registry import writer_for
 from skinfood_cli.backends.torchscript import TORCHSCRIPT_FORMAT
 from skinfood_cli.data.images import load_image
 from skinfood_cli.errors import (
@@ -150,24 +151,23 @@ def export_model(
             meta.update(quantized_engine=ENGINE, activation_bits=activation_bits())
             log(f"quantising to int8 (PyTorch FX, {ENGINE} kernels, per-channel) on {len(cal)} calibration photos")
         log(f"tracing to TorchScript: {output}")
-        from skinfood_cli.backends.torchscript_writer import write_torchscript
-
-        write_torchscript(loaded, output, meta, None if cal is None else _calibration_batches(loaded, cal))
+        writer_for("torchscript").write(
+            loaded, output, meta, calibration=None if cal is None else _calibration_batches(loaded, cal)
+        )
         log(f"verifying against PyTorch fp32 on {photos.count} {photos.source}")
         result = _finish(output, meta["precision"], meta, verify(loaded, output, photos, int8=int8), None)
     else:
         target = fp32_companion(output) if int8 else output
         log(f"exporting with torch.onnx (dynamo), opset {opset}: {target}")
-        from skinfood_cli.backends.onnx_writer import quantize_onnx, write_onnx
-
-        write_onnx(loaded, target, meta, opset=opset, batch=batch, with_preprocessing=with_preprocessing)
+        writer = writer_for("onnx")
+        writer.write(loaded, target, meta, opset=opset, batch=batch, with_preprocessing=with_preprocessing)
         log(f"verifying against PyTorch fp32 on {photos.count} {photos.source}")
         fp32 = _finish(target, "fp32", meta, verify(loaded, target, photos, int8=False), None)
         result = fp32
         if int8 and fp32.verification.passed:
             cal = calibration_photos(loaded, calibration, calibration_images)
             log(f"quantising to int8 (QDQ, per-channel) on {len(cal)} calibration photos: {output}")
-            quantize_onnx(
+            writer.quantise(
                 target,
                 output,
                 lambda transform: _photo_batches(transform, cal, loaded.image_size),

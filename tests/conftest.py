@@ -36,7 +36,7 @@ def env_setup(tmp_path, monkeypatch):
     monkeypatch.delenv("LC_MESSAGES", raising=False)
     monkeypatch.delenv("SKINFOOD_DEBUG", raising=False)
     # Issue 20: no test reads the machine's Hugging Face cache or reaches the Hub. huggingface_hub
-    # reads these when `constants` loads, so a loaded one is reloaded (tests/test_hub.py does too).
+    # reads these when `constants` loads, so a loaded one is reloaded (tests/backends/test_hub.py does too).
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     for name in ("HF_TOKEN", "HF_ENDPOINT", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):

@@ -102,3 +102,13 @@ class Backend:
     def place(self, model: LoadedModel, device: torch.device, device_spec: str | None, precision: str | None) -> Runner:
         """Put `model` on `device` (already resolved from `device_spec`) with the backend's arithmetic."""
         raise NotImplementedError
+
+    # -- writing (the kinds skinfood exports to) ------------------------------------------
+
+    def write(self, loaded: LoadedModel, path: Path, meta: dict, **options: Any) -> None:
+        """Write a checkpoint's `loaded` model to `path` as a file of this kind, with `meta` inside."""
+        raise NotImplementedError(f"skinfood does not write {self.name} files")
+
+    def quantise(self, source: Path, output: Path, batches: Callable, meta: dict) -> None:
+        """Write an int8 version of the fp32 file `source` to `output`, calibrated on `batches(transform)`."""
+        raise NotImplementedError(f"skinfood does not quantise {self.name} files")

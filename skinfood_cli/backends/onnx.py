@@ -146,6 +146,19 @@ class OnnxBackend(Backend):
             path, OnnxRunner(session, input_kind, probs_out), meta, backend=self, probabilities_out=probs_out
         )
 
+    def write(self, loaded: LoadedModel, path: Path, meta: dict, **options) -> None:
+        """torch.onnx (dynamo) export with `opset`, `batch` and `with_preprocessing` (onnx_writer.py)."""
+        from skinfood_cli.backends.onnx_writer import write_onnx
+
+        write_onnx(loaded, path, meta, **options)
+
+    def quantise(self, source: Path, output: Path, batches, meta: dict) -> None:
+        """ONNX Runtime static int8 (QDQ, per-channel weights), the scope score kept fp32 (onnx_writer.py)."""
+        from skinfood_cli.backends.onnx_writer import quantize_onnx
+
+        runner = self.place(self.load(source), torch.device("cpu"), "cpu", None)
+        quantize_onnx(source, output, runner, batches, meta)
+
     def place(self, model: LoadedModel, device: torch.device, device_spec: str | None, precision: str | None) -> Runner:
         runner: OnnxRunner = model.module
         if device.type == "cuda":

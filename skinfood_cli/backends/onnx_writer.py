@@ -95,8 +95,12 @@ class _CalibrationReader:
         self._batches = self.batches(self.runner.transform)
 
 
-def quantize_onnx(fp32_path: Path, output: Path, batches: Batches, meta: dict) -> None:
-    """Quantise the fp32 file to int8 QDQ at `output`, calibrated on `batches` of typical photos."""
+def quantize_onnx(fp32_path: Path, output: Path, runner: Runner, batches: Batches, meta: dict) -> None:
+    """Quantise the fp32 file to int8 QDQ at `output`, calibrated on `batches` of typical photos.
+
+    `runner` is the fp32 file placed on the CPU: its transform and input layout are what the
+    calibrator must be fed, exactly as the engine feeds the session.
+    """
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -105,10 +109,6 @@ def quantize_onnx(fp32_path: Path, output: Path, batches: Batches, meta: dict) -
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from skinfood_cli.backends.onnx import OnnxBackend
-
-    backend = OnnxBackend()
-    runner = backend.place(backend.load(fp32_path), torch.device("cpu"), "cpu", None)
     # Beside the output, not in /tmp: a rename from a tmpfs /tmp into the home folder fails (EXDEV).
     with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as tmp:
         prepared = Path(tmp) / "prepared.onnx"

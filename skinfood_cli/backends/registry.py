@@ -36,3 +36,11 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     """Load a validated checkpoint (see `checkpoint.load_checkpoint`), or an exported file."""
     path = Path(path)
     return backend_for(path).load(path)
+
+
+# `skinfood export --format NAME` -> the backend that writes that kind of file.
+WRITERS: dict[str, Backend] = {"onnx": BACKENDS[0], "torchscript": BACKENDS[1]}
+
+
+def writer_for(fmt: str) -> Backend:
+    return WRITERS[fmt]

@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 
 from skinfood_cli.backends.base import Backend, LoadedModel, Runner
-from skinfood_cli.backends.metadata import loaded_from_metadata
+from skinfood_cli.backends.metadata import TORCHSCRIPT_METADATA_FILE, loaded_from_metadata
 from skinfood_cli.data.dataset import eval_transform
 from skinfood_cli.errors import ModelError, UsageError, first_line
 from skinfood_cli.model import DEVICE_ENV, Precision
 
 TORCHSCRIPT_FORMAT = "skinfood-torchscript"
-METADATA_FILE = "skinfood.json"
+METADATA_FILE = TORCHSCRIPT_METADATA_FILE
 
 
 def load_module(path: str | os.PathLike, device="cpu", extra: dict | None = None):
@@ -66,6 +66,15 @@ class TorchScriptBackend(Backend):
                 "export it with `skinfood export --format torchscript`"
             )
         return loaded_from_metadata(path, module, meta, backend=self)
+
+    def write(self, loaded: LoadedModel, path: Path, meta: dict, **options) -> None:
+        """Trace and freeze; with `calibration` batches, PyTorch's x86 int8 first (torchscript_writer.py).
+
+        int8 is decided before tracing (FX quantises the module), so `quantise` has nothing to add.
+        """
+        from skinfood_cli.backends.torchscript_writer import write_torchscript
+
+        write_torchscript(loaded, path, meta, options.get("calibration"))
 
     def place(self, model: LoadedModel, device: torch.device, device_spec: str | None, precision: str | None) -> Runner:
         """The file's module on `device`: int8 runs on the CPU only."""

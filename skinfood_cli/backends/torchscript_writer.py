@@ -12,7 +12,7 @@ import torch
 
 from skinfood_cli.backends.base import LoadedModel
 from skinfood_cli.backends.graph import example_input, export_module
-from skinfood_cli.backends.torchscript import METADATA_FILE
+from skinfood_cli.backends.metadata import TORCHSCRIPT_METADATA_FILE as METADATA_FILE
 
 
 def write_torchscript(

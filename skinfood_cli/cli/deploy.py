@@ -116,7 +116,7 @@ def export(
     source = resolve_model(model)
     if fmt is ExportFormat.hub or with_onnx:  # the portable folder (docs/sharing.md)
         from skinfood_cli.cli.share import print_hub_export
-        from skinfood_cli.hub import build_hub_folder, default_hub_output
+        from skinfood_cli.hub_publish import build_hub_folder, default_hub_output
 
         if fmt is not ExportFormat.hub or int8 or batch is not None or with_preprocessing:
             raise UsageError(

@@ -41,7 +41,7 @@ def push(
 
         skinfood predict photo.jpg --model hf://my-lab/skin-resnet50
     """
-    from skinfood_cli.hub import push_model
+    from skinfood_cli.hub_publish import push_model
     from skinfood_cli.output import console
 
     err = console(stderr=True)

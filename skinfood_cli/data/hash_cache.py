@@ -7,7 +7,7 @@ change to what is computed recomputes everything. sqlite3 (stdlib) keeps it in
 one file, `<data home>/cache/photo-facts.sqlite3`; deleting it is always safe.
 
 A warm run costs a stat per file and one indexed lookup per file, batched: on
-20,000 photos about a second (see tests/test_check.py and the README).
+20,000 photos about a second (see tests/data/test_check.py and the README).
 """
 
 from __future__ import annotations

@@ -49,6 +49,17 @@ def test_the_file_kind_picks_the_backend():
     assert [b.supports_gradients for b in BACKENDS] == [b.name == "torch" for b in BACKENDS]
 
 
+def test_only_the_exported_kinds_are_written_and_a_checkpoint_backend_says_it_writes_nothing(tmp_path):
+    from skinfood_cli.backends.registry import WRITERS
+
+    assert sorted(WRITERS) == ["onnx", "torchscript"]
+    assert all(b.exported for b in WRITERS.values())
+    with pytest.raises(NotImplementedError, match="does not write torch files"):
+        backend_for("best.pt").write(None, tmp_path / "x.pt", {})
+    with pytest.raises(NotImplementedError, match="does not quantise torchscript"):
+        WRITERS["torchscript"].quantise(tmp_path / "a", tmp_path / "b", lambda t: iter(()), {})
+
+
 def test_a_torchscript_file_loads_with_its_metadata_and_runs_through_the_engine(tmp_path):
     from skinfood_cli.backends.torchscript import METADATA_FILE, TORCHSCRIPT_FORMAT
 

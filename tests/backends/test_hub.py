@@ -593,7 +593,7 @@ def test_real_cli_reads_hf_env_in_a_fresh_process(fake_hub, folder, photos, tmp_
         HF_HOME=str(tmp_path / "hf"),
         HF_HUB_DISABLE_TELEMETRY="1",
         HF_HUB_DISABLE_IMPLICIT_TOKEN="1",
-        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+        PYTHONPATH=str(Path(__file__).resolve().parents[2]),
     )
     cmd = [
         sys.executable,
