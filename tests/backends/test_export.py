@@ -168,7 +168,8 @@ def test_torchscript_export_is_verified_and_carries_metadata(model_path, tmp_pat
     extra = {"skinfood.json": ""}
     module = torch.jit.load(str(out), _extra_files=extra)
     assert json.loads(extra["skinfood.json"])["classes"] == ["acne", "psoriasis", "vitiligo"]
-    assert module(torch.zeros(3, 3, 96, 96)).shape == (3, 3)
+    logits, scope = module(torch.zeros(3, 3, 96, 96))  # a model with a scope check: two outputs
+    assert logits.shape == (3, 3) and scope.shape == (3,)
 
 
 def test_fixed_batch_export(model_path, tmp_path, cli):
