@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from skinfood_cli.backends.hub_card import model_card
+from skinfood_cli.backends.tensor_tree import PREFIX, join_tensors, split_tensors
 from skinfood_cli.errors import ModelError, UsageError, first_line
 
 CONFIG_FILE = "config.json"
@@ -97,8 +99,10 @@ def write_hub_folder(
     for stale in (ONNX_FILE, ONNX_FILE + ".json"):  # an earlier export's, for other weights
         with contextlib.suppress(FileNotFoundError):
             (output / stale).unlink()
-    sha, size = _write_weights(ckpt["state_dict"], output / WEIGHTS_FILE)
-    config = build_config(ckpt, book, sha256=sha, size_bytes=size)
+    # The scope check's tensors travel in model.safetensors too; config.json holds markers for them.
+    trust, extra = split_tensors(ckpt.get("trust"), "trust")
+    sha, size = _write_weights({**ckpt["state_dict"], **extra}, output / WEIGHTS_FILE)
+    config = build_config({**ckpt, "trust": trust} if trust is not None else ckpt, book, sha256=sha, size_bytes=size)
     _write_text(output / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     _write_text(output / CARD_FILE, model_card(config, _source_card(source), repo_id))
     _check_round_trip(ckpt["state_dict"], output)
@@ -127,7 +131,7 @@ def _check_round_trip(state: dict, output: Path) -> None:
 
     from skinfood_cli.errors import EXIT_SOME_FAILED, SkinfoodError
 
-    back = load_hub_folder(output)["state_dict"]
+    back = load_hub_folder(output)["state_dict"]  # the network's weights (the trust tensors apart)
     same = back.keys() == state.keys() and all(torch.equal(back[k], state[k].cpu()) for k in state)
     if not same:
         raise SkinfoodError(
@@ -246,90 +250,6 @@ def _write_text(path: Path, text: str) -> None:
         raise
 
 
-# --- the model card ------------------------------------------------------------------
-
-
-def model_card(config: dict, run_card: str | None, repo_id: str | None = None) -> str:
-    """README.md: the run's own card under Hub front matter, or a generated card."""
-    front = _front_matter(config)
-    if run_card is not None:
-        return run_card if run_card.lstrip().startswith("---") else front + "\n" + run_card
-    metrics = config.get("metrics") or {}
-    data = config.get("data") or {}
-    rows = [f"| {k} | {_fmt(v)} |" for k, v in metrics.items() if isinstance(v, (int, float))]
-    table = "\n".join(["| metric | value |", "|---|---|", *rows]) if rows else "(none recorded)"
-    classes = ", ".join(config["classes"])
-    name = config.get("run_name") or "skinfood model"
-    repo = repo_id or "ORG/NAME"
-    return f"""{front}
-# {name}
-
-A skin-condition photo classifier ({config.get("arch", "resnet50")}) trained with
-skinfood. **Not a medical device**: its answers are
-hints to discuss with a doctor, never a diagnosis.
-
-## Intended use
-
-Sorting a photo of a skin condition into one of: {classes}. For learning, triage practice and
-research. Not for diagnosing anyone, and not for conditions outside this list: the model
-always answers with one of its classes, even for a photo of something else.
-
-    pip install "skinfood[hub]"
-    skinfood predict photo.jpg --model hf://{repo}
-
-## Data
-
-Trained on a folder of {data.get("num_train", "?")} photos ({data.get("layout", "unknown")} layout,
-folder `{data.get("root_name", "?")}`), validated on {data.get("num_val", "?")}. No photo is part of this
-repository: only the weights (`model.safetensors`) and their settings (`config.json`).
-
-## Metrics
-
-On the validation photos, at the best epoch:
-
-{table}
-
-Calibration: temperature {_fmt(config.get("temperature"))}, uncertainty threshold
-{_fmt(config.get("threshold"))}. Image size {config.get("image_size")} px.
-
-## Limitations
-
-- Validation photos come from the same collection as the training photos; other cameras,
-  lighting and skin tones may score lower. Evaluate on your own photos first
-  (`skinfood evaluate --model hf://{repo} --data DIR`).
-- Photo collections under-represent darker skin; check per-class results before relying on it.
-- The licence of the training photos carries over to questions about these weights: check it
-  before redistributing or using the model commercially.
-
-## Not a medical device
-
-This model has not been cleared or approved by any regulator. Do not use it to decide on
-treatment. See a doctor for anything that worries you, changes, bleeds or spreads.
-"""
-
-
-def _front_matter(config: dict) -> str:
-    tags = ["skinfood", "image-classification", "dermatology", "not-a-medical-device"]
-    lines = [
-        "---",
-        "library_name: skinfood",
-        "pipeline_tag: image-classification",
-        "license: unknown  # choose one: see docs/sharing.md on the training photos' licence",
-        "tags:",
-    ]
-    lines += [f"- {t}" for t in tags]
-    return "\n".join(lines + ["---", ""])
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "?" if value is None else str(value)
-
-
-# --- reading -------------------------------------------------------------------------
-
-
 def read_config(folder: str | os.PathLike) -> dict:
     """Read and check a folder's config.json; ModelError with one line when it is not ours."""
     folder = Path(folder)
@@ -386,7 +306,8 @@ def load_hub_folder(folder: str | os.PathLike) -> dict:
 
     folder = Path(folder)
     config = read_config(folder)
-    state = load_weights(folder / WEIGHTS_FILE, config["weights"]["sha256"])
+    tensors = load_weights(folder / WEIGHTS_FILE, config["weights"]["sha256"])
+    state = {k: v for k, v in tensors.items() if not k.startswith(PREFIX)}
     skip = {
         "library",
         "skinfood_config_version",
@@ -406,6 +327,11 @@ def load_hub_folder(folder: str | os.PathLike) -> dict:
         display_names=config.get("display_names"),
         threshold=float(config.get("threshold", 0.5)),
     )
+    if config.get("trust") is not None:
+        try:
+            ckpt["trust"] = join_tensors(config["trust"], tensors)
+        except KeyError as exc:
+            raise ModelError(f"{folder}: config.json names a tensor {exc} that model.safetensors lacks") from None
     return validate_checkpoint(ckpt, folder)
 
 

@@ -177,12 +177,16 @@ def _load_engine(model: Optional[str], device, precision, batch_size: int = 32, 
     engine = Engine(
         loaded, device=device, precision=precision.value if precision else None, batch_size=batch_size, workers=workers
     )
+    return engine
+
+
+def _warn_no_scope_check(engine) -> None:
+    """Once per command, after its inputs checked out: an old model answers without a scope check."""
     if not engine.has_scope_check:
         from skinfood_cli.output import warn
         from skinfood_cli.trust.scope import NO_SCOPE_CHECK
 
-        warn(f"{loaded.path.name}: {NO_SCOPE_CHECK}")
-    return engine
+        warn(f"{engine.model.path.name}: {NO_SCOPE_CHECK}")
 
 
 def _warn_missing_descriptions(classes, book) -> None:

@@ -24,6 +24,7 @@ from skinfood_cli.cli.app import (
     _lang,
     _load_engine,
     _warn_missing_descriptions,
+    _warn_no_scope_check,
     command,
 )
 from skinfood_cli.errors import EXIT_SOME_FAILED
@@ -95,6 +96,7 @@ def predict(
     book = _book(descriptions)
     engine = _load_engine(model, device, precision, batch_size, workers)
     _warn_missing_descriptions(engine.classes, book)
+    _warn_no_scope_check(engine)
     records = predict_items(items, engine, book, lang=language, top_k=top_k, threshold=threshold)
     failed = 0
     if fmt is PredictFormat.human:
@@ -194,6 +196,7 @@ def evaluate(
     eval_set = resolve_eval_set(
         engine.model.meta, engine.classes, str(data) if data else None, split.value, skip_unknown
     )
+    _warn_no_scope_check(engine)
     for name, count in eval_set.unknown.items():
         warn(f"left out {count} photo(s) of class {name!r}, which the model does not know")
     with BatchProgress(len(eval_set.samples), "evaluating") as bar:
@@ -275,6 +278,7 @@ def explain(
     book = _book(descriptions)
     engine = _load_engine(model, device, Precision.fp32)
     _warn_missing_descriptions(engine.classes, book)
+    _warn_no_scope_check(engine)
     records = explain_items(
         items,
         engine,

@@ -29,7 +29,8 @@ def prepare_data(cfg: TrainConfig, reporter: Reporter, val_files: list[str] | No
     ds.skipped = skipped
     # Copies of one photo across the splits inflate every figure: leave the training copy out (--leaks).
     ds.leaks = screen_dataset(ds, cfg.leaks, workers=cfg.workers, progress=reporter.scan)
-    (reporter.warning if ds.leaks.pairs and cfg.leaks == "keep" else reporter.message)(ds.leaks.summary())
+    if ds.leaks.pairs:  # a clean set says nothing: the run's config.yaml records the screen either way
+        (reporter.warning if cfg.leaks == "keep" else reporter.message)(ds.leaks.summary())
     counts = class_counts(ds.train + ds.val, len(ds.classes))
     empty = [c for c, n in zip(ds.classes, counts) if n == 0]
     if empty:

@@ -127,3 +127,22 @@ def test_a_checkpoint_runs_with_gradients_available_and_the_chosen_precision(mod
     logits = engine.forward(engine.example_input(2))
     assert logits.shape == (2, len(loaded.classes)) and logits.dtype == torch.float32
     assert engine.precision.name == "fp32" and engine.device.type == "cpu"
+
+
+def test_a_nested_dict_of_tensors_splits_into_json_and_safetensors_keys_and_back():
+    from skinfood_cli.backends.tensor_tree import PREFIX, join_tensors, split_tensors
+
+    trust = {
+        "method": "knn",
+        "threshold": -0.5,
+        "score": {"features": torch.rand(4, 3), "k": 10},
+        "conformal": {"qhat": 0.9, "sizes": [torch.ones(2), 3]},
+    }
+    plain, tensors = split_tensors(trust, "trust")
+    assert json.loads(json.dumps(plain))["score"]["features"] == {"tensor": PREFIX + "trust.score.features"}
+    assert set(tensors) == {PREFIX + "trust.score.features", PREFIX + "trust.conformal.sizes.0"}
+    back = join_tensors(json.loads(json.dumps(plain)), tensors)
+    assert torch.equal(back["score"]["features"], trust["score"]["features"]) and back["score"]["k"] == 10
+    assert back["conformal"]["qhat"] == 0.9 and torch.equal(back["conformal"]["sizes"][0], torch.ones(2))
+    with pytest.raises(KeyError):
+        join_tensors(plain, {})
