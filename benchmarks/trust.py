@@ -33,7 +33,7 @@ from skinfood_cli.data.dataset import (
     list_class_folders,
 )
 from skinfood_cli.data.images import is_image_path, load_image
-from skinfood_cli.engine import softmax
+from skinfood_cli.metrics import softmax
 from skinfood_cli.trust import (
     KEEP,
     auroc,
@@ -172,9 +172,16 @@ def main() -> None:
         f"(val coverage {c['validation_coverage']:.3f}); test coverage {coverage:.3f}, mean set size {size:.2f}, "
         f"singletons {c['test_singletons']:.1%}; test accuracy {result['test_accuracy']:.3f}"
     )
+    import report  # benchmarks/report.py: provenance, and the generated benchmarks/README.md
+
+    result["run"] = report.provenance("trust", sys.argv[1:])
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        out = Path(args.out)
+        if out.parent.resolve() == report.RESULTS.resolve():
+            report.save(out.stem, result)  # beside the other runs: the README is regenerated
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
