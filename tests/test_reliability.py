@@ -364,7 +364,9 @@ def test_explain_json_has_a_record_and_a_picture_for_every_odd_file(model_path, 
 @pytest.mark.slow
 def test_train_prescan_lists_bad_files_and_still_trains(tiny_data):
     make_zoo(tiny_data / "train" / "acne", size=(48, 40))
-    r = skinfood("train", "--data", tiny_data, "--name", "zoo", "--epochs", "1", *TINY)
+    # The zoo holds one picture in many encodings (CMYK, grey, 16-bit, ...): near copies of each other,
+    # which the leak screen would rightly leave out of train; this test is about decoding them.
+    r = skinfood("train", "--data", tiny_data, "--name", "zoo", "--epochs", "1", "--leaks", "keep", *TINY)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Traceback" not in r.stderr
     run = home() / "runs" / "zoo"

@@ -183,19 +183,20 @@ def test_an_export_that_does_not_match_pytorch_fails(model_path, tmp_path, cli, 
     """Simulate an exporter that writes a wrong graph: the check must catch it."""
     import torch
 
-    from skinfood_cli import export
+    from skinfood_cli.backends import onnx_writer
 
-    real = export._export_module
+    real = onnx_writer.export_module
 
     def wrong_graph(loaded, with_preprocessing):
         import copy
 
         module = copy.deepcopy(real(loaded, with_preprocessing))
+        net = getattr(module, "model", module)  # inside the scope wrapper when the model has a scope check
         with torch.no_grad():
-            module.fc.bias += torch.tensor([0.0, 0.05, 0.0])
+            net.fc.bias += torch.tensor([0.0, 0.05, 0.0])
         return module
 
-    monkeypatch.setattr(export, "_export_module", wrong_graph)
+    monkeypatch.setattr(onnx_writer, "export_module", wrong_graph)
     out = tmp_path / "wrong.onnx"
     result = cli("export", "--model", model_path, "--output", out)
     assert result.exit_code == 1

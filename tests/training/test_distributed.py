@@ -270,7 +270,13 @@ def test_two_processes_train_like_one_process_with_the_same_global_batch(tmp_pat
     # Only rank 0 writes and talks: one run folder, one set of files, rank 1 silent.
     runs = list((home / "runs").iterdir())
     assert [p.name for p in runs] == ["two"]
-    assert sorted(p.name for p in runs[0].iterdir()) == ["best.pt", "config.yaml", "last.pt", "metrics.csv"]
+    assert sorted(p.name for p in runs[0].iterdir()) == [
+        "MODEL_CARD.md",
+        "best.pt",
+        "config.yaml",
+        "last.pt",
+        "metrics.csv",
+    ]
     assert ranks[1] == ""
     assert ranks[0].count("model saved to") == 1 and "2 processes x batch 8 = global batch 16" in ranks[0]
     with open(runs[0] / "metrics.csv") as f:
