@@ -166,6 +166,8 @@ def evaluate(
     ood: Optional[List[Path]] = typer.Option(
         None,
         "--ood",
+        exists=True,
+        file_okay=False,
         help="A folder of photos the model should NOT recognise (repeatable): how well the scope check flags them.",
     ),
 ):
