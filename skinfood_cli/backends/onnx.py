@@ -2,7 +2,7 @@
 
 `skinfood export` writes everything a consumer needs into the file's
 `metadata_props` (JSON strings: classes, image size, resize rule, mean/std,
-temperature, ...). `load_onnx_model` reads them back, so `predict`, `evaluate`
+temperature, ...). `OnnxBackend.load` reads them back, so `predict`, `evaluate`
 and `serve --model file.onnx` preprocess exactly as the checkpoint did and
 produce the same records. Only the network runs elsewhere: `OnnxRunner.forward`
 takes the engine's batch tensor and returns logits.

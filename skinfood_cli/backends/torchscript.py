@@ -2,7 +2,7 @@
 
 `skinfood export --format torchscript [--int8]` writes a traced, frozen module
 with skinfood's metadata (classes, image size, mean/std, temperature, precision)
-in its `skinfood.json` extra file. `load_torchscript_model` reads both back, so
+in its `skinfood.json` extra file. `TorchScriptBackend.load` reads both back, so
 predict, evaluate and serve preprocess exactly as the checkpoint did and give
 the same records. The int8 file is the fastest way to run skinfood on a CPU.
 """
