@@ -188,19 +188,11 @@ def make_prediction(
         uncertain = len(members) > 1
     else:
         members, uncertain = [best], confidence < threshold
-    if not in_scope:
-        return Prediction(
-            path=path,
-            label=best,
-            disease_name=entry.name if entry else best,
-            confidence=round(confidence, 6),
-            uncertain=bool(uncertain),
-            top_k=alternatives,
-            description=OUT_OF_SCOPE.get(lang, OUT_OF_SCOPE["en"]),
-            in_scope=False,
-            scope_score=round(float(scope_score or 0.0), 6),
-            prediction_set=members,
-        )
+    if in_scope:
+        description = entry.summary if entry else NO_DESCRIPTION.get(lang, NO_DESCRIPTION["en"])
+        urgency, advice = (entry.urgency, entry.see_a_doctor) if entry else (None, None)
+    else:  # the closest condition is no answer: its description and advice would read as one
+        description, urgency, advice = OUT_OF_SCOPE.get(lang, OUT_OF_SCOPE["en"]), None, None
     return Prediction(
         path=path,
         label=best,
@@ -208,10 +200,10 @@ def make_prediction(
         confidence=round(confidence, 6),
         uncertain=bool(uncertain),
         top_k=alternatives,
-        description=entry.summary if entry else NO_DESCRIPTION.get(lang, NO_DESCRIPTION["en"]),
-        urgency=entry.urgency if entry else None,
-        advice=entry.see_a_doctor if entry else None,
-        in_scope=True,
+        description=description,
+        urgency=urgency,
+        advice=advice,
+        in_scope=in_scope,
         scope_score=None if scope_score is None else round(float(scope_score), 6),
         prediction_set=members,
     )
