@@ -97,9 +97,10 @@ class RichTrainReporter(Reporter):
         if len(items) > 20:
             self.err.print(f"  ... and {len(items) - 20} more (all listed in the run's skipped.txt)")
 
-    def epoch_start(self, epoch: int, epochs: int, steps: int, phase: str) -> None:
+    def epoch_start(self, epoch: int, epochs: int | None, steps: int, phase: str) -> None:
         if not self.quiet:
-            self._task = self._start(f"epoch {epoch + 1}/{epochs} ({phase})", steps)
+            of = f"/{epochs}" if epochs is not None else ""
+            self._task = self._start(f"epoch {epoch + 1}{of} ({phase})", steps)
 
     def step(self, step: int, steps: int, loss: float, acc: float, images_per_s: float) -> None:
         if self._task is not None:

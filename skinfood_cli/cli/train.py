@@ -34,7 +34,8 @@ def train(
         help="A YAML file of settings (a run's own config.yaml works); flags given on the command line override it.",
     ),
     name: Optional[str] = _opt("name", "--name"),
-    epochs: Optional[int] = _opt("epochs", "--epochs", default=None),
+    epochs: Optional[int] = _opt("epochs", "--epochs", show_default=False),
+    minutes: Optional[float] = _opt("minutes", "--minutes", show_default=False),
     batch_size: int = _opt("batch_size", "--batch-size"),
     lr: float = _opt("lr", "--lr"),
     weight_decay: float = _opt("weight_decay", "--weight-decay"),
@@ -55,6 +56,8 @@ def train(
     strict: bool = _opt("strict", "--strict"),
     sync_bn: bool = _opt("sync_bn", "--sync-bn"),
     coverage: float = _opt("coverage", "--coverage"),
+    progressive: Optional[bool] = _opt("progressive", "--progressive/--no-progressive", show_default=False),
+    select: str = _opt("select", "--select"),
     leaks: str = _opt("leaks", "--leaks"),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run NAME from its last.pt."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary."),
@@ -64,6 +67,8 @@ def train(
     Examples:
 
         skinfood train --data dermnet/
+
+        skinfood train --data dermnet/ --minutes 15
 
         skinfood train --data dermnet/ --classes "Eczema Photos,Psoriasis pictures Lichen Planus and related diseases"
 
@@ -93,7 +98,7 @@ def train(
     with distributed.session(exiting=True):
         try:
             if resume:
-                result = resume_run(resume, epochs=epochs, reporter=reporter)
+                result = resume_run(resume, epochs=epochs, minutes=minutes, reporter=reporter)
             else:
                 settings = _merge_settings(ctx, given, config)
                 if settings.get("data") is None:
@@ -118,8 +123,6 @@ def _merge_settings(ctx: typer.Context, given: dict, config: Optional[Path]) -> 
         typed = source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
         if typed or key not in settings or (config is None and value is not None):
             settings[key] = value
-    if settings.get("epochs") is None:
-        settings["epochs"] = DEFAULTS["epochs"]
     return settings
 
 
@@ -136,12 +139,14 @@ def _print_train_result(result, torchrun: bool = False) -> None:
             err.print(f"continue with: skinfood train --resume {name}")
         return
     _print_history(result.history)
+    if result.history:
+        err.print(f"trained {result.epochs_done:.1f} epochs in {result.minutes:.1f} minutes")
     if result.best:
         b = result.best
+        which = "best epoch" if result.select == "best" else "model from epoch"
         err.print(
-            f"best epoch {b['epoch']}: validation accuracy {b['val_acc']:.3f}, macro-F1 "
-            f"{b['val_macro_f1']:.3f}; calibrated temperature {result.temperature:.2f}, "
-            f"uncertain below {result.threshold:.0%}"
+            f"{which} {b['epoch']}: validation accuracy {b['val_acc']:.3f}, macro-F1 "
+            f"{b['val_macro_f1']:.3f}; calibrated temperature {result.temperature:.2f}"
         )
     trust = result.trust or {}
     conformal = trust.get("conformal") or {}
@@ -168,12 +173,13 @@ def _print_history(history) -> None:
     if not history:
         return
     table = Table(title="training", show_edge=False, header_style="bold")
-    for col in ("epoch", "phase", "train loss", "train acc", "val loss", "val acc", "val macro-F1", "img/s"):
+    for col in ("epoch", "phase", "px", "train loss", "train acc", "val loss", "val acc", "val macro-F1", "img/s"):
         table.add_column(col, justify="right")
     for h in history:
         table.add_row(
             str(h["epoch"]),
             h["phase"],
+            str(h.get("image_size", "")),
             f"{h['train_loss']:.3f}",
             f"{h['train_acc']:.3f}",
             f"{h['val_loss']:.3f}",

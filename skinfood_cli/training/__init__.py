@@ -2,7 +2,7 @@
 
     config.py         TrainConfig (the one source of defaults), Reporter, TrainResult (no torch)
     prepare.py        discover, pre-scan, split
-    schedule.py       warmup + cosine per phase, with a state_dict
+    schedule.py       warmup + cosine per phase over steps or a --minutes budget; progressive sizes
     strategies.py     how an epoch trains: the whole network, or the head on cached features
     trainer.py        the Trainer's steps: train_one_epoch, validate, calibrate
     loop.py           the epochs, best.pt/last.pt, the final calibration

@@ -36,6 +36,7 @@ METRIC_COLUMNS = [
     "val_acc",
     "val_macro_f1",
     "images_per_s",
+    "image_size",
     "seconds",
 ]
 
@@ -104,6 +105,14 @@ def restore(trainer: Trainer, ckpt: dict) -> None:
     if ckpt.get("scaler"):
         trainer.scaler.load_state_dict(ckpt["scaler"])
     trainer.state = TrainState(**ckpt["train_state"])
+    schedule = ckpt.get("schedule") or {}
+    if trainer.schedule.timed and schedule.get("origin") is not None:
+        # The timed phase keeps the start it had; a larger --minutes lays its rest over the new budget.
+        trainer.schedule.origin = schedule["origin"]
+        if ckpt["config"].get("minutes") == trainer.cfg.minutes and schedule.get("seconds"):
+            trainer.schedule.seconds = schedule["seconds"]
+    if trainer.state.out_of_time:  # a larger --minutes continues a finished schedule
+        trainer.state.out_of_time = False
     rng = ckpt.get("rng") or {}
     if "torch" in rng:
         torch.set_rng_state(rng["torch"])

@@ -13,6 +13,11 @@ from typing import Any
 
 from skinfood_cli.errors import UsageError
 
+DEFAULT_EPOCHS = 10  # when neither --epochs nor --minutes is given
+
+# Settings whose default is None, with the type a --config file must give them.
+OPTIONAL_KINDS: dict[str, type] = {"epochs": int, "minutes": float, "freeze_epochs": int, "workers": int}
+
 
 def _opt(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
@@ -28,7 +33,12 @@ class TrainConfig:
         }
     )
     name: str | None = _opt(None, "Run name (default: a timestamp).")
-    epochs: int = _opt(10, "Total epochs (default: 10).")
+    epochs: int | None = _opt(None, "Total epochs (default: 10, or as many as --minutes allows).")
+    minutes: float | None = _opt(
+        None,
+        "Train to a wall-clock budget: the schedule is laid out over N minutes and ends on time "
+        "(with --epochs too, whichever ends first).",
+    )
     batch_size: int = _opt(32, "Images per step and process: under torchrun the global batch is N processes x this.")
     lr: float = _opt(
         1e-3,
@@ -63,14 +73,32 @@ class TrainConfig:
         "Prediction sets hold the true condition for this share of photos like the "
         "training ones (calibrated on validation).",
     )
+    progressive: bool | None = _opt(
+        None,
+        "Progressive resizing: train at 3/4, then 7/8 of --image-size, the last quarter of the schedule at full "
+        "size, for more epochs in the same time (default: on from scratch, off with pretrained weights).",
+    )
+    select: str = _opt(
+        "last",
+        "Which weights become best.pt: last (the end of the schedule) or best (the epoch with the best "
+        "validation macro-F1: noisy on a small validation split).",
+    )
     leaks: str = _opt(
         "drop",
         "Training photos with a copy in val/test: drop them from training, or keep them (skinfood check lists them).",
     )
 
+    def __post_init__(self) -> None:
+        if self.epochs is None and not self.minutes:
+            self.epochs = DEFAULT_EPOCHS
+
     def check(self) -> None:
-        if self.epochs < 1:
+        if self.epochs is not None and self.epochs < 1:
             raise UsageError("--epochs must be at least 1")
+        if self.minutes is not None and not self.minutes > 0:
+            raise UsageError("--minutes must be more than 0, like 15")
+        if self.select not in ("last", "best"):
+            raise UsageError("--select must be last or best")
         if self.batch_size < 2:
             raise UsageError("--batch-size must be at least 2 (BatchNorm needs two images)")
         if not 0 < self.lr < 1:
@@ -128,7 +156,7 @@ def load_config_file(path: str | Path) -> dict:
     settings = {k: v for k, v in raw.items() if k in FIELDS}
     for key, value in settings.items():
         default = FIELDS[key].default
-        kind = type(default) if default not in (MISSING, None) else None
+        kind = type(default) if default not in (MISSING, None) else OPTIONAL_KINDS.get(key)
         if value is not None and kind is not None and not _fits(value, kind):
             raise UsageError(f"--config {path}: {key} should be {kind.__name__}, not {value!r}")
     if isinstance(settings.get("classes"), str):
@@ -164,7 +192,7 @@ class Reporter:
     def message(self, text: str) -> None: ...
     def scan(self, done: int, total: int) -> None: ...
     def skipped(self, items: list[tuple[str, str]]) -> None: ...
-    def epoch_start(self, epoch: int, epochs: int, steps: int, phase: str) -> None: ...
+    def epoch_start(self, epoch: int, epochs: int | None, steps: int, phase: str) -> None: ...
     def step(self, step: int, steps: int, loss: float, acc: float, images_per_s: float) -> None: ...
     def epoch_end(self, row: dict) -> None: ...
     def warning(self, text: str) -> None: ...
@@ -182,3 +210,6 @@ class TrainResult:
     threshold: float = 0.5
     skipped: list[tuple[str, str]] = field(default_factory=list)
     trust: dict | None = None  # the scope check and conformal sets stored in best.pt (trust/scope.py)
+    epochs_done: float = 0.0  # epochs trained, the last perhaps in part (--minutes)
+    minutes: float = 0.0  # wall-clock minutes from the first step to best.pt calibrated, over every session
+    select: str = "last"  # how best.pt was chosen

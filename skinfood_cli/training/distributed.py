@@ -167,6 +167,19 @@ def any_rank(flag: bool) -> bool:
     return bool(t.item())
 
 
+def max_ranks(value: float) -> float:
+    """The largest `value` over the ranks: one clock for all under --minutes, so every
+    rank sets the same learning rate and stops after the same step."""
+    if not launched():
+        return value
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
 def sum_ranks(values: list[float]) -> list[float]:
     """Element-wise sum of `values` over the ranks (in float64, so counts stay exact)."""
     if not launched():

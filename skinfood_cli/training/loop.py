@@ -26,47 +26,76 @@ def fit(trainer: Trainer) -> TrainResult:
     writer = distributed.is_main()
     if writer:
         _warn_if_short_of_room(trainer)
+    trainer.start_clock()
     with StopFlag() as stop:
-        while st.epoch < cfg.epochs:
+        while _more_epochs(trainer):
             t0 = time.perf_counter()
             train_metrics = trainer.strategy.train_epoch(trainer, stop)
+            t_val = time.perf_counter()
             val = trainer.validate(stop) if train_metrics is not None else None
             if train_metrics is None or val is None:
                 if writer:
                     with stop.saving():
+                        st.seconds = trainer.elapsed()
                         save_last(trainer)
                 return TrainResult(
                     run_dir, run_dir / "best.pt", run_dir / "last.pt", st.history, best_row(st), interrupted=True
                 )
+            val_seconds = time.perf_counter() - t_val
+            if trainer.schedule.timed and not st.out_of_time:  # decided before saving, so last.pt knows
+                st.out_of_time = trainer.schedule.done(st.step, distributed.max_ranks(trainer.elapsed()))
+            steps = trainer.batches.steps()
+            st.epochs_done = st.epoch + (min(st.batch, steps) / steps if st.out_of_time else 1.0)
             row = {
                 "epoch": st.epoch + 1,
                 "phase": "head" if st.epoch < trainer.freeze_epochs else "full",
                 "lr": trainer.optimizer.param_groups[-1]["lr"],
+                "steps": st.batch,
+                "image_size": trainer.train_set.image_size,
                 **train_metrics,
                 **val,
                 "seconds": time.perf_counter() - t0,
             }
             st.history.append(row)
             score = val["val_macro_f1"] if not math.isnan(val["val_macro_f1"]) else train_metrics["train_acc"]
-            improved = score > st.best_score
-            if improved:
-                st.best_score, st.best_epoch, st.stale_epochs = score, st.epoch, 0
+            if score > st.best_score:
+                st.best_score, st.stale_epochs = score, 0
+                best_so_far = True
             else:
                 st.stale_epochs += 1
+                best_so_far = False
+            # best.pt is the run's model: the newest weights (--select last: the end of the
+            # schedule), or those of the best validation macro-F1 so far (--select best).
+            keep = cfg.select == "last" or best_so_far
+            if keep:
+                st.best_epoch = st.epoch
             st.epoch += 1
             st.batch = 0
             st.partial = {}
+            st.seconds = trainer.elapsed()
             if writer:
                 with stop.saving():
-                    if improved:
+                    if keep:
                         save_checkpoint(build_payload(trainer, resumable=False), run_dir / "best.pt")
                     save_last(trainer)
                     write_metrics(run_dir, st.history)
-            trainer.reporter.epoch_end({**row, "best": improved})
+            # Under --minutes the last epoch's validation and saving, then calibration, must fit too.
+            trainer.reserve_time_for_finish(time.perf_counter() - t_val, len(trainer.ds.val), val_seconds)
+            trainer.reporter.epoch_end({**row, "best": best_so_far})
             if cfg.patience and st.stale_epochs >= cfg.patience:
                 trainer.reporter.message(f"early stop: validation macro-F1 has not improved for {cfg.patience} epochs")
                 break
     return _finish(trainer)
+
+
+def _more_epochs(trainer: Trainer) -> bool:
+    """Whether another epoch starts: --epochs not reached, and --minutes not spent."""
+    cfg, st = trainer.cfg, trainer.state
+    if st.out_of_time or (cfg.epochs is not None and st.epoch >= cfg.epochs):
+        return False
+    if trainer.schedule.timed and trainer.schedule.done(st.step, distributed.max_ranks(trainer.elapsed())):
+        st.out_of_time = True
+    return not st.out_of_time
 
 
 def _finish(trainer: Trainer) -> TrainResult:
@@ -105,6 +134,9 @@ def _finish(trainer: Trainer) -> TrainResult:
         threshold=threshold,
         skipped=trainer.ds.skipped,
         trust=best["trust"],
+        epochs_done=trainer.state.epochs_done,
+        minutes=trainer.elapsed() / 60,
+        select=trainer.cfg.select,
     )
 
 

@@ -58,7 +58,9 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, *, opener=None) ->
         return fit(trainer)
 
 
-def resume(name: str, epochs: int | None = None, reporter: Reporter | None = None) -> TrainResult:
+def resume(
+    name: str, epochs: int | None = None, reporter: Reporter | None = None, minutes: float | None = None
+) -> TrainResult:
     """Continue run `name` from its last.pt (model, optimizer, schedule, RNG, epoch).
 
     Under torchrun rank 0 reads last.pt and sends it to the others, so only its
@@ -67,17 +69,18 @@ def resume(name: str, epochs: int | None = None, reporter: Reporter | None = Non
     """
     reporter = (reporter if distributed.is_main() else None) or Reporter()
     with distributed.session():
-        cfg, ds, run_dir, ckpt = distributed.share(_open_run, name, epochs, reporter)
+        cfg, ds, run_dir, ckpt = distributed.share(_open_run, name, epochs, minutes, reporter)
         trainer = Trainer(cfg, ds, run_dir, reporter, None, ckpt.get("weights_source", ""))
         restore(trainer, ckpt)
         del ckpt  # the optimizer state alone is ~200 MB for ResNet50
         reporter.message(
-            f"resuming {name} at epoch {trainer.state.epoch + 1}, batch {trainer.state.batch + 1}{_world_note(cfg)}"
+            f"resuming {name} at epoch {trainer.state.epoch + 1}, batch {trainer.state.batch + 1}"
+            f"{_budget_note(cfg, trainer.state.seconds)}{_world_note(cfg)}"
         )
         return fit(trainer)
 
 
-def _open_run(name: str, epochs: int | None, reporter: Reporter):
+def _open_run(name: str, epochs: int | None, minutes: float | None, reporter: Reporter):
     """Read run `name`'s last.pt and dataset for a resume: (config, dataset, run folder, checkpoint)."""
     run_dir = find_run(name)
     last = run_dir / "last.pt"
@@ -89,18 +92,27 @@ def _open_run(name: str, epochs: int | None, reporter: Reporter):
         stale.unlink(missing_ok=True)
     if "train_state" not in ckpt:
         raise ModelError(f"{last} was not saved by a training run that can be resumed")
-    cfg = TrainConfig(**{"leaks": "keep", **ckpt["config"]})  # runs from before --leaks trained on every photo
+    # Runs from before --leaks trained on every photo; from before --select kept the best validation epoch.
+    cfg = TrainConfig(**{"leaks": "keep", "select": "best", **ckpt["config"]})
     if epochs is not None:
         cfg.epochs = epochs
+    if minutes is not None:
+        cfg.minutes = minutes
     cfg.check()
     _check_world(cfg)
     ds = prepare_data(cfg, reporter, val_files=ckpt["data"].get("val_files"))
     if list(ds.classes) != list(ckpt["classes"]):
         raise DataError(f"the classes in {cfg.data} changed since run {name!r} started")
     _check_world(cfg, len(ds.train))
-    done = ckpt["train_state"]["epoch"]
-    if done >= cfg.epochs:
+    state = ckpt["train_state"]
+    done = state["epoch"]
+    if cfg.epochs is not None and done >= cfg.epochs:
         raise UsageError(f"run {name!r} already finished {done} epochs: pass a larger --epochs to train further")
+    if cfg.minutes and _budget_spent(state, ckpt.get("schedule") or {}, cfg.minutes, extended=minutes is not None):
+        raise UsageError(
+            f"run {name!r} already used its {cfg.minutes:g} minutes ({state.get('seconds', 0.0) / 60:.1f} trained): "
+            "pass a larger --minutes to train further"
+        )
     _write_run_files(run_dir, cfg, ds, ckpt.get("weights_source", ""))
     return cfg, ds, run_dir, ckpt
 
@@ -120,6 +132,21 @@ def _check_world(cfg: TrainConfig, num_train: int | None = None) -> None:
         raise UsageError("--sync-bn needs CUDA GPUs (SyncBatchNorm does not run on the CPU): leave it out")
     if num_train is not None and num_train < 2 * world:
         raise DataError(f"{num_train} training photo(s) can't give each of {world} processes a batch of 2")
+
+
+def _budget_spent(state: dict, schedule: dict, minutes: float, extended: bool) -> bool:
+    """Whether a run has no --minutes left. Its schedule ended a little before the budget
+    (leaving time to calibrate), and that end counts, unless a new --minutes was given."""
+    used = state.get("seconds", 0.0)
+    if extended:
+        return used >= minutes * 60
+    return bool(state.get("out_of_time")) or used >= (schedule.get("seconds") or minutes * 60)
+
+
+def _budget_note(cfg: TrainConfig, seconds: float) -> str:
+    if not cfg.minutes:
+        return ""
+    return f", {max(0.0, cfg.minutes - seconds / 60):.1f} of {cfg.minutes:g} minutes left"
 
 
 def _world_note(cfg: TrainConfig) -> str:

@@ -13,7 +13,10 @@ gradients; distributed.py holds the plumbing and says which rank does what.
 The recipe is fastai's `fine_tune`, the study's "additional training" round
 made systematic: the new head trains alone for `freeze_epochs`, then the whole
 network trains with a 10x lower learning rate for the backbone than the head.
-best.pt is the epoch with the best validation macro-F1 (never test).
+The schedule runs over `--epochs` or a `--minutes` budget (schedule.py); from
+scratch, images start at 3/4 size and grow (progressive resizing). best.pt is
+the weights at the end of the schedule (`--select best`: the epoch with the best
+validation macro-F1, never test).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from skinfood_cli.model import IMAGENET_MEAN, IMAGENET_STD, build_model, resolve
 from skinfood_cli.training import distributed
 from skinfood_cli.training.config import Reporter, TrainConfig
 from skinfood_cli.training.sampling import EpochAwareDataset, EpochBatches
-from skinfood_cli.training.schedule import Schedule
+from skinfood_cli.training.schedule import Schedule, progressive_size
 from skinfood_cli.training.stopping import StopFlag
 from skinfood_cli.training.strategies import create_strategy
 
@@ -59,6 +62,10 @@ class TrainState:
     # for the whole epoch.
     partial: dict = field(default_factory=dict)
     world_size: int = 1  # processes that trained it: `batch` counts global batches of that many
+    seconds: float = 0.0  # the run's wall-clock seconds so far (the --minutes budget counts them)
+    out_of_time: bool = False  # the --minutes budget ended the schedule
+    epochs_done: float = 0.0  # epochs trained, the last one perhaps in part
+    epoch_start_s: float = 0.0  # `seconds` when the epoch in progress began (its image size follows from it)
 
 
 class Trainer:
@@ -76,7 +83,7 @@ class Trainer:
             cfg.freeze_epochs if cfg.freeze_epochs is not None else (1 if (cfg.pretrained or cfg.weights) else 0)
         )
         if cfg.freeze_backbone:
-            self.freeze_epochs = cfg.epochs
+            self.freeze_epochs = cfg.epochs if cfg.epochs is not None else 2**31  # every epoch trains the head
         # Discriminative rates only make sense for features worth preserving: a
         # backbone trained from scratch learns at the head's rate.
         self.backbone_lr = cfg.lr * (BACKBONE_LR_RATIO if (cfg.pretrained or cfg.weights) else 1.0)
@@ -117,19 +124,59 @@ class Trainer:
         self.val_set = ImageDataset(
             ds.val, eval_transform(cfg.image_size, self.mean, self.std), cfg.image_size, cfg.seed
         )
+        # Pretrained features were learned at full size: only a network trained from scratch starts smaller.
+        pretrained = cfg.pretrained or cfg.weights is not None
+        self.progressive = (cfg.progressive if cfg.progressive is not None else not pretrained) and not (
+            cfg.freeze_backbone
+        )
         self.batches = EpochBatches(len(ds.train), cfg.batch_size, cfg.seed, self.rank, self.world)
         self.workers = cfg.workers if cfg.workers is not None else _default_workers(self.device)
         self.state = TrainState(world_size=self.world)
-        self.schedule = Schedule.for_epochs(cfg.epochs, self.freeze_epochs, self.batches.steps())
+        # --freeze-backbone: the head's training is the run's one phase.
+        self.schedule = Schedule.for_epochs(
+            cfg.epochs,
+            0 if cfg.freeze_backbone else self.freeze_epochs,
+            self.batches.steps(),
+            seconds=cfg.minutes * 60 if cfg.minutes else None,
+        )
+        self._clock0 = time.perf_counter()  # set again by start_clock(), after a resume's restore
         # How an epoch trains: the whole network, or (--freeze-backbone) the head on cached features.
         self.strategy = create_strategy(cfg)
         self.val_logits: tuple[np.ndarray, np.ndarray] | None = None  # set by calibrate(), for the model card
 
     # -- schedule ----------------------------------------------------------------
 
-    def get_lr(self, step: int) -> list[float]:
-        mult = self.schedule.multiplier(step)
+    def get_lr(self, step: int, elapsed: float = 0.0) -> list[float]:
+        mult = self.schedule.multiplier(step, elapsed)
         return [group["peak"] * mult for group in self.optimizer.param_groups]
+
+    # -- the clock of --minutes ---------------------------------------------------
+
+    def start_clock(self) -> None:
+        """Count the run's seconds on from those a resumed run already used."""
+        self._clock0 = time.perf_counter() - self.state.seconds
+
+    def elapsed(self) -> float:
+        """Seconds of this run so far: training, validation and saving, over every session."""
+        return time.perf_counter() - self._clock0
+
+    def schedule_done(self) -> bool:
+        return self.schedule.done(self.state.step, self.elapsed())
+
+    def reserve_time_for_finish(self, epoch_end_s: float, val_photos: int, val_seconds: float) -> None:
+        """Under --minutes, end training early enough for the run to end on time.
+
+        What follows the last step: that epoch's validation and saving (`epoch_end_s`, as
+        just measured), then calibration and the scope check, which pass over the training
+        photos once and the validation photos twice at the speed validation ran at, and
+        save best.pt again. At most a quarter of the budget is set aside.
+        """
+        if not self.cfg.minutes:
+            return
+        budget = self.cfg.minutes * 60
+        rate = val_seconds / val_photos if val_photos else 0.0
+        finish = 2 * epoch_end_s + (len(self.ds.train) + 2 * len(self.ds.val)) * rate
+        self.schedule.seconds = max(budget * 0.75, budget - finish)
 
     def _set_trainable(self, frozen: bool) -> None:
         for name, p in self.model.named_parameters():
@@ -166,11 +213,29 @@ class Trainer:
 
     # -- steps -------------------------------------------------------------------
 
+    def epoch_image_size(self) -> int:
+        """The side of this epoch's training images (smaller early on with progressive resizing).
+
+        Decided from where the schedule stood when the epoch began, so a run resumed
+        mid-epoch trains the rest of it at the same size.
+        """
+        if not self.progressive:
+            return self.cfg.image_size
+        st = self.state
+        progress = self.schedule.progress(st.step - st.batch, st.epoch_start_s)
+        return progressive_size(self.cfg.image_size, max(0.0, progress))
+
     def train_one_epoch(self, stop: StopFlag) -> dict | None:
         """Train the rest of the current epoch; None if Ctrl-C stopped it."""
         st = self.state
         frozen = st.epoch < self.freeze_epochs
         self._set_trainable(frozen)
+        if st.batch == 0:
+            st.epoch_start_s = distributed.max_ranks(self.elapsed())
+        size = self.epoch_image_size()
+        if size != self.train_set.image_size:
+            self.train_set.transform = train_transform(size, self.mean, self.std)
+            self.train_set.image_size = size
         self.batches.epoch, self.batches.start = st.epoch, st.batch
         batches = (
             (
@@ -179,9 +244,8 @@ class Trainer:
             )
             for x, y in self._train_loader()
         )
-        return self.run_steps(
-            batches, self._forward(frozen), self.batches.steps(), "head only" if frozen else "full", stop
-        )
+        phase = ("head only" if frozen else "full") + (f", {size} px" if self.progressive else "")
+        return self.run_steps(batches, self._forward(frozen), self.batches.steps(), phase, stop)
 
     def _forward(self, frozen: bool):
         """The module to train through: the model itself, or its DDP wrapper under torchrun."""
@@ -203,6 +267,7 @@ class Trainer:
         """
         st = self.state
         self.reporter.epoch_start(st.epoch, self.cfg.epochs, steps, phase)
+        timed = self.schedule.timed
         done = st.partial if st.batch else {}
         # Totals of the batches trained before a resume are the whole job's: only
         # rank 0 starts from them, so summing over the ranks counts them once.
@@ -210,7 +275,15 @@ class Trainer:
         seen, correct, loss_sum = base.get("seen", 0), base.get("correct", 0), base.get("loss_sum", 0.0)
         t0 = time.perf_counter() - done.get("seconds", 0.0)
         for x, y in batches:
-            for group, lr in zip(self.optimizer.param_groups, self.get_lr(st.step)):
+            # --minutes: the schedule ends on time, part-way through an epoch if need be;
+            # the ranks share one clock, so they set the same rate and stop after the same step.
+            elapsed = distributed.max_ranks(self.elapsed()) if timed else 0.0
+            if timed and self.schedule.done(st.step, elapsed):
+                st.partial = self._epoch_totals(seen, correct, loss_sum, t0)
+                st.out_of_time = True
+                break
+            self.schedule.start_timed_phase(st.step, elapsed)
+            for group, lr in zip(self.optimizer.param_groups, self.get_lr(st.step, elapsed)):
                 group["lr"] = lr
             with self.precision.autocast(self.device):
                 logits = forward(x)  # (B, K)
@@ -235,7 +308,8 @@ class Trainer:
             if distributed.any_rank(stop.set):
                 st.partial = self._epoch_totals(seen, correct, loss_sum, t0)
                 return None
-        st.partial = self._epoch_totals(seen, correct, loss_sum, t0)
+        else:
+            st.partial = self._epoch_totals(seen, correct, loss_sum, t0)
         total = st.partial
         return {
             "train_loss": total["loss_sum"] / max(total["seen"], 1),
