@@ -145,6 +145,10 @@ def render_one(name: str, r: dict) -> str:
         lines += _serve_section(r)
     elif "predict_speedup" in r:
         lines += _run_section(r)
+    elif "recipes" in r:
+        lines += _recipe_section(r)
+    elif "levers" in r:
+        lines += _levers_section(r)
     else:
         lines += _generic_section(r)
     return "\n".join(lines)
@@ -387,6 +391,43 @@ def _latency(level: dict) -> str:
 
 def _errors(level: dict) -> str:
     return str(sum(level["errors"].values())) if level["errors"] else "0"
+
+
+def _recipe_section(r: dict) -> list[str]:
+    """benchmarks/recipe.py: mean ± sd over seeds of each recipe's test scores."""
+    lines = [
+        f"From scratch, {r['image_size']} px, {r['minutes']:g} minutes each, on `{r['data']}`'s test split.",
+        "",
+        "| recipe | seeds | epochs | train img/s | test accuracy | macro-F1 | balanced accuracy |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, rec in r["recipes"].items():
+        runs = rec["runs"]
+        epochs = sum(run.get("epochs", 0) for run in runs) / len(runs)
+        speed = sum(run.get("images_per_s") or 0 for run in runs) / len(runs)
+        cells = [f"{rec[k]['mean']:.3f} ± {rec[k]['sd']:.3f}" for k in ("accuracy", "macro_f1", "balanced_accuracy")]
+        lines.append(f"| {name} | {len(runs)} | {epochs:.1f} | {speed:.1f} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def _levers_section(r: dict) -> list[str]:
+    """benchmarks/levers.py: one row per run, scored on a validation fold of train/ (never test/)."""
+    lines = [
+        f"From scratch, on a stratified validation fold of `{r['data']}`/train (never test/); each run has the "
+        "same wall-clock budget.",
+        "",
+        "| variant | seed | minutes | epochs | img/s | fold accuracy | macro-F1 | balanced accuracy |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in r["levers"]:
+        lines.append(
+            f"| {row['variant']} | {row['seed']} | {row['minutes']:g} | {row['epochs']:.1f} | "
+            f"{row['images_per_s']:.1f} | {row['accuracy']:.3f} | {row['macro_f1']:.3f} | "
+            f"{row['balanced_accuracy']:.3f} |"
+        )
+    lines.append("")
+    return lines
 
 
 def _generic_section(r: dict) -> list[str]:

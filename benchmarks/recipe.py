@@ -1,0 +1,146 @@
+"""skinfood's training defaults against a plain modern script: same photos, budget and machine, in one run.
+
+    python benchmarks/recipe.py --data /tmp/d6 --minutes 15 --seeds 0,1,2
+
+For each seed, one after the other (never side by side: they would share the cores):
+  plain     benchmarks/plain_script.py, a 100-line AdamW + cosine + label-smoothing loop
+            on every training photo, last weights (its docstring has the recipe);
+  skinfood  `skinfood train --no-pretrained --image-size S --minutes M --seed N`
+            (defaults otherwise), then `skinfood evaluate` on test/.
+Both train from scratch (ImageNet weights can't be downloaded on these machines) and are
+scored on DIR/test. Prints mean ± sd of accuracy, macro-F1 and balanced accuracy, and
+saves results/recipe.json (and the README's table). Takes 2 x seeds x minutes, and more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from report import provenance, save  # noqa: E402
+
+METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
+
+
+def run_plain(data: str, minutes: float, size: int, seed: int, classes: str | None) -> dict:
+    cmd = [sys.executable, str(HERE / "plain_script.py"), "--data", data, "--minutes", str(minutes)]
+    cmd += ["--image-size", str(size), "--seed", str(seed), *(["--classes", classes] if classes else [])]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def run_skinfood(data: str, minutes: float, size: int, seed: int, home: Path, extra: list[str]) -> dict:
+    env = {**os.environ, "SKINFOOD_HOME": str(home)}
+    name = f"recipe-seed{seed}"
+    skinfood = [sys.executable, "-m", "skinfood_cli"]
+    t0 = time.perf_counter()
+    subprocess.run(
+        [*skinfood, "train", "--data", data, "--no-pretrained", "--image-size", str(size), "--minutes", str(minutes)]
+        + ["--seed", str(seed), "--name", name, "--quiet", *extra],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - t0
+    out = subprocess.run(
+        [*skinfood, "evaluate", "--model", name, "--format", "json", "--bootstrap", "0"],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+    ).stdout
+    scores = json.loads(out)
+    history = _history(home / "runs" / name / "metrics.csv")
+    return {
+        "run": str(home / "runs" / name),
+        "train_wall_s": round(wall, 1),
+        "epochs": len(history),
+        "images_per_s": round(statistics.mean(float(h["images_per_s"]) for h in history), 1) if history else None,
+        **{k: scores[k] for k in METRICS},
+    }
+
+
+def _history(path: Path) -> list[dict]:
+    import csv
+
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def summarise(rows: list[dict]) -> dict:
+    out = {}
+    for key in METRICS:
+        values = [r[key] for r in rows]
+        out[key] = {"mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0}
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="train/ + test/ folders")
+    p.add_argument("--minutes", type=float, default=15)
+    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--home", default=None, help="SKINFOOD_HOME for skinfood's runs (default: a temporary folder)")
+    p.add_argument("--skinfood-args", default="", help="extra `skinfood train` options, e.g. '--select best'")
+    p.add_argument("--only", choices=("plain", "skinfood"), default=None)
+    p.add_argument(
+        "--rows",
+        default=None,
+        help="a JSON-lines file: each run is appended to it and the summary covers every run in it "
+        "(so seeds can be run in separate sittings)",
+    )
+    p.add_argument("--no-save", action="store_true")
+    args = p.parse_args()
+    home = Path(args.home or tempfile.mkdtemp(prefix="skinfood-recipe-"))
+    rows: dict[str, list[dict]] = {"plain": [], "skinfood": []}
+    kept = Path(args.rows) if args.rows else None
+    if kept and kept.is_file():
+        for line in kept.read_text().splitlines():
+            row = json.loads(line)
+            rows[row.pop("recipe")].append(row)
+    t0 = time.perf_counter()
+
+    def record(recipe: str, row: dict) -> None:
+        rows[recipe].append(row)
+        print(recipe, json.dumps(row), flush=True)
+        if kept:
+            with open(kept, "a") as f:
+                f.write(json.dumps({"recipe": recipe, **row}) + "\n")
+
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        if args.only != "skinfood":
+            record("plain", {"seed": seed, **run_plain(args.data, args.minutes, args.image_size, seed, None)})
+        if args.only != "plain":
+            scores = run_skinfood(args.data, args.minutes, args.image_size, seed, home, args.skinfood_args.split())
+            record("skinfood", {"seed": seed, **scores})
+    recipes = {name: {"runs": r, **summarise(r)} for name, r in rows.items() if r}
+    print(f"\n{'recipe':10} " + " ".join(f"{k:>20}" for k in METRICS))
+    for name, r in recipes.items():
+        print(f"{name:10} " + " ".join(f"{r[k]['mean']:>12.3f} ± {r[k]['sd']:.3f}" for k in METRICS))
+    results = {
+        "run": provenance("recipe", sys.argv[1:]),
+        "data": args.data,
+        "minutes": args.minutes,
+        "image_size": args.image_size,
+        "recipes": recipes,
+        "seconds": time.perf_counter() - t0,
+    }
+    if not args.no_save:
+        print("saved", save("recipe", results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
