@@ -102,6 +102,7 @@ def main() -> int:
         "(so seeds can be run in separate sittings)",
     )
     p.add_argument("--no-save", action="store_true")
+    p.add_argument("--note", default=None, help="a sentence kept beside the figures")
     args = p.parse_args()
     home = Path(args.home or tempfile.mkdtemp(prefix="skinfood-recipe-"))
     rows: dict[str, list[dict]] = {"plain": [], "skinfood": []}
@@ -119,7 +120,7 @@ def main() -> int:
             with open(kept, "a") as f:
                 f.write(json.dumps({"recipe": recipe, **row}) + "\n")
 
-    for seed in [int(s) for s in args.seeds.split(",")]:
+    for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:  # --seeds "": summarise --rows only
         if args.only != "skinfood":
             record("plain", {"seed": seed, **run_plain(args.data, args.minutes, args.image_size, seed, None)})
         if args.only != "plain":
@@ -130,13 +131,14 @@ def main() -> int:
     for name, r in recipes.items():
         print(f"{name:10} " + " ".join(f"{r[k]['mean']:>12.3f} ± {r[k]['sd']:.3f}" for k in METRICS))
     results = {
-        "run": provenance("recipe", sys.argv[1:]),
+        "run": {**provenance("recipe", sys.argv[1:]), **({"note": args.note} if args.note else {})},
         "data": args.data,
         "minutes": args.minutes,
         "image_size": args.image_size,
         "recipes": recipes,
-        "seconds": time.perf_counter() - t0,
     }
+    if args.seeds.strip():  # this sitting trained something
+        results["seconds"] = time.perf_counter() - t0
     if not args.no_save:
         print("saved", save("recipe", results))
     return 0
