@@ -27,7 +27,9 @@ def describe_runs() -> list[dict]:
             with open(run.path / "metrics.csv", newline="", encoding="utf-8") as f:
                 history = list(csv.DictReader(f))
             epochs = len(history)
-            if history:
+            if history and config.get("select", "best") == "last":
+                best = history[-1]  # best.pt is the end of the schedule
+            elif history:
                 best = max(
                     history,
                     key=lambda r: (

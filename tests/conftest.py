@@ -81,6 +81,7 @@ def trained(tmp_path_factory, dataset):
                 batch_size=16,
                 lr=2e-3,
                 pretrained=False,
+                progressive=False,
                 device="cpu",
             )
         )

@@ -186,7 +186,8 @@ def test_models_command_lists_runs_and_marks_default(cli, installed_run):
     assert [row["name"] for row in rows] == [installed_run.name]
     assert rows[0]["default"] is True
     assert rows[0]["classes"] == ["acne", "psoriasis", "vitiligo"]
-    assert rows[0]["val_macro_f1"] is not None
+    delivered = checkpoint.load_checkpoint(installed_run / "best.pt")["metrics"]  # what best.pt holds
+    assert rows[0]["val_macro_f1"] == pytest.approx(delivered["val_macro_f1"], abs=1e-6)
     on_disk = sum(p.stat().st_size for p in installed_run.rglob("*") if p.is_file())
     assert rows[0]["size_mb"] == pytest.approx(on_disk / 1e6, abs=0.1) and rows[0]["size_mb"] > 1
     table = cli("models")

@@ -92,8 +92,9 @@ def _open_run(name: str, epochs: int | None, minutes: float | None, reporter: Re
         stale.unlink(missing_ok=True)
     if "train_state" not in ckpt:
         raise ModelError(f"{last} was not saved by a training run that can be resumed")
-    # Runs from before --leaks trained on every photo; from before --select kept the best validation epoch.
-    cfg = TrainConfig(**{"leaks": "keep", "select": "best", **ckpt["config"]})
+    # Runs from before --leaks trained on every photo; from before --select kept the best validation
+    # epoch; from before --progressive trained at one size. A resume goes on as the run began.
+    cfg = TrainConfig(**{"leaks": "keep", "select": "best", "progressive": False, **ckpt["config"]})
     if epochs is not None:
         cfg.epochs = epochs
     if minutes is not None:

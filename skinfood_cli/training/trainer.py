@@ -160,9 +160,6 @@ class Trainer:
         """Seconds of this run so far: training, validation and saving, over every session."""
         return time.perf_counter() - self._clock0
 
-    def schedule_done(self) -> bool:
-        return self.schedule.done(self.state.step, self.elapsed())
-
     def reserve_time_for_finish(self, epoch_end_s: float, val_photos: int, val_seconds: float) -> None:
         """Under --minutes, end training early enough for the run to end on time.
 
@@ -175,7 +172,8 @@ class Trainer:
             return
         budget = self.cfg.minutes * 60
         rate = val_seconds / val_photos if val_photos else 0.0
-        finish = 2 * epoch_end_s + (len(self.ds.train) + 2 * len(self.ds.val)) * rate
+        # The ranks agree on it: the schedule's end sets every rank's learning rate.
+        finish = distributed.max_ranks(2 * epoch_end_s + (len(self.ds.train) + 2 * len(self.ds.val)) * rate)
         self.schedule.seconds = max(budget * 0.75, budget - finish)
 
     def _set_trainable(self, frozen: bool) -> None:
@@ -230,7 +228,7 @@ class Trainer:
         st = self.state
         frozen = st.epoch < self.freeze_epochs
         self._set_trainable(frozen)
-        if st.batch == 0:
+        if st.batch == 0 and self.schedule.timed:  # one clock for all ranks, so they pick the same size
             st.epoch_start_s = distributed.max_ranks(self.elapsed())
         size = self.epoch_image_size()
         if size != self.train_set.image_size:

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from skinfood_cli.checkpoint import load_checkpoint
+from skinfood_cli.checkpoint import load_checkpoint, save_checkpoint
 from skinfood_cli.data.synthetic import make_dataset
 from skinfood_cli.errors import UsageError
 from skinfood_cli.training import Reporter, TrainConfig, resume, train
@@ -116,9 +116,8 @@ def test_resume_continues_with_the_budget_that_is_left(small_data):
     assert 0 < used < budget_s
     done = resume("cut")
     assert not done.interrupted
-    last = load_checkpoint(done.last_path)
-    state, end = last["train_state"], last["schedule"]["seconds"]
-    assert used < state["seconds"] and end <= state["seconds"] <= budget_s + _step_seconds(done.history)
+    state = load_checkpoint(done.last_path)["train_state"]
+    assert used < state["seconds"] <= budget_s + _step_seconds(done.history)
     assert done.history[-1]["lr"] <= 0.1 * TINY["lr"]
     with pytest.raises(UsageError, match="already used its"):
         resume("cut")
@@ -150,3 +149,21 @@ def test_from_scratch_training_starts_small_and_ends_at_full_size(small_data):
     assert ckpt["image_size"] == 64  # the model is used at full size
     fixed = train(TrainConfig(data=str(small_data), name="fixed", epochs=2, progressive=False, **TINY))
     assert [h["image_size"] for h in fixed.history] == [32, 32]
+
+
+@pytest.mark.slow
+def test_a_run_saved_before_these_options_resumes_as_it_began(small_data):
+    first = train(
+        TrainConfig(data=str(small_data), name="old", epochs=1, progressive=False, **{**TINY, "image_size": 64})
+    )
+    ckpt = load_checkpoint(first.last_path)
+    for key in ("minutes", "progressive", "select"):  # what a last.pt of the previous version lacks
+        del ckpt["config"][key]
+    for key in ("seconds", "out_of_time", "epochs_done", "epoch_start_s"):
+        del ckpt["train_state"][key]
+    ckpt["schedule"] = {"phases": ckpt["schedule"]["phases"]}
+    save_checkpoint(ckpt, first.last_path)  # atomic: the tensors it holds are mapped from the old file
+    more = resume("old", epochs=3)
+    assert [h["image_size"] for h in more.history] == [64, 64, 64]  # no progressive resizing mid-run
+    config = load_checkpoint(more.last_path)["config"]
+    assert config["select"] == "best" and config["progressive"] is False
