@@ -98,17 +98,13 @@ def eval_batches(images: torch.Tensor, size: int, batch: int = 64):
 
 
 def scores(y: np.ndarray, pred: np.ndarray, k: int) -> dict:
-    cm = np.zeros((k, k), np.int64)
-    np.add.at(cm, (y, pred), 1)
-    tp = np.diag(cm).astype(float)
-    recall = tp / np.maximum(cm.sum(1), 1)
-    precision = tp / np.maximum(cm.sum(0), 1)
-    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
-    present = cm.sum(1) > 0
+    """Test scores, computed by the same code as `skinfood evaluate`'s, so both sides of recipe.py match."""
+    from skinfood_cli import metrics
+
     return {
-        "accuracy": float((y == pred).mean()),
-        "macro_f1": float(f1[present].mean()),
-        "balanced_accuracy": float(recall[present].mean()),
+        "accuracy": metrics.accuracy(y, pred),
+        "macro_f1": metrics.macro_f1(y, pred, k),
+        "balanced_accuracy": metrics.balanced_accuracy(y, pred, k),
     }
 
 

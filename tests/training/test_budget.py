@@ -9,19 +9,11 @@ import signal
 import pytest
 
 from skinfood_cli.checkpoint import load_checkpoint, save_checkpoint
-from skinfood_cli.data.synthetic import make_dataset
 from skinfood_cli.errors import UsageError
 from skinfood_cli.training import Reporter, TrainConfig, resume, train
 from skinfood_cli.training.schedule import MIN_LR_RATIO, Schedule, progressive_size
 
 TINY = dict(image_size=32, batch_size=8, lr=2e-3, pretrained=False, device="cpu")
-
-
-@pytest.fixture
-def small_data(tmp_path):
-    return make_dataset(
-        tmp_path / "small", ("acne", "psoriasis", "vitiligo"), train_per_class=14, test_per_class=3, size=(48, 40)
-    )
 
 
 # -- the schedule over time -------------------------------------------------------------

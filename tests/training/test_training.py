@@ -16,17 +16,9 @@ import torch
 import yaml
 
 from skinfood_cli.checkpoint import load_checkpoint
-from skinfood_cli.data.synthetic import make_dataset
 from skinfood_cli.training import Reporter, TrainConfig, resume, train
 
 FAST = dict(epochs=2, image_size=32, batch_size=8, lr=2e-3, pretrained=False, device="cpu")
-
-
-@pytest.fixture
-def small_data(tmp_path) -> Path:
-    return make_dataset(
-        tmp_path / "small", ("acne", "psoriasis", "vitiligo"), train_per_class=14, test_per_class=3, size=(48, 40)
-    )
 
 
 class Recorder(Reporter):
