@@ -63,6 +63,12 @@ def dataset(tmp_path_factory) -> Path:
     )
 
 
+@pytest.fixture
+def small_data(tmp_path) -> Path:
+    """Three classes of 14 training and 3 test photos: enough for a tiny run at 32 px."""
+    return make_dataset(tmp_path / "small", CLASSES, train_per_class=14, test_per_class=3, size=(48, 40))
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, dataset):
     """One ResNet50 trained from scratch on `dataset` (same recipe as the demo, at 96 px)."""

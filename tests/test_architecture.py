@@ -87,3 +87,10 @@ def test_only_backends_compare_backend_names():
             if needle in text:
                 outside.append(f"{path.relative_to(PACKAGE)}: {needle}")
     assert outside == []
+
+
+def test_the_tests_have_one_conftest():
+    # Test modules import helpers with `from conftest import ...`; a second conftest.py
+    # anywhere under tests/ takes the name `conftest` first in some collection orders.
+    tests = Path(__file__).resolve().parent
+    assert [p.relative_to(tests).as_posix() for p in tests.rglob("conftest.py")] == ["conftest.py"]
