@@ -45,7 +45,7 @@ class TrainConfig:
         "Peak learning rate of the head; the backbone gets a tenth when pretrained. "
         "Not scaled with the number of processes.",
     )
-    weight_decay: float = _opt(0.01, "AdamW weight decay.")
+    weight_decay: float = _opt(0.05, "AdamW weight decay.")
     label_smoothing: float = _opt(0.1, "Label smoothing of the cross-entropy loss.")
     # None: 1 with pretrained weights, 0 from scratch
     freeze_epochs: int | None = _opt(
