@@ -31,6 +31,10 @@ VARIANTS = {
     "mix": Levers(mix=0.5),
     "balanced": Levers(balanced=True),
     "trivial+ema": Levers(aug="trivial", ema=0.05),
+    # on top of progressive resizing, the lever skinfood adopted
+    "progressive+ema": Levers(progressive=True, ema=0.05),
+    "progressive+balanced": Levers(progressive=True, balanced=True),
+    "progressive+mix": Levers(progressive=True, mix=0.5),
 }
 
 
