@@ -111,8 +111,7 @@ def restore(trainer: Trainer, ckpt: dict) -> None:
         trainer.schedule.origin = schedule["origin"]
         if ckpt["config"].get("minutes") == trainer.cfg.minutes and schedule.get("seconds"):
             trainer.schedule.seconds = schedule["seconds"]
-    if trainer.state.out_of_time:  # a larger --minutes continues a finished schedule
-        trainer.state.out_of_time = False
+    trainer.state.out_of_time = False  # a larger --minutes continues a finished schedule
     rng = ckpt.get("rng") or {}
     if "torch" in rng:
         torch.set_rng_state(rng["torch"])

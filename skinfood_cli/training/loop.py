@@ -58,12 +58,11 @@ def fit(trainer: Trainer) -> TrainResult:
             }
             st.history.append(row)
             score = val["val_macro_f1"] if not math.isnan(val["val_macro_f1"]) else train_metrics["train_acc"]
-            if score > st.best_score:
+            best_so_far = score > st.best_score
+            if best_so_far:
                 st.best_score, st.stale_epochs = score, 0
-                best_so_far = True
             else:
                 st.stale_epochs += 1
-                best_so_far = False
             # best.pt is the run's model: the newest weights (--select last: the end of the
             # schedule), or those of the best validation macro-F1 so far (--select best).
             keep = cfg.select == "last" or best_so_far
