@@ -28,7 +28,7 @@ def fit(trainer: Trainer) -> TrainResult:
         _warn_if_short_of_room(trainer)
     trainer.start_clock()
     with StopFlag() as stop:
-        while _more_epochs(trainer):
+        while _more_epochs(trainer, stop):
             t0 = time.perf_counter()
             train_metrics = trainer.strategy.train_epoch(trainer, stop)
             t_val = time.perf_counter()
@@ -87,13 +87,18 @@ def fit(trainer: Trainer) -> TrainResult:
     return _finish(trainer)
 
 
-def _more_epochs(trainer: Trainer) -> bool:
+def _more_epochs(trainer: Trainer, stop: StopFlag) -> bool:
     """Whether another epoch starts: --epochs not reached, and --minutes not spent."""
     cfg, st = trainer.cfg, trainer.state
     if st.out_of_time or (cfg.epochs is not None and st.epoch >= cfg.epochs):
         return False
     if trainer.schedule.timed and trainer.schedule.done(st.step, distributed.max_ranks(trainer.elapsed())):
         st.out_of_time = True
+        # The budget ran out after last.pt was saved (while saving, or as time was set aside
+        # for calibration): last.pt must say so, or a resume would train past the budget.
+        if st.epoch and distributed.is_main():
+            with stop.saving():
+                save_last(trainer)
     return not st.out_of_time
 
 

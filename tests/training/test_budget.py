@@ -12,6 +12,7 @@ from skinfood_cli.checkpoint import load_checkpoint, save_checkpoint
 from skinfood_cli.errors import UsageError
 from skinfood_cli.training import Reporter, TrainConfig, resume, train
 from skinfood_cli.training.schedule import MIN_LR_RATIO, Schedule, progressive_size
+from skinfood_cli.training.trainer import Trainer
 
 TINY = dict(image_size=32, batch_size=8, lr=2e-3, pretrained=False, device="cpu")
 
@@ -115,6 +116,21 @@ def test_resume_continues_with_the_budget_that_is_left(small_data):
         resume("cut")
     more = resume("cut", minutes=budget_s / 60 + 0.25)  # a bigger budget trains on
     assert len(more.history) > len(done.history)
+
+
+@pytest.mark.slow
+def test_a_budget_that_runs_out_between_epochs_is_spent_for_a_resume(small_data, monkeypatch):
+    # The budget can end after last.pt is saved: while saving, or as time is set aside for
+    # calibration. Here the set-aside takes all that is left after the first epoch.
+    def set_aside_the_rest(self, *args):
+        self.schedule.seconds = self.elapsed()
+
+    monkeypatch.setattr(Trainer, "reserve_time_for_finish", set_aside_the_rest)
+    result = train(TrainConfig(data=str(small_data), name="spent", minutes=1.0, **TINY))
+    assert len(result.history) == 1 and not result.interrupted
+    assert load_checkpoint(result.last_path)["train_state"]["out_of_time"]
+    with pytest.raises(UsageError, match="already used its"):
+        resume("spent")
 
 
 @pytest.mark.slow
