@@ -165,8 +165,9 @@ URGENCY_TEXT = {
 }
 
 
-def print_prediction(rec: dict, lang: str, footer: str) -> None:
-    """The detailed human answer for one image."""
+def print_prediction(rec: dict, lang: str, footer: str, names: dict[str, str] | None = None) -> None:
+    """The detailed human answer for one image; `names` maps class labels to the names a
+    person reads (a prediction set can hold more conditions than the record's top-k names)."""
     from rich.markup import escape
     from rich.panel import Panel
     from rich.table import Table
@@ -192,8 +193,8 @@ def print_prediction(rec: dict, lang: str, footer: str) -> None:
         return
     body.add_row(label(lang, "condition"), f"[bold]{escape(rec['disease_name'])}[/bold]  {pct} {sure}")
     if len(rec.get("prediction_set") or []) > 1:
-        names = {a["label"]: a["disease_name"] for a in rec["top_k"]}
-        body.add_row(label(lang, "set"), ", ".join(escape(names.get(k, k)) for k in rec["prediction_set"]))
+        named = {**(names or {}), **{a["label"]: a["disease_name"] for a in rec["top_k"]}}
+        body.add_row(label(lang, "set"), ", ".join(escape(named.get(k, k)) for k in rec["prediction_set"]))
     alts = ", ".join(f"{escape(a['disease_name'])} {a['probability'] * 100:.1f}%" for a in rec["top_k"][1:])
     if alts:
         body.add_row(label(lang, "alternatives"), alts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from pathlib import Path
 
@@ -48,6 +49,18 @@ STUDY_CONDITIONS = [
     "vitiligo",
     "folliculitis",
     "lichen_planus",
+]
+# The folder names of DermNet NZ's own photos (../shared/dermnet-dev): a model trained on
+# them names these, and each needs its own description, not "No description available".
+DERMNET_NZ_TOPICS = [
+    "actinic_keratosis",
+    "atopic_dermatitis",
+    "basal_cell_carcinoma",
+    "hidradenitis_suppurativa",
+    "melanocytic_naevus",
+    "prurigo",
+    "purpura",
+    "telangiectasia",
 ]
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
@@ -111,7 +124,7 @@ def write_file(path: Path, entries: list, version: int = 1) -> Path:
 
 
 @pytest.mark.parametrize("lang", ["en", "ko"])
-@pytest.mark.parametrize("name", DERMNET_CLASSES + STUDY_CONDITIONS)
+@pytest.mark.parametrize("name", DERMNET_CLASSES + STUDY_CONDITIONS + DERMNET_NZ_TOPICS)
 def test_every_class_and_study_condition_has_a_full_description(book, name, lang):
     d = book.get(name, lang)
     assert d is not None, f"{name!r} does not resolve"
@@ -130,7 +143,8 @@ def test_dermnet_folder_names_and_study_keys_map_to_distinct_entries(book):
     class_keys = {book.resolve_key(n) for n in DERMNET_CLASSES}
     assert len(class_keys) == 23 and all(k.startswith("dermnet_") for k in class_keys)
     assert [book.resolve_key(k) for k in STUDY_CONDITIONS] == STUDY_CONDITIONS
-    assert len(book.keys()) == len(set(book.keys())) == 31
+    assert [book.resolve_key(k) for k in DERMNET_NZ_TOPICS] == DERMNET_NZ_TOPICS
+    assert len(book.keys()) == len(set(book.keys())) == 38
 
 
 def test_bundled_entries_stay_within_the_schema_limits(book):
@@ -598,10 +612,39 @@ def test_jusa_is_first_written_as_jusa_ttalgiko_so_it_cannot_read_as_injection(b
                 assert text[text.index("주사") :].startswith("주사(딸기코)"), (key, text)
 
 
-@pytest.mark.parametrize("key", STUDY_CONDITIONS)
+@pytest.mark.parametrize("key", STUDY_CONDITIONS + DERMNET_NZ_TOPICS)
 def test_study_conditions_open_with_what_a_photo_cannot_tell(book, key):
     assert "A photo" in book.get(key).summary.split(". ")[1]
     assert "사진으로는" in book.get(key, "ko").summary
+
+
+@pytest.mark.parametrize("key", ["basal_cell_carcinoma", "purpura"])
+def test_a_possible_skin_cancer_and_a_non_fading_rash_carry_the_urgent_badge(book, key):
+    assert book.get(key).urgency == "urgent"
+
+
+@pytest.mark.parametrize(
+    "key, lang, pattern, when",
+    [
+        ("purpura", "en", r"^spots that do not fade when pressed, in a child, or with fever", "emergency"),
+        ("purpura", "ko", r"어린이에게 생기거나, 열", "emergency"),
+        ("purpura", "en", r"^a new rash of spots that do not fade when pressed", "same_day"),
+        ("actinic_keratosis", "en", r"squamous cell skin cancer", "within_two_weeks"),
+        ("melanocytic_naevus", "en", r"changing in size, shape or colour", "within_two_weeks"),
+        ("melanocytic_naevus", "ko", r"크기·모양·색이 변하거나", "within_two_weeks"),
+        ("telangiectasia", "en", r"yellow whites of the eyes", "same_day"),
+        ("hidradenitis_suppurativa", "en", r"redness that spreads, or a fever", "within_days"),
+    ],
+)
+def test_red_flags_of_the_dermnet_nz_topics(book, key, lang, pattern, when):
+    assert [f.when for f in _flags(book, key, lang, pattern)] == [when]
+
+
+def test_the_mole_entry_says_a_melanoma_may_be_shown_as_a_mole(book):
+    # A model trained on these topics has no melanoma class: its nearest answer is "mole".
+    assert "a melanoma may be shown as a mole" in book.get("melanocytic_naevus").summary
+    assert "흑색종도 점으로 보일 수 있습니다" in book.get("melanocytic_naevus", "ko").summary
+    assert book.get("melanocytic_naevus").urgency != "routine"
 
 
 def test_psoriasis_look_alikes_no_longer_call_pale_marks_vitiligo(book):
@@ -726,6 +769,19 @@ def test_a_schema_2_user_entry_renders_its_advice(tmp_path):
         "escalation": True,
         "source": None,
     }
+
+
+def test_the_panel_names_every_condition_of_a_prediction_set_beyond_the_top_k(book, capsys, wide):
+    # A set can hold more conditions than --top-k lists; none may show as a raw folder name.
+    from skinfood_cli.output import print_prediction
+    from skinfood_cli.prediction import NOT_A_DIAGNOSIS, display_names, make_prediction
+
+    classes = ["acne", "atopic_dermatitis", "psoriasis"]
+    rec = make_prediction("x.jpg", [0.4, 0.3, 0.3], classes, book, lang="ko", top_k=1, qhat=math.inf).to_dict()
+    assert rec["prediction_set"] == classes and len(rec["top_k"]) == 1
+    print_prediction(rec, "ko", NOT_A_DIAGNOSIS["ko"], display_names(classes, book, "ko"))
+    panel = capsys.readouterr().out
+    assert "여드름, 아토피피부염, 건선" in panel and "atopic_dermatitis" not in panel
 
 
 # --------------------------------------------------------------------------- not a diagnosis, on every surface
