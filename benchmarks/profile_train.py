@@ -4,7 +4,8 @@
 
 One ResNet50 training step at 224 px on random data (decoding is measured in
 run.py; it is ~3 ms of a ~80 ms photo), profiled with torch.profiler after a
-warm-up step. skinfood: channels_last + bf16 autocast + AdamW; the study: fp32,
+warm-up step. skinfood: channels_last + AdamW, with bf16 autocast where the CPU
+has native bf16 (fp32 elsewhere, as `--precision auto` picks); the study: fp32,
 NCHW, Adam. Ops are grouped into convolutions, BatchNorm, ReLU, optimizer and
 the rest, with the convolutions' achieved GFLOP/s (ResNet50: ~4.1 GMACs per
 image forward, twice that backward).
@@ -69,9 +70,17 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=2)
     args = parser.parse_args(argv)
+    import torch
+
+    from skinfood_cli.model import resolve_precision
+
+    # skinfood's step as it runs here: bf16 autocast only on CPUs with native bf16, else fp32.
+    precision = resolve_precision("auto", torch.device("cpu")).name
     runs = [
         profile_step("study (fp32, NCHW, Adam)", False, False, "Adam", args.batch, args.steps),
-        profile_step("skinfood (bf16, channels_last, AdamW)", True, True, "AdamW", args.batch, args.steps),
+        profile_step(
+            f"skinfood ({precision}, channels_last, AdamW)", True, precision == "bf16", "AdamW", args.batch, args.steps
+        ),
     ]
     conv_gflop = {"convolution forward": 2 * GMACS * args.batch, "convolution backward": 4 * GMACS * args.batch}
     print(f"one training step, batch {args.batch}, 224 px (seconds per step; share; conv GFLOP/s)")
