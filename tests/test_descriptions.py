@@ -539,6 +539,19 @@ def test_eczema_herpeticum_is_same_day_with_or_without_fever(book, key):
     assert "with or without fever" in en.sign and "포진상 습진" in ko.sign and "열이 없어도" in ko.sign
 
 
+# The same checks on the entries added for DermNet NZ's topics (not yet clinically reviewed).
+DERMNET_NZ_TOPIC_FLAGS = [
+    ("purpura", "en", r"^spots that do not fade when pressed, in a child, or with fever", "emergency"),
+    ("purpura", "ko", r"어린이에게 생기거나, 열", "emergency"),
+    ("purpura", "en", r"^a new rash of spots that do not fade when pressed", "same_day"),
+    ("actinic_keratosis", "en", r"squamous cell skin cancer", "within_two_weeks"),
+    ("melanocytic_naevus", "en", r"changing in size, shape or colour", "within_two_weeks"),
+    ("melanocytic_naevus", "ko", r"크기·모양·색이 변하거나", "within_two_weeks"),
+    ("telangiectasia", "en", r"yellow whites of the eyes", "same_day"),
+    ("hidradenitis_suppurativa", "en", r"redness that spreads, or a fever", "within_days"),
+]
+
+
 @pytest.mark.parametrize(
     "key, lang, pattern, when",
     [
@@ -576,7 +589,8 @@ def test_eczema_herpeticum_is_same_day_with_or_without_fever(book, key):
             "emergency",
         ),
         ("dermnet_exanthems_drug_eruptions", "ko", r"처방한 의사", "same_day"),
-    ],
+    ]
+    + DERMNET_NZ_TOPIC_FLAGS,
 )
 def test_red_flags_the_clinical_review_asked_for(book, key, lang, pattern, when):
     assert [f.when for f in _flags(book, key, lang, pattern)] == [when]
@@ -621,23 +635,6 @@ def test_study_conditions_open_with_what_a_photo_cannot_tell(book, key):
 @pytest.mark.parametrize("key", ["basal_cell_carcinoma", "purpura"])
 def test_a_possible_skin_cancer_and_a_non_fading_rash_carry_the_urgent_badge(book, key):
     assert book.get(key).urgency == "urgent"
-
-
-@pytest.mark.parametrize(
-    "key, lang, pattern, when",
-    [
-        ("purpura", "en", r"^spots that do not fade when pressed, in a child, or with fever", "emergency"),
-        ("purpura", "ko", r"어린이에게 생기거나, 열", "emergency"),
-        ("purpura", "en", r"^a new rash of spots that do not fade when pressed", "same_day"),
-        ("actinic_keratosis", "en", r"squamous cell skin cancer", "within_two_weeks"),
-        ("melanocytic_naevus", "en", r"changing in size, shape or colour", "within_two_weeks"),
-        ("melanocytic_naevus", "ko", r"크기·모양·색이 변하거나", "within_two_weeks"),
-        ("telangiectasia", "en", r"yellow whites of the eyes", "same_day"),
-        ("hidradenitis_suppurativa", "en", r"redness that spreads, or a fever", "within_days"),
-    ],
-)
-def test_red_flags_of_the_dermnet_nz_topics(book, key, lang, pattern, when):
-    assert [f.when for f in _flags(book, key, lang, pattern)] == [when]
 
 
 def test_the_mole_entry_says_a_melanoma_may_be_shown_as_a_mole(book):
