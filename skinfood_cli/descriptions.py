@@ -229,6 +229,12 @@ def load_descriptions(extra: Path | None = None, *, include_user: bool = True) -
     return DescriptionBook(entries, paths)
 
 
+def display_names(classes: list[str], book: DescriptionBook | None, lang: str = "en") -> list[str]:
+    """Each class's name as a person reads it in `lang`; the class itself where no entry names it."""
+    entries = [book.get(c, lang) if book is not None else None for c in classes]
+    return [e.name if e else c for c, e in zip(classes, entries)]
+
+
 def default_language() -> str:
     """Returns "ko" if the first set of LANGUAGE/LC_ALL/LC_MESSAGES/LANG starts with "ko", else "en"."""
     for var in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):

@@ -209,12 +209,6 @@ def make_prediction(
     )
 
 
-def display_names(classes: list[str], book, lang: str = "en") -> dict[str, str]:
-    """Each class's name as a person reads it in `lang` (the class itself where no entry names it)."""
-    entries = {c: book.get(c, lang) if book is not None else None for c in classes}
-    return {c: e.name if e else c for c, e in entries.items()}
-
-
 def predict_items(
     items: list[InputItem], engine, book, *, lang: str = "en", top_k: int = 3, threshold: float | None = None
 ) -> Iterator[Prediction]:

@@ -770,13 +770,14 @@ def test_a_schema_2_user_entry_renders_its_advice(tmp_path):
 
 def test_the_panel_names_every_condition_of_a_prediction_set_beyond_the_top_k(book, capsys, wide):
     # A set can hold more conditions than --top-k lists; none may show as a raw folder name.
+    from skinfood_cli.descriptions import display_names
     from skinfood_cli.output import print_prediction
-    from skinfood_cli.prediction import NOT_A_DIAGNOSIS, display_names, make_prediction
+    from skinfood_cli.prediction import NOT_A_DIAGNOSIS, make_prediction
 
     classes = ["acne", "atopic_dermatitis", "psoriasis"]
     rec = make_prediction("x.jpg", [0.4, 0.3, 0.3], classes, book, lang="ko", top_k=1, qhat=math.inf).to_dict()
     assert rec["prediction_set"] == classes and len(rec["top_k"]) == 1
-    print_prediction(rec, "ko", NOT_A_DIAGNOSIS["ko"], display_names(classes, book, "ko"))
+    print_prediction(rec, "ko", NOT_A_DIAGNOSIS["ko"], dict(zip(classes, display_names(classes, book, "ko"))))
     panel = capsys.readouterr().out
     assert "여드름, 아토피피부염, 건선" in panel and "atopic_dermatitis" not in panel
 

@@ -166,17 +166,11 @@ def build_config(ckpt: dict, book, *, sha256: str, size_bytes: int) -> dict:
 
 
 def _display_names(classes: list[str], book) -> dict:
-    if book is None:  # the bundled descriptions
-        from skinfood_cli.descriptions import load_descriptions
+    from skinfood_cli.descriptions import LANGUAGES, display_names, load_descriptions
 
+    if book is None:  # the bundled descriptions
         book = load_descriptions(None)
-    names: dict[str, list[str]] = {}
-    for lang in ("en", "ko"):
-        names[lang] = []
-        for c in classes:
-            entry = book.get(c, lang) if book is not None else None
-            names[lang].append(entry.name if entry else c)
-    return names
+    return {lang: display_names(classes, book, lang) for lang in LANGUAGES}
 
 
 def _strip_local_paths(config: dict) -> None:

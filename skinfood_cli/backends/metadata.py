@@ -15,7 +15,7 @@ from typing import Any
 
 from skinfood_cli import __version__
 from skinfood_cli.backends.base import DEFAULT_THRESHOLD, Backend, LoadedModel
-from skinfood_cli.descriptions import LANGUAGES
+from skinfood_cli.descriptions import LANGUAGES, display_names
 from skinfood_cli.errors import ModelError
 
 # Inputs an exported graph can take (metadata key "input"):
@@ -30,13 +30,7 @@ def export_metadata(
     loaded: LoadedModel, book: Any, *, file_format: str, with_preprocessing: bool = False, batch: int | None = None
 ) -> dict:
     """Everything a consumer needs to feed an exported file and read its answer."""
-    display = {}
-    for lang in LANGUAGES:
-        names = []
-        for c in loaded.classes:
-            entry = book.get(c, lang) if book is not None else None
-            names.append(entry.name if entry else c)
-        display[lang] = names
+    display = {lang: display_names(loaded.classes, book, lang) for lang in LANGUAGES}
     data = loaded.meta.get("data") or {}
     return {
         "format": file_format,

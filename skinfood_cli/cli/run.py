@@ -82,6 +82,7 @@ def predict(
     VNNI about twice as fast, same answers for all but near-ties.
     """
     from skinfood_cli.cli.reporting import BatchProgress
+    from skinfood_cli.descriptions import display_names
     from skinfood_cli.output import (
         RecordWriter,
         open_output,
@@ -89,7 +90,7 @@ def predict(
         print_prediction_table,
         warn,
     )
-    from skinfood_cli.prediction import NOT_A_DIAGNOSIS, display_names, expand_inputs, parse_shard, predict_items
+    from skinfood_cli.prediction import NOT_A_DIAGNOSIS, expand_inputs, parse_shard, predict_items
 
     language = _lang(lang)
     items = expand_inputs(inputs, recursive=recursive, shard=parse_shard(shard))
@@ -109,7 +110,8 @@ def predict(
         footer = NOT_A_DIAGNOSIS[language]
         single = len(collected) == 1 and len(inputs) == 1 and not Path(inputs[0]).is_dir()
         if single:
-            print_prediction(collected[0], language, footer, display_names(engine.classes, book, language))
+            names = dict(zip(engine.classes, display_names(engine.classes, book, language)))
+            print_prediction(collected[0], language, footer, names)
         elif collected:
             print_prediction_table(collected, footer)
         else:
