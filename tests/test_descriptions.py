@@ -476,7 +476,9 @@ LINK_PATTERNS = {
     "medlineplus.gov": r"/[a-z]+\.html",
     "www.nice.org.uk": r"/guidance/(?:ng|cg)\d+",
     "www.aad.org": r"/public/[a-z0-9/-]+",
-    "health.kdca.go.kr": r"/healthinfo/biz/health/gnrlzHealthInfo/gnrlzHealthInfo/gnrlzHealthInfo\w+\.do",
+    # KDCA: topic pages only; its portal's front page (gnrlzHealthInfoMain.do) says nothing a patient can act on.
+    "health.kdca.go.kr": r"/healthinfo/biz/health/gnrlzHealthInfo/gnrlzHealthInfo/gnrlzHealthInfoView\.do"
+    r"\?cntnts_sn=\d+",
 }
 
 
@@ -512,6 +514,182 @@ def test_every_bundled_badge_covers_its_red_flags(book):
             assert (floor > order(d.urgency)) if flag.escalation else (floor <= order(d.urgency)), (key, flag)
 
 
+# The most a badge may claim from one flag a typical photo shows (a flag without escalation): the
+# badge's own words, "urgent: the same day, or within about two weeks for a possible skin cancer".
+BADGE_CEILING = {
+    "routine": "routine",
+    "within_two_weeks": "urgent",
+    "within_days": "soon",
+    "same_day": "urgent",
+    "emergency": "urgent",
+}
+
+
+def test_no_bundled_badge_claims_more_than_a_typical_photo_of_its_class_supports(book):
+    # The loader refuses the other direction (a flag without escalation more urgent than the badge
+    # allows) and an escalation that does not go beyond the badge: see the test above.
+    order = rf.URGENCY_ORDER.index
+    for key in book.keys():
+        d = book.get(key)
+        typical = [f for f in d.red_flags if not f.escalation]
+        ceiling = max((order(BADGE_CEILING[f.when]) for f in typical), default=0)
+        assert order(d.urgency) <= ceiling, f"{key}: badge {d.urgency!r} but no flag without escalation needs it"
+
+
+# Fever, as the reader meets it in each language ("열감", warmth, is not fever).
+FEVER = {"en": r"\b(?:fever|temperature)\b", "ko": r"고열|발열|(?<![가-힣])열(?=[이과을나,\s)]|$)"}
+# Words that say fever is not needed for the flag.
+NO_FEVER_NEEDED = {"en": r"\b(?:with or |even )without (?:a )?fever\b", "ko": r"열이 없어도|열이 없더라도"}
+# Fever named on its own as one of a flag's choices: "..., or a fever", "..., 또는 고열", "...거나 열이 남".
+BARE_FEVER = {
+    "en": r"(?:^|[,;(]|\bor\b)\s*(?:an?\s+)?(?:high\s+)?(?:fever|temperature)\s*(?=$|[,;)]|\bor\b)",
+    "ko": r"(?:^|[,;(·]|또는|거나)\s*(?:고열|발열|열)(?:이\s*(?:남|있음))?\s*(?=$|[,;)·]|또는)",
+}
+# What is left of "a rash with high fever" once fever is gone: only what any photo of the class shows.
+PHOTO_WORDS = {
+    "en": r"\b(?:an?|the|any|new|with|and|high|rash|spots?|blisters?|hives|sores?|bumps?|fever|temperature)\b",
+    "ko": r"고열|발열|열|발진|반점|물집|두드러기|함께|동반한|생긴|나는|있음|과|와|을|를|이|가|남",
+}
+# The top-level choices of a flag ("A, or B"; "A; B").
+CHOICES = {"en": r",\s*or\s+|;\s*", "ko": r",?\s*또는\s+|;\s*"}
+# Who must be seen whatever the other signs: for them fever may add urgency, but never gate it.
+SEEN_WHATEVER_ELSE = {
+    "newborn": {"en": r"newborn|under 4 weeks", "ko": r"신생아|생후 4주"},
+    "pregnancy": {"en": r"pregnan", "ko": r"임신"},
+    "weak immunity": {"en": r"weakened immune", "ko": r"면역이 약한|면역저하"},
+    "diabetes": {"en": r"diabetes", "ko": r"당뇨"},
+}
+URGENT_WHENS = ("same_day", "emergency")
+
+
+def _conditions(sign: str) -> str:
+    """`sign` without what its parentheses explain ("(possible cellulitis)"): the conditions alone."""
+    while re.search(r"\([^()]*\)", sign):
+        sign = re.sub(r"\s*\([^()]*\)", "", sign)
+    return sign
+
+
+def _choices(sign: str, lang: str) -> list[str]:
+    return [c for c in re.split(CHOICES[lang], _conditions(sign)) if c.strip()]
+
+
+def _needs_fever(text: str, lang: str) -> bool:
+    """Whether `text` names fever as a condition (not as "with or without fever")."""
+    return bool(re.search(FEVER[lang], re.sub(NO_FEVER_NEEDED[lang], "", _conditions(text))))
+
+
+def _fever_alone(sign: str, lang: str, when: str) -> str | None:
+    """The choice of `sign` that rests on fever alone, or None.
+
+    Any urgent flag: fever named bare as one of its choices ("redness that spreads, or a fever").
+    An emergency flag also: a choice that is fever plus what any photo of the class shows ("spots
+    that do not fade, or a high fever with the rash"): fever with a rash is a same-day matter.
+    """
+    core = re.sub(NO_FEVER_NEEDED[lang], "", _conditions(sign))
+    if re.search(BARE_FEVER[lang], core):
+        return core
+    if when == "emergency":
+        for choice in _choices(core, lang):
+            rest = re.sub(PHOTO_WORDS[lang], "", choice.lower())
+            if re.search(FEVER[lang], choice) and not re.sub(r"[\W_]+", "", rest):
+                return choice
+    return None
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_no_same_day_or_emergency_flag_rests_on_fever_alone(book, lang):
+    # Fever is missing in many who are seriously ill (newborns, older people, anyone who took a
+    # painkiller) and, on its own with a rash, is not an emergency.
+    for key in book.keys():
+        for flag in book.get(key, lang).red_flags:
+            if flag.when in URGENT_WHENS:
+                assert _fever_alone(flag.sign, lang, flag.when) is None, (key, flag.when, flag.sign)
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_fever_never_gates_the_flags_of_those_seen_whatever_else(book, lang):
+    # A same-day or emergency choice naming a newborn, pregnancy, weak immunity or diabetes together
+    # with fever is allowed only beside one that sends the same people as soon without fever.
+    for key in book.keys():
+        urgent = [c for f in book.get(key, lang).red_flags if f.when in URGENT_WHENS for c in _choices(f.sign, lang)]
+        for group, patterns in SEEN_WHATEVER_ELSE.items():
+            mine = [c for c in urgent if re.search(patterns[lang], c)]
+            if any(_needs_fever(c, lang) for c in mine):
+                assert any(not _needs_fever(c, lang) for c in mine), (key, group, mine)
+
+
+def _fever_checks_catch(lang: str, when: str, sign: str) -> bool:
+    return _fever_alone(sign, lang, when) is not None
+
+
+@pytest.mark.parametrize(
+    "lang, when, sign",
+    [  # what the bundled file said before review, and must never say again
+        ("en", "emergency", "spots that do not fade when a glass is pressed on them, or a high fever with the rash"),
+        ("ko", "emergency", "유리컵으로 눌러도 사라지지 않는 반점, 또는 발진과 함께 고열"),
+        ("en", "same_day", "redness that spreads, or a fever"),
+        ("ko", "same_day", "부위가 뜨겁게 붓고 아프거나 열이 남"),
+        ("en", "same_day", "swollen legs, blood in the urine, new muscle weakness or a high fever"),
+        ("ko", "same_day", "다리 부종, 혈뇨, 새로 생긴 근력 저하, 또는 고열"),
+    ],
+)
+def test_the_fever_checks_catch_what_the_review_found(lang, when, sign):
+    assert _fever_checks_catch(lang, when, sign)
+
+
+@pytest.mark.parametrize(
+    "lang, sign",
+    [
+        ("en", "blisters with fever in a newborn baby or a pregnant person"),
+        ("ko", "신생아나 임신부에게 열과 함께 생긴 물집"),
+    ],
+)
+def test_the_gate_check_catches_the_newborn_flag_the_review_found(lang, sign):
+    choices = _choices(sign, lang)
+    assert any(re.search(SEEN_WHATEVER_ELSE["newborn"][lang], c) and _needs_fever(c, lang) for c in choices)
+    assert not any(re.search(SEEN_WHATEVER_ELSE["newborn"][lang], c) and not _needs_fever(c, lang) for c in choices)
+
+
+# When a sign began: a history the photo cannot show.
+ONSET = {"en": r"\b(?:new|sudden|suddenly|recent)\b", "ko": r"새로|갑자기|최근"}
+
+
+def _words(text: str) -> str:
+    """Lower case, no parentheses and what they hold, letters and digits only: for comparing phrases."""
+    return " ".join(re.sub(r"[\W_]+", " ", re.sub(r"\([^)]*\)", " ", text.lower())).split())
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_an_escalation_flag_is_not_one_of_the_signs_a_photo_of_its_class_shows(book, lang):
+    # `signs` lists what photos of the class show. An escalation flag that is mostly one of them
+    # ("suspected shingles, a painful band of blisters on one side of the body") adds nothing a
+    # photo cannot show, so the badge must cover it instead. One that names such a sign together
+    # with more ("new sores in the mouth ... after starting a new medicine"), or with when it began
+    # ("new yellowing of the skin": a history, which no photo shows), may.
+    onset = ONSET[lang]
+    for key in book.keys():
+        d = book.get(key, lang)
+        shown = [s for s in map(_words, d.signs) if len(s.split()) >= 3]
+        for flag in d.red_flags:
+            said = _words(flag.sign)
+            if flag.escalation:
+                mostly = [s for s in shown if s in said and len(s) >= 0.6 * len(said)]
+                assert not [s for s in mostly if not re.search(onset, said.replace(s, ""))], (key, flag.sign)
+
+
+@pytest.mark.parametrize(
+    "key, typical",
+    [
+        ("dermnet_viral_infections", r"^suspected shingles"),  # a painful band of blisters: same day
+        ("dermnet_vascular_tumors", r"^a lump that grows quickly, bleeds"),  # pyogenic granuloma
+    ],
+)
+def test_classes_whose_typical_photo_shows_a_sooner_sign_are_not_routine(book, key, typical):
+    (flag,) = _flags(book, key, "en", typical)
+    assert not flag.escalation and book.get(key).urgency != "routine"
+    assert rf.URGENCY_ORDER.index(book.get(key).urgency) >= rf.URGENCY_ORDER.index(rf.URGENCY_FLOOR[flag.when])
+
+
 def test_every_bundled_link_and_red_flag_source_is_an_https_page(book):
     keys = book.keys()
     for key in keys:
@@ -542,13 +720,73 @@ def test_eczema_herpeticum_is_same_day_with_or_without_fever(book, key):
 # The same checks on the entries added for DermNet NZ's topics (not yet clinically reviewed).
 DERMNET_NZ_TOPIC_FLAGS = [
     ("purpura", "en", r"^spots that do not fade when pressed, in a child, or with fever", "emergency"),
-    ("purpura", "ko", r"어린이에게 생기거나, 열", "emergency"),
+    ("purpura", "ko", r"어린이에게 생기거나, 열이 나거나", "emergency"),
     ("purpura", "en", r"^a new rash of spots that do not fade when pressed", "same_day"),
     ("actinic_keratosis", "en", r"squamous cell skin cancer", "within_two_weeks"),
     ("melanocytic_naevus", "en", r"changing in size, shape or colour", "within_two_weeks"),
     ("melanocytic_naevus", "ko", r"크기·모양·색이 변하거나", "within_two_weeks"),
     ("telangiectasia", "en", r"yellow whites of the eyes", "same_day"),
-    ("hidradenitis_suppurativa", "en", r"redness that spreads, or a fever", "within_days"),
+    ("hidradenitis_suppurativa", "en", r"^redness that spreads, or a flare with a fever", "same_day"),
+    ("hidradenitis_suppurativa", "en", r"^a lump that becomes very painful, hot and swollen", "within_days"),
+]
+
+
+# The second clinical read: four flags that could delay urgent care, and what it asked to add.
+SECOND_REVIEW_FLAGS = [
+    # any blisters or sores in a newborn, fever or not; chickenpox and shingles at their worst
+    ("dermnet_viral_infections", "en", r"^any blisters, sores or spots on a baby under 4 weeks old", "emergency"),
+    ("dermnet_viral_infections", "ko", r"^생후 4주 미만 아기에게 생긴 모든 물집", "emergency"),
+    ("dermnet_viral_infections", "en", r"^chickenpox or shingles with breathlessness, chest pain", "emergency"),
+    ("dermnet_viral_infections", "ko", r"^수두나 대상포진이 있으면서 숨이 차거나", "emergency"),
+    ("dermnet_viral_infections", "en", r"adult, during pregnancy, or .* weakened immune .*24 hours", "same_day"),
+    ("dermnet_viral_infections", "ko", r"성인, 임신부, 면역이 약한 사람에게 생긴 수두 같은 발진.*24시간", "same_day"),
+    # sudden swelling of the lips is anaphylaxis too; hives with a fever within days
+    ("dermnet_urticaria", "en", r"^sudden swelling of the lips, mouth, .* a hoarse voice", "emergency"),
+    ("dermnet_urticaria", "ko", r"^입술, 입안, 얼굴, 혀, 목이 갑자기 부음, 목소리가 쉼", "emergency"),
+    ("dermnet_urticaria", "en", r"^hives with a fever or feeling unwell$", "within_days"),
+    ("dermnet_urticaria", "ko", r"^열이 나거나 몸이 안 좋으면서 생긴 두드러기$", "within_days"),
+    # a diabetic foot within one working day (NICE NG19), at once with fever, spreading redness or black skin
+    ("dermnet_systemic_disease", "en", r"foot if you have diabetes, even if it does not hurt.*one working", "same_day"),
+    ("dermnet_systemic_disease", "ko", r"^당뇨병이 있는 사람의 발에 생긴 상처.*아프지 않아도 해당", "same_day"),
+    ("dermnet_systemic_disease", "en", r"diabetes together with a fever .*skin turning black", "emergency"),
+    ("dermnet_systemic_disease", "ko", r"^당뇨병이 있는 사람의 발에 .*피부가 검게 변함", "emergency"),
+    # a beard-area haemangioma can sit in the airway too
+    ("dermnet_vascular_tumors", "en", r"beard area\) who has noisy breathing, a hoarse cry", "emergency"),
+    ("dermnet_vascular_tumors", "ko", r"\(수염이 나는 부위\)에 혈관종이 있는 아기가 숨 쉴 때", "emergency"),
+    ("dermnet_vascular_tumors", "en", r"beard area \(chin, jaw, lower lip or neck\), even with no", "within_days"),
+    ("dermnet_vascular_tumors", "ko", r"부위\)에 생긴 아기의 혈관종, 숨쉬기에 문제가 없어도", "within_days"),
+    ("dermnet_vascular_tumors", "en", r"^a bruise-like patch that keeps growing on an older", "within_two_weeks"),
+    ("dermnet_vascular_tumors", "ko", r"^노인의 두피나 얼굴에서 점점 커지는 멍 같은 반점", "within_two_weeks"),
+    # fever alone with a rash is a same-day matter; the emergency keeps the signs of meningitis
+    ("dermnet_exanthems_drug_eruptions", "en", r"^a high fever with the rash", "same_day"),
+    ("dermnet_exanthems_drug_eruptions", "ko", r"^발진과 함께 나는 고열", "same_day"),
+    ("dermnet_exanthems_drug_eruptions", "en", r"^spots that do not fade.*drowsiness, confusion", "emergency"),
+    ("dermnet_exanthems_drug_eruptions", "ko", r"^유리컵으로 눌러도.*졸리거나, 정신이 혼미", "emergency"),
+    # mouth, eye or genital sores send one to 119 only when new, with spreading blisters or a new medicine
+    (
+        "dermnet_bullous_disease",
+        "en",
+        r"new sores in the mouth, eyes or genitals together with a spreading",
+        "emergency",
+    ),
+    (
+        "dermnet_bullous_disease",
+        "ko",
+        r"물집성 발진과 함께 생기거나 새 약을 시작한 뒤 생긴 입·눈·생식기의 새",
+        "emergency",
+    ),
+    ("dermnet_bullous_disease", "en", r"getting worse if you already have a blistering disease", "within_days"),
+    # what the read asked to add
+    ("dermnet_lupus_connective_tissue", "en", r"swallowing or breathing with muscle weakness, a fit", "emergency"),
+    ("dermnet_lupus_connective_tissue", "ko", r"근력 저하와 함께 삼키기나 숨쉬기가 힘듦, 경련", "emergency"),
+    ("dermnet_lupus_connective_tissue", "en", r"^a sore \(ulcer\) on a fingertip, or .* turns black", "same_day"),
+    ("dermnet_lupus_connective_tissue", "ko", r"^손가락 끝에 생긴 궤양", "same_day"),
+    ("acne", "en", r"thoughts of harming yourself, especially while taking isotretin", "same_day"),
+    ("acne", "ko", r"스스로를 해치고 싶은 생각이 듦, 특히 이소트레티노인.*109", "same_day"),
+    ("dermnet_acne_rosacea", "en", r"thoughts of harming yourself, especially while taking isotretin", "same_day"),
+    ("dermnet_acne_rosacea", "ko", r"스스로를 해치고 싶은 생각이 듦, 특히 이소트레티노인.*109", "same_day"),
+    ("dermnet_contact_dermatitis", "en", r"after eating lacquer-tree chicken \(ottak\)", "same_day"),
+    ("dermnet_contact_dermatitis", "ko", r"^옻닭이나 옻순 등 옻이 든 음식을 먹은 뒤 온몸으로 번지는 발진", "same_day"),
 ]
 
 
@@ -590,7 +828,8 @@ DERMNET_NZ_TOPIC_FLAGS = [
         ),
         ("dermnet_exanthems_drug_eruptions", "ko", r"처방한 의사", "same_day"),
     ]
-    + DERMNET_NZ_TOPIC_FLAGS,
+    + DERMNET_NZ_TOPIC_FLAGS
+    + SECOND_REVIEW_FLAGS,
 )
 def test_red_flags_the_clinical_review_asked_for(book, key, lang, pattern, when):
     assert [f.when for f in _flags(book, key, lang, pattern)] == [when]
@@ -656,7 +895,112 @@ def test_melanoma_summary_makes_the_same_claim_in_both_languages(book):
 
 def test_links_the_review_asked_for(book):
     assert "https://dermnetnz.org/topics/infantile-haemangioma" in book.get("dermnet_vascular_tumors").links
-    assert any("health.kdca.go.kr" in u for u in book.get("dermnet_infestations_bites").links)
+    assert any("health.kdca.go.kr" in u for u in book.get("dermnet_viral_infections").links)  # 수두와 대상포진
+    for key in book.keys():
+        d = book.get(key)
+        for url in (*d.links, *(f.source or "" for f in d.red_flags)):
+            assert "gnrlzHealthInfoMain" not in url, (key, url)  # KDCA's portal front page is no source
+
+
+@pytest.mark.parametrize(
+    "lang, baby, no_fever", [("en", "under 4 weeks", "even without a fever"), ("ko", "생후 4주", "열이 없어도")]
+)
+def test_a_newborn_with_blisters_goes_to_emergency_whatever_the_temperature(book, lang, baby, no_fever):
+    # Newborn herpes often starts without a fever: fever is named only to say it is not needed.
+    flags = [f for f in book.get("dermnet_viral_infections", lang).red_flags if baby in f.sign]
+    assert [f.when for f in flags] == ["emergency"]
+    assert no_fever in flags[0].sign and not _needs_fever(flags[0].sign, lang)
+
+
+def test_sudden_lip_swelling_is_no_longer_an_ordinary_sign_of_hives(book):
+    en, ko = book.get("dermnet_urticaria"), book.get("dermnet_urticaria", "ko")
+    assert [s for s in en.signs if "lips" in s] == [s for s in en.signs if "emergency" in s] != []
+    assert [s for s in ko.signs if "입술" in s] == [s for s in ko.signs if "응급" in s] != []
+    (emergency,) = [f for f in en.red_flags if f.when == "emergency"]
+    assert "adrenaline pen" in emergency.sign and "vomiting" in emergency.sign
+
+
+@pytest.mark.parametrize("key", ["dermnet_bacterial_infections", "folliculitis", "hidradenitis_suppurativa"])
+def test_spreading_redness_is_same_day_in_every_skin_infection_entry(book, key):
+    assert [f.when for f in _flags(book, key, "en", r"redness that spreads|^spreading, warm, painful redness")] == [
+        "same_day"
+    ]
+
+
+@pytest.mark.parametrize("key", ["acne", "dermnet_acne_rosacea"])
+def test_very_low_mood_with_acne_names_the_korean_crisis_line(book, key):
+    for lang in ("en", "ko"):
+        (flag,) = [f for f in book.get(key, lang).red_flags if "109" in f.sign]
+        assert flag.when == "same_day" and "119" in flag.sign
+
+
+def test_warts_and_molluscum_can_take_up_to_two_years(book):
+    assert "up to two years" in book.get("dermnet_viral_infections").summary
+    assert "2년" in book.get("dermnet_viral_infections", "ko").summary
+
+
+def test_a_drug_rash_out_of_hours_names_a_service_that_is_open(book):
+    en, ko = book.get("dermnet_exanthems_drug_eruptions"), book.get("dermnet_exanthems_drug_eruptions", "ko")
+    assert not [f for f in en.red_flags if "pharmacist" in f.sign] and not [f for f in ko.red_flags if "약사" in f.sign]
+    (drug_en,) = _flags(book, "dermnet_exanthems_drug_eruptions", "en", "contact the doctor who prescribed it")
+    (drug_ko,) = _flags(book, "dermnet_exanthems_drug_eruptions", "ko", "처방한 의사")
+    assert "NHS 111" in drug_en.sign and "119" in drug_en.sign and "emergency department" in drug_en.sign
+    assert "119에 전화해 상담" in drug_ko.sign and "응급실" in drug_ko.sign
+
+
+@pytest.mark.parametrize(
+    "lang, sores_alone", [("en", r"sores in the mouth, eyes or genitals"), ("ko", r"입·눈·생식기의 상처")]
+)
+def test_mouth_eye_or_genital_sores_alone_are_not_a_blistering_emergency(book, lang, sores_alone):
+    # Someone with long-standing pemphigus has such sores for months: 119 is for new ones with a
+    # spreading blistering rash or after a new medicine (possible Stevens-Johnson syndrome).
+    (emergency,) = [f for f in book.get("dermnet_bullous_disease", lang).red_flags if f.when == "emergency"]
+    assert not [c for c in _choices(emergency.sign, lang) if re.fullmatch(sores_alone, c.strip())]
+
+
+@pytest.mark.parametrize(
+    "key, wrong, right",
+    [
+        ("dermnet_hair_loss", "뜨거운 열기구", "고데기·드라이어의 높은 열"),  # a hot-air balloon
+        ("dermnet_vasculitis", "피 섞인 기침", "기침할 때 피가 나옴(객혈)"),
+        ("purpura", "혈액 희석제", "항응고제·항혈소판제"),
+        ("dermnet_infestations_bites", "기타 기생충 감염", "외부 기생충(진드기·이) 감염"),  # not worms
+        ("eczema", "헤르페스가 감염된", "헤르페스바이러스에 감염된"),
+        ("psoriasis", "화상은", "일광화상은"),
+        ("vitiligo", "화상을", "일광화상을"),
+    ],
+)
+def test_korean_words_that_meant_something_else(book, key, wrong, right):
+    text = " ".join(_korean_texts(book.get(key, "ko")))
+    assert right in text and wrong not in text.replace(right, "")
+
+
+def test_korean_red_flags_read_after_their_lead_in(book):
+    # "다음의 경우 일반 진료를 예약하세요: ..." is followed by what to look for, never by half a
+    # clause of purpose ("진단을 확인하기 위해, 특히 퍼지고 있다면"), as five entries had it.
+    for key in book.keys():
+        for flag in book.get(key, "ko").red_flags:
+            assert not re.search(r"위해(?:,|$)|있다면", _conditions(flag.sign)), (key, flag.sign)
+
+
+@pytest.mark.parametrize(
+    "key, lang, needles",
+    [
+        ("dermnet_infestations_bites", "en", ["repeat the treatment after 7 days", "2-4 weeks", "burn or put oil"]),
+        ("dermnet_infestations_bites", "ko", ["7일 뒤에 한 번 더", "2~4주", "짜거나 불로 지지거나 기름을"]),
+        ("dermnet_exanthems_drug_eruptions", "en", ["measles or chickenpox, phone"]),
+        ("dermnet_exanthems_drug_eruptions", "ko", ["홍역이나 수두가 의심되면", "먼저 전화로 알려"]),
+        ("dermnet_viral_infections", "en", ["chickenpox or shingles, phone", "crusted over"]),
+        ("dermnet_viral_infections", "ko", ["먼저 전화로 알리고", "딱지가 될 때까지"]),
+        ("dermnet_bacterial_infections", "en", ["48 hours after starting antibiotics"]),
+        ("dermnet_bacterial_infections", "ko", ["항생제를 시작하고 48시간"]),
+        ("dermnet_fungal_infections", "en", ["combination creams", "betamethasone"]),
+        ("dermnet_fungal_infections", "ko", ["복합 연고", "베타메타손"]),
+    ],
+)
+def test_self_care_the_review_asked_for(book, key, lang, needles):
+    said = " ".join(book.get(key, lang).self_care)
+    assert [n for n in needles if n not in said] == []
 
 
 # --------------------------------------------------------------------------- red flags: the loader
