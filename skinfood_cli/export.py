@@ -16,7 +16,6 @@ runtimes that can't read custom metadata (onnxruntime-web).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -37,6 +36,7 @@ from skinfood_cli.errors import (
     SkinfoodError,
     UsageError,
 )
+from skinfood_cli.jsonio import dumps
 from skinfood_cli.weights import sha256_of
 
 FORMATS = ("onnx", "torchscript")
@@ -44,6 +44,8 @@ DEFAULT_OPSET = 18  # loads in ONNX Runtime >= 1.14 and onnxruntime-web
 FP32_TOLERANCE = 1e-4  # max |p_export - p_torch| over all classes and photos
 INT8_AGREEMENT = 0.99  # top-1 agreement of an int8 export with PyTorch fp32
 SCOPE_TOLERANCE = 1e-4  # fp32: max |s_export - s_torch| / max(1, |s_torch|) of the scope score
+# (with the 1 at least 1/scale: a validation spread of a few photos can be tiny, and float32 noise
+# in the raw score, divided by it, must not fail an export that computes the same thing)
 SCOPE_AGREEMENT = 0.99  # int8: share of photos whose in/out-of-scope decision agrees with PyTorch fp32
 # int8 rounding moves the scope score by a few hundredths of a validation spread; a photo
 # closer than this to the cut can fall either side in either file, so it is not counted as
@@ -227,7 +229,7 @@ def _finish(path: Path, precision: str, meta: dict, verification: Verification, 
             "size_bytes": path.stat().st_size,
             "verification": asdict(verification),
         }
-        sidecar.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        sidecar.write_text(dumps(record, indent=2) + "\n", encoding="utf-8")
     return ExportResult(
         path=path,
         format=path.suffix.lstrip("."),
@@ -348,6 +350,7 @@ def verify(loaded, path: Path, photos: _Photos, *, int8: bool) -> Verification:
     run = _file_runner(path)
     diffs, agree, total = [], 0, 0
     scope_diffs, scope_agree = [], 0
+    unit = max(1.0, 1.0 / (float((loaded.trust or {}).get("scale", 1.0)) or 1.0))  # see SCOPE_TOLERANCE
     for images in photos.batches():
         logits, s_ref = reference.run_images_scoped(images)
         p_ref = reference.probabilities(logits)
@@ -358,7 +361,7 @@ def verify(loaded, path: Path, photos: _Photos, *, int8: bool) -> Verification:
         if s_ref is not None:
             if s_exp is None:  # the export lost the scope output: fail loudly
                 s_exp = np.full_like(s_ref, np.nan)
-            scope_diffs.append(float(np.max(np.abs(s_ref - s_exp) / np.maximum(1.0, np.abs(s_ref)))))
+            scope_diffs.append(float(np.max(np.abs(s_ref - s_exp) / np.maximum(unit, np.abs(s_ref)))))
             scope_agree += int((((s_ref >= 0) == (s_exp >= 0)) | (np.abs(s_ref) < SCOPE_BAND)).sum())
     max_diff = max(diffs) if diffs else float("nan")
     agreement = agree / total if total else 0.0

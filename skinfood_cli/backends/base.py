@@ -13,12 +13,14 @@ turn a checkpoint's `LoadedModel` into a file of their kind.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from skinfood_cli.archs import Arch, get_arch
 from skinfood_cli.model import Precision
 
 DEFAULT_THRESHOLD = 0.5
@@ -48,10 +50,22 @@ class LoadedModel:
         return self.meta.get("run_name") or self.path.parent.name
 
     @property
+    def arch(self) -> Arch:
+        """The backbone's registry entry (models from before skinfood had several are ResNet50s)."""
+        return get_arch(self.meta.get("arch"))
+
+    @property
     def qhat(self) -> float | None:
-        """The conformal quantile of the prediction sets, or None without calibrated sets."""
+        """The conformal quantile of the prediction sets, or None without calibrated sets.
+
+        A quantile too few validation photos could calibrate is +inf (every set is the
+        full list); JSON files (hub folders, export metadata) hold it as null.
+        """
         conformal = (self.trust or {}).get("conformal") or {}
-        return float(conformal["qhat"]) if "qhat" in conformal else None
+        if "qhat" not in conformal:
+            return None
+        qhat = conformal["qhat"]
+        return math.inf if qhat is None else float(qhat)
 
     @property
     def kind(self) -> str:

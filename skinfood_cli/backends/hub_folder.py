@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import tempfile
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from skinfood_cli.backends.hub_card import model_card
 from skinfood_cli.backends.tensor_tree import PREFIX, join_tensors, split_tensors
 from skinfood_cli.errors import ModelError, UsageError, first_line
+from skinfood_cli.jsonio import dumps, plain
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -103,7 +103,7 @@ def write_hub_folder(
     trust, extra = split_tensors(ckpt.get("trust"), "trust")
     sha, size = _write_weights({**ckpt["state_dict"], **extra}, output / WEIGHTS_FILE)
     config = build_config({**ckpt, "trust": trust} if trust is not None else ckpt, book, sha256=sha, size_bytes=size)
-    _write_text(output / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    _write_text(output / CONFIG_FILE, dumps(config, indent=2) + "\n")
     _write_text(output / CARD_FILE, model_card(config, _source_card(source), repo_id))
     _check_round_trip(ckpt["state_dict"], output)
     return describe_folder(output, sha)
@@ -162,7 +162,7 @@ def build_config(ckpt: dict, book, *, sha256: str, size_bytes: int) -> dict:
     config["checkpoint_format_version"] = ckpt.get("format_version")
     config["exported_by"] = {"skinfood_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     _strip_local_paths(config)
-    return _json_safe(config)
+    return plain(config)
 
 
 def _display_names(classes: list[str], book) -> dict:
@@ -188,21 +188,6 @@ def _strip_local_paths(config: dict) -> None:
             train[key] = Path(str(train[key])).name
     if train:
         config["config"] = train
-
-
-def _json_safe(value):
-    """Plain JSON: tuples -> lists, paths -> strings, NaN/inf -> null (the Hub's parser rejects NaN)."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return str(value)
 
 
 def _write_weights(state: dict, path: Path) -> tuple[str, int]:
@@ -271,7 +256,7 @@ def check_config(config, where) -> None:
         newer = version > CONFIG_VERSION
         raise ModelError(
             f"{where} has config version {version}; this skinfood reads version {CONFIG_VERSION}"
-            + (": upgrade skinfood (pip install -U skinfood)" if newer else "")
+            + (": upgrade skinfood (git pull, then pip install . in its checkout)" if newer else "")
         )
     for key, kind in _REQUIRED.items():
         value = config.get(key)

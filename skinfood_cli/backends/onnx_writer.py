@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import tempfile
 import warnings
@@ -21,6 +20,7 @@ from skinfood_cli import __version__
 from skinfood_cli.backends.base import LoadedModel, Runner
 from skinfood_cli.backends.graph import example_input, export_module
 from skinfood_cli.errors import EXIT_SOME_FAILED, SkinfoodError
+from skinfood_cli.jsonio import dumps
 
 Batches = Callable[[Callable], Iterator[torch.Tensor]]  # transform -> preprocessed calibration batches
 
@@ -73,7 +73,7 @@ def set_metadata(path: Path, meta: dict) -> None:
     del model.metadata_props[:]
     for key, value in meta.items():
         prop = model.metadata_props.add()
-        prop.key, prop.value = key, json.dumps(value, ensure_ascii=False)
+        prop.key, prop.value = key, dumps(value)
     model.producer_name, model.producer_version = "skinfood", __version__
     onnx.save(model, str(path))
     onnx.checker.check_model(str(path))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from pathlib import Path
@@ -13,6 +12,7 @@ import torch
 from skinfood_cli.backends.base import LoadedModel
 from skinfood_cli.backends.graph import example_input, export_module
 from skinfood_cli.backends.metadata import TORCHSCRIPT_METADATA_FILE as METADATA_FILE
+from skinfood_cli.jsonio import dumps
 
 
 def write_torchscript(
@@ -28,7 +28,7 @@ def write_torchscript(
         warnings.simplefilter("ignore")  # TorchScript's deprecation notice: docs/export.md says it
         traced = torch.jit.trace(module, example_input(loaded, False, None))
         traced = torch.jit.freeze(traced.eval())
-    extra = {METADATA_FILE: json.dumps(meta, ensure_ascii=False)}
+    extra = {METADATA_FILE: dumps(meta)}
     tmp = path.with_name(f".{path.name}.tmp")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.save is deprecated": said in docs/export.md

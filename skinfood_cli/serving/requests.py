@@ -11,8 +11,10 @@ from pathlib import Path
 
 from fastapi.responses import JSONResponse
 
-from skinfood_cli.data.images import load_image
+from skinfood_cli.data.images import load_image_file
+from skinfood_cli.data.quality import photo_quality
 from skinfood_cli.errors import ImageError
+from skinfood_cli.jsonio import dumps
 
 IMAGE_STATUS = {"not_image": 415, "too_large": 413, "empty": 400}  # other ImageErrors: 422
 
@@ -25,8 +27,19 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
 
+class StrictJSONResponse(JSONResponse):
+    """Every JSON answer: NaN and infinities (a figure small data leaves undefined) as null.
+
+    Starlette's encoder refuses them with a 500; a browser's JSON.parse would refuse
+    them anyway. The record beside such a null says why in words (`reason`).
+    """
+
+    def render(self, content) -> bytes:
+        return dumps(content, separators=(",", ":")).encode("utf-8")
+
+
 def error_response(status: int, code: str, message: str, headers: dict | None = None):
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+    return StrictJSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
 async def read_body(request, limit: int) -> bytes:
@@ -125,13 +138,14 @@ async def read_photo(request, limit: int) -> tuple[str, bytes]:
 
 
 def decode(data: bytes, engine, *, keep_image: bool = False):
-    """bytes -> (preprocessed tensor (3, S, S), PIL image or None); bad photos -> ApiError."""
+    """bytes -> (preprocessed tensor (3, S, S), PIL image or None, quality hints); bad photos -> ApiError."""
     try:
         # The explain picture is at most 1024 px wide, so a big JPEG decodes at a
         # reduced scale (>= 512 px) instead of at full size into memory.
-        image = load_image(data, draft_size=512 if keep_image else engine.model.image_size)
+        loaded = load_image_file(data, draft_size=512 if keep_image else engine.model.image_size)
     except ImageError as exc:
         status = IMAGE_STATUS.get(exc.reason, 422)
         code = {415: "not_an_image", 413: "too_large", 400: "empty"}.get(status, "undecodable_image")
         raise ApiError(status, code, str(exc)) from None
-    return engine.transform(image), (image if keep_image else None)
+    image = loaded.image
+    return engine.transform(image), (image if keep_image else None), photo_quality(loaded)

@@ -36,7 +36,7 @@ from skinfood_cli.prediction import make_prediction
 from skinfood_cli.serving.batching import Batcher, QueueFull
 from skinfood_cli.serving.config import ServeConfig
 from skinfood_cli.serving.metrics import Metrics, MetricsMiddleware
-from skinfood_cli.serving.requests import ApiError, decode, error_response, read_photo
+from skinfood_cli.serving.requests import ApiError, StrictJSONResponse, decode, error_response, read_photo
 
 LANG_PATTERN = f"^({'|'.join(LANGUAGES)})$"
 
@@ -108,6 +108,7 @@ def create_app(cfg: ServeConfig, state: State | None = None):
         title="skinfood",
         version=__version__,
         lifespan=lifespan,
+        default_response_class=StrictJSONResponse,
         description="Skin-condition photo classifier. **Not a medical device**: answers are hints to "
         "discuss with a doctor, never a diagnosis.",
     )
@@ -211,7 +212,7 @@ def create_app(cfg: ServeConfig, state: State | None = None):
         authorize(request)
         require_ready()
         name, data = await read_photo(request, limit)
-        tensor, _ = await run_in_threadpool(decode, data, state.engine)
+        tensor, _, quality = await run_in_threadpool(decode, data, state.engine)
         logits, scope = await await_job(state.batcher.submit, tensor)
         record = make_prediction(
             name,
@@ -223,6 +224,7 @@ def create_app(cfg: ServeConfig, state: State | None = None):
             threshold=state.engine.model.threshold,
             scope_score=scope,
             qhat=state.engine.model.qhat,
+            quality=quality,
         ).to_dict()
         return {
             **record,
@@ -257,11 +259,19 @@ def create_app(cfg: ServeConfig, state: State | None = None):
                 f"explain needs a PyTorch checkpoint: this server runs an exported {state.engine.model.kind} file",
             )
         name, data = await read_photo(request, limit)
-        _, image = await run_in_threadpool(decode, data, state.engine, keep_image=True)
+        _, image, quality = await run_in_threadpool(decode, data, state.engine, keep_image=True)
 
         def run(engine):
             return explain_image(
-                engine, image, state.book, name, lang=lang, top_k=top_k, target=None, threshold=engine.model.threshold
+                engine,
+                image,
+                state.book,
+                name,
+                lang=lang,
+                top_k=top_k,
+                target=None,
+                threshold=engine.model.threshold,
+                quality=quality,
             )
 
         record, _cam, picture = await await_job(state.batcher.call, run)
@@ -313,6 +323,7 @@ def create_app(cfg: ServeConfig, state: State | None = None):
             "run": e.model.run_name,
             "file": e.model.path.name,
             "backend": e.model.kind,
+            "arch": e.model.arch.name,
             "classes": e.classes,
             "image_size": e.model.image_size,
             "temperature": e.model.temperature,
