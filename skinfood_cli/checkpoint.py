@@ -17,8 +17,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from skinfood_cli.archs import ARCHS, get_arch
 from skinfood_cli.errors import ModelError, SkinfoodError, os_error_in
-from skinfood_cli.model import ARCH
 from skinfood_cli.paths import open_mode
 
 FORMAT = "skinfood-checkpoint"
@@ -123,14 +123,16 @@ def validate_checkpoint(ckpt, path: Path) -> dict:
     for key, kind in REQUIRED.items():
         if not isinstance(ckpt.get(key), kind):
             raise ModelError(f"{path} is damaged: field {key!r} is missing or not a {kind.__name__}")
-    if ckpt["arch"] != ARCH:
-        raise ModelError(f"{path} is a {ckpt['arch']} checkpoint; skinfood runs {ARCH} models")
+    if ckpt["arch"] not in ARCHS:
+        raise ModelError(
+            f"{path} is a {ckpt['arch']} checkpoint; this skinfood runs {', '.join(ARCHS)} models (upgrade skinfood?)"
+        )
     classes = ckpt["classes"]
     if len(classes) < 2 or not all(isinstance(c, str) for c in classes):
         raise ModelError(f"{path} is damaged: it needs a list of at least two class names")
     state = clean_state_dict(ckpt["state_dict"])
-    weight = state.get("fc.weight")
-    if weight is None or tuple(weight.shape) != (len(classes), 2048):
+    weight = state.get(f"{get_arch(ckpt['arch']).classifier}.weight")  # the head: (K, D)
+    if weight is None or weight.dim() != 2 or weight.shape[0] != len(classes):
         shape = None if weight is None else tuple(weight.shape)
         raise ModelError(f"{path} does not fit its class list: head shape {shape} for {len(classes)} classes")
     ckpt["state_dict"] = state
@@ -157,12 +159,12 @@ def model_from_checkpoint(ckpt: dict):
     # Built on the meta device, the network allocates and initialises nothing;
     # assign=True then adopts the loaded tensors as its parameters (saves ~0.2 s).
     with torch.device("meta"):
-        model = build_model(len(ckpt["classes"]))
+        model = build_model(len(ckpt["classes"]), arch=ckpt["arch"])
     try:
         model.load_state_dict(ckpt["state_dict"], assign=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise ModelError(f"the checkpoint's weights do not fit a ResNet50: {first}") from None
+        raise ModelError(f"the checkpoint's weights do not fit a {ckpt['arch']}: {first}") from None
     return model.eval()
 
 

@@ -77,6 +77,18 @@ _LIST_FIELDS = ("signs", "look_alikes", "self_care")  # only look_alikes may be 
 _ENTRY_FIELDS = ("key", "aliases", "urgency", "links", *LANGUAGES)
 
 
+# Beside every description and answer a person or an app reads (human output, JSON, the API).
+NOT_A_DIAGNOSIS = {
+    "en": "Not a diagnosis: skinfood is not a medical device. See a doctor about any skin change that worries you.",
+    "ko": "진단이 아닙니다: skinfood는 의료기기가 아닙니다. 걱정되는 피부 변화는 의사와 상담하세요.",
+}
+
+
+def notice(lang: str) -> str:
+    """The not-a-diagnosis sentence in `lang` (English for a language without one)."""
+    return NOT_A_DIAGNOSIS.get(lang, NOT_A_DIAGNOSIS["en"])
+
+
 @dataclass(frozen=True)
 class Description:
     """One entry in one language, ready to print."""
@@ -97,6 +109,7 @@ class Description:
         """Returns a JSON-able dict (tuples become lists, red flags dicts)."""
         data = {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
         data["red_flags"] = [f.to_dict() for f in self.red_flags]
+        data["notice"] = notice(self.lang)
         return data
 
 

@@ -1,10 +1,11 @@
 """Grad-CAM: where in the photo the model found evidence for a class.
 
-Grad-CAM (Selvaraju et al., 2017) on ResNet50's last convolutional stage
-(`layer4`, a (2048, S/32, S/32) map): a forward hook keeps the activations A,
+Grad-CAM (Selvaraju et al., 2017) on the backbone's last feature stage (the
+registry's `cam_layer`: ResNet50's `layer4`, a (2048, S/32, S/32) map; EfficientNet-
+Lite's `bn2`, (1280, S/32, S/32)): a forward hook keeps the activations A,
 autograd gives dScore/dA, and
 
-    weights_c = mean over positions of dScore/dA_c        (2048,)
+    weights_c = mean over positions of dScore/dA_c        (C,)
     cam       = ReLU(sum_c weights_c * A_c)               (S/32, S/32)
 
 upsampled to the photo. It is ~40 lines on two hooks, so no library is pulled
@@ -55,18 +56,18 @@ def grad_cam(engine, image, target: int | None = None) -> GradCam:
             "which an exported file does not carry"
         )
     model = engine.module
-    stage = model.layer4
+    stage = model.get_submodule(engine.model.arch.cam_layer)  # the last feature stage
     saved: dict = {}
     handle = stage.register_forward_hook(lambda _m, _i, out: saved.__setitem__("act", out))
     try:
         x = engine.transform(image).unsqueeze(0).to(engine.device)  # (1, 3, S, S)
         with torch.enable_grad():
             logits = model(x)  # (1, K)
-            act = saved["act"]  # (1, 2048, S/32, S/32)
+            act = saved["act"]  # (1, C, S/32, S/32): C = 2048 for ResNet50
             if target is None:
                 target = int(logits[0].argmax())
             (grads,) = torch.autograd.grad(logits[0, target], act)
-        weights = grads.mean(dim=(2, 3), keepdim=True)  # (1, 2048, 1, 1)
+        weights = grads.mean(dim=(2, 3), keepdim=True)  # (1, C, 1, 1)
         cam = F.relu((weights * act).sum(dim=1, keepdim=True)).detach()  # (1, 1, h, w)
         cam = F.interpolate(cam, size=(image.height, image.width), mode="bilinear", align_corners=False)
         heat = cam[0, 0].float().cpu().numpy()  # (H, W)
@@ -202,15 +203,23 @@ def render_explanation(image, cam, caption: Caption | str, note: str | None = No
         image = image.resize(size, Image.Resampling.BILINEAR)
         cam = np.asarray(Image.fromarray((cam * 255).astype(np.uint8)).resize(size, Image.Resampling.BILINEAR)) / 255.0
     w, h = image.size
-    heat = colormap(cam)
-    alpha = (0.25 + 0.45 * np.asarray(cam))[..., None]  # stronger where the model looked
-    overlay = (np.asarray(image, dtype=np.float32) * (1 - alpha) + heat * alpha).astype(np.uint8)
     band = render_caption(caption, 2 * w)
     canvas = Image.new("RGB", (2 * w, h + band.height), "white")
     canvas.paste(image, (0, 0))
-    canvas.paste(Image.fromarray(overlay), (w, 0))
+    canvas.paste(heatmap_overlay(image, cam), (w, 0))
     canvas.paste(band, (0, h))
     return canvas
+
+
+def heatmap_overlay(image, cam):
+    """The photo with the heatmap (H, W) in [0, 1] blended over it, as an RGB PIL image of its size."""
+    import numpy as np
+    from PIL import Image
+
+    heat = colormap(cam)  # (H, W, 3)
+    alpha = (0.25 + 0.45 * np.asarray(cam))[..., None]  # stronger where the model looked
+    overlay = np.asarray(image, dtype=np.float32) * (1 - alpha) + heat * alpha
+    return Image.fromarray(overlay.astype(np.uint8))
 
 
 def _wrap(draw, text: str, font_, width: int) -> list[str]:
@@ -264,13 +273,14 @@ def explain_items(
     threshold: float | None = None,
 ):
     """Yield (Prediction record dict with `heatmap`, GradCam or None) per input, in order."""
-    from skinfood_cli.data.images import load_image
+    from skinfood_cli.data.images import load_image_file
+    from skinfood_cli.data.quality import photo_quality
     from skinfood_cli.errors import ImageError, UsageError
     from skinfood_cli.prediction import Prediction
 
     target = None
     if target_class is not None:
-        target = _class_index(target_class, engine.classes, book)
+        target = class_index(target_class, engine.classes, book)
         if target is None:
             raise UsageError(f"--class {target_class!r} is not one of the model's classes: {', '.join(engine.classes)}")
     threshold = engine.model.threshold if threshold is None else threshold
@@ -280,12 +290,20 @@ def explain_items(
             yield {**Prediction(item.path, error=item.error).to_dict(), "heatmap": None}, None
             continue
         try:
-            image = load_image(item.path)
+            loaded = load_image_file(item.path)
         except ImageError as exc:
             yield {**Prediction(item.path, error=str(exc)).to_dict(), "heatmap": None}, None
             continue
         record, result, picture = explain_image(
-            engine, image, book, item.path, lang=lang, top_k=top_k, target=target, threshold=threshold
+            engine,
+            loaded.image,
+            book,
+            item.path,
+            lang=lang,
+            top_k=top_k,
+            target=target,
+            threshold=threshold,
+            quality=photo_quality(loaded),
         )
         path = output_path_for(item.path, output, output_dir, used)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -293,8 +311,22 @@ def explain_items(
         yield {**record, "heatmap": str(path)}, result
 
 
-def explain_image(engine, image, book, name: str, *, lang: str, top_k: int, target: int | None, threshold: float):
-    """One loaded photo -> (record with `explained_label`, GradCam, the rendered PIL picture)."""
+def explain_image(
+    engine,
+    image,
+    book,
+    name: str,
+    *,
+    lang: str,
+    top_k: int,
+    target: int | None,
+    threshold: float,
+    quality: list[str] | None = None,
+):
+    """One loaded photo -> (record with `explained_label`, GradCam, the rendered PIL picture).
+
+    `quality` is the photo's quality hints (data/quality.py), put in the record as given.
+    """
     from skinfood_cli.prediction import make_prediction
 
     result = grad_cam(engine, image, target)
@@ -309,6 +341,7 @@ def explain_image(engine, image, book, name: str, *, lang: str, top_k: int, targ
         threshold=threshold,
         scope_score=None if scope is None else float(scope[0]),
         qhat=engine.model.qhat,
+        quality=quality,
     ).to_dict()
     explained = engine.classes[result.target]
     entry = book.get(explained, lang) if book is not None else None
@@ -322,7 +355,8 @@ def explain_image(engine, image, book, name: str, *, lang: str, top_k: int, targ
     return {**record, "explained_label": explained}, result, picture
 
 
-def _class_index(name: str, classes: list[str], book) -> int | None:
+def class_index(name: str, classes: list[str], book) -> int | None:
+    """The index of a class named as the model, any case, or a description's name or alias says it."""
     if name in classes:
         return classes.index(name)
     lowered = [c.lower() for c in classes]

@@ -1,8 +1,11 @@
-"""The one ResNet50 core: building the network, choosing device and precision.
+"""The one model core: building the network, choosing device and precision.
 
-Every command builds its network through `build_model` and runs it under
-`autocast(device, dtype)`, so training, prediction and explanation see exactly
-the same architecture and numerics.
+Every command builds its network through `build_model` (timm, from the registry
+entry in archs.py) and runs it under `autocast(device, dtype)`, so training,
+prediction and explanation see exactly the same architecture and numerics. The
+rest of skinfood reads a network only through timm's common interface:
+`forward_features` (B, 3, S, S) -> (B, C, h, w), `forward_head(pre_logits=True)`
+-> pooled (B, D), and the classifier `head(model)`: (B, D) -> (B, K).
 """
 
 from __future__ import annotations
@@ -10,45 +13,74 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
+from typing import Any
 
-from skinfood_cli.errors import UsageError
+from skinfood_cli.archs import DEFAULT_ARCH, IMAGENET_MEAN, IMAGENET_STD, get_arch
+from skinfood_cli.errors import UsageError, WeightsError
 
-ARCH = "resnet50"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "build_model", "head", "head_prefix", "pooled_features"]
+
 DEVICE_ENV = "SKINFOOD_DEVICE"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-def build_model(num_classes: int, backbone_state: dict | None = None):
-    """A torchvision ResNet50 with a fresh `num_classes`-way head.
+def build_model(num_classes: int, backbone_state: dict | None = None, arch: str = DEFAULT_ARCH):
+    """The `arch` network (timm) with a fresh `num_classes`-way head.
 
     Args:
-        num_classes: outputs of the new linear head (fc: 2048 -> num_classes).
-        backbone_state: an ImageNet state dict for the backbone; its 1000-way
-            fc is dropped since the head is new.
+        num_classes: outputs of the new linear head (D -> num_classes).
+        backbone_state: ImageNet weights in timm's parameter names (weights.py maps
+            them); their 1000-way head is dropped since the head is new.
+        arch: a name from archs.ARCHS.
+
+    Raises:
+        WeightsError: `backbone_state` does not fit the architecture.
     """
-    from torchvision.models import resnet50
+    import timm
 
-    # From scratch, zero-initialising the last BatchNorm of each residual block
-    # starts every block as the identity, which trains markedly faster (Goyal et
-    # al., 2017); with pretrained weights the state dict overwrites it anyway.
-    model = resnet50(weights=None, zero_init_residual=backbone_state is None)
+    spec = get_arch(arch)
+    # exportable: timm picks layers that ONNX and TorchScript can trace (TF "same"
+    # padding included). From scratch, zeroing the last BatchNorm of each residual
+    # block starts it as the identity, which trains markedly faster (Goyal et al.,
+    # 2017); pretrained weights overwrite it anyway.
+    kwargs: dict[str, Any] = dict(spec.create_kwargs)
+    if spec.foldable_batchnorm:
+        kwargs["zero_init_last"] = backbone_state is None
+    model: Any = timm.create_model(spec.timm_name, pretrained=False, exportable=True, **kwargs)
+    # A fresh head with PyTorch's default Linear init (+-1/sqrt(D)), as torchvision's and
+    # timm's fine-tuning do: timm's EfficientNet init scales by 1/sqrt(K), sized for
+    # 1000 classes, which for K = 3..23 starts with logits of +-20 and a loss of 15.
+    model.reset_classifier(num_classes)
     if backbone_state is not None:
-        state = {k: v for k, v in backbone_state.items() if not k.startswith("fc.")}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("fc.")]
+        prefix = head_prefix(model)
+        state = {k: v for k, v in backbone_state.items() if not k.startswith(prefix)}
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:
+            raise WeightsError(f"the weights do not fit {spec.name}: {str(exc).strip().splitlines()[0]}") from None
+        missing = [k for k in missing if not k.startswith(prefix)]
         if missing or unexpected:
-            from skinfood_cli.errors import WeightsError
-
             raise WeightsError(
-                f"the weights file is not a torchvision ResNet50 state dict "
+                f"the weights file is not a {spec.name} state dict "
                 f"({len(missing)} missing, {len(unexpected)} unexpected keys)"
             )
-    import torch
-
-    model.fc = torch.nn.Linear(model.fc.in_features, num_classes)
     return model
+
+
+def head(model):
+    """The network's classifier: pooled features (B, D) -> logits (B, K)."""
+    return model.get_classifier()
+
+
+def head_prefix(model) -> str:
+    """The parameter-name prefix of the classifier ("fc." for ResNet, "classifier." for EfficientNet)."""
+    return model.pretrained_cfg["classifier"] + "."
+
+
+def pooled_features(model, x):
+    """(features (B, D), logits (B, K)): one forward that keeps the pooled pre-logit features."""
+    features = model.forward_head(model.forward_features(x), pre_logits=True)
+    return features, head(model)(features)
 
 
 def fold_batchnorm(model):
@@ -113,9 +145,17 @@ def resolve_device(spec: str | None = None):
     return device
 
 
+# oneDNN's ISA caps below the first with native bf16 (AVX512_CORE_BF16): a CPU told to
+# behave like one of these computes bf16 the slow, emulated way.
+_NO_BF16_ISAS = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX)."""
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), within oneDNN's ISA cap if set."""
     import torch
+
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper() in _NO_BF16_ISAS:
+        return False
 
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)

@@ -15,6 +15,8 @@ import shutil
 import time
 from pathlib import Path
 
+from skinfood_cli.archs import get_arch
+
 CARD_NAME = "MODEL_CARD.md"
 NOT_A_DEVICE = (
     "Not a medical device. skinfood's answers are hints to discuss with a doctor, never a diagnosis; "
@@ -89,11 +91,12 @@ def render_model_card(meta: dict, test: dict | None = None) -> str:
     import yaml
 
     name = meta.get("run_name") or "skinfood model"
+    arch = get_arch(meta.get("arch"))
     front = {
         "license": "other",
         "library_name": "pytorch",
         "pipeline_tag": "image-classification",
-        "tags": ["skinfood", "image-classification", "dermatology", "resnet50"],
+        "tags": ["skinfood", "image-classification", "dermatology", arch.name, "timm"],
         "model-index": [{"name": name, "results": _results(meta, test)}],
     }
     parts = [
@@ -149,18 +152,22 @@ def _results(meta: dict, test: dict | None) -> list[dict]:
 def _details(meta: dict) -> list[str]:
     cfg = meta.get("config") or {}
     classes = meta.get("classes") or []
+    arch = get_arch(meta.get("arch"))
+    source = meta.get("weights_source") or ("ImageNet weights" if cfg.get("pretrained") else "random initialisation")
+    started_imagenet = source.startswith("ImageNet")
     return [
         "## Model details",
         "",
         (
-            f"- Architecture: torchvision {meta.get('arch', 'resnet50')}, fine-tuned by skinfood "
+            f"- Architecture: {arch.name} (timm `{arch.timm_name}`), fine-tuned by skinfood "
             f"{meta.get('skinfood_version', '')} (PyTorch {meta.get('torch_version', '')})"
         ),
         "- Started from: "
-        + (meta.get("weights_source") or ("ImageNet weights" if cfg.get("pretrained") else "random initialisation")),
+        + source
+        + (f"; the ImageNet weights' licence: {arch.weights.licence}" if started_imagenet else ""),
         (
             f"- Input: {meta.get('image_size')} x {meta.get('image_size')} RGB, squashed (no crop), "
-            "ImageNet normalisation"
+            f"normalised with mean {tuple(meta.get('mean') or arch.mean)} and std {tuple(meta.get('std') or arch.std)}"
         ),
         f"- Classes ({len(classes)}): {', '.join(classes)}",
         f"- Trained: {meta.get('created', '')}, run `{meta.get('run_name', '')}`",

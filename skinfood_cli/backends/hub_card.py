@@ -26,10 +26,11 @@ hints to discuss with a doctor, never a diagnosis.
 ## Intended use
 
 Sorting a photo of a skin condition into one of: {classes}. For learning, triage practice and
-research. Not for diagnosing anyone, and not for conditions outside this list: the model
-always answers with one of its classes, even for a photo of something else.
+research. Not for diagnosing anyone, and not for conditions outside this list: photos unlike
+its training photos are flagged as out of scope, but that check is imperfect, and an unflagged
+answer is still one of these classes.
 
-    pip install "skinfood[hub]"
+    pip install ".[hub]"        # in a skinfood checkout
     skinfood predict photo.jpg --model hf://{repo}
 
 ## Data

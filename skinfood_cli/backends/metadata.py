@@ -15,7 +15,7 @@ from typing import Any
 
 from skinfood_cli import __version__
 from skinfood_cli.backends.base import DEFAULT_THRESHOLD, Backend, LoadedModel
-from skinfood_cli.descriptions import LANGUAGES, display_names
+from skinfood_cli.descriptions import LANGUAGES, NOT_A_DIAGNOSIS, display_names
 from skinfood_cli.errors import ModelError
 
 # Inputs an exported graph can take (metadata key "input"):
@@ -40,6 +40,9 @@ def export_metadata(
         "image_size": loaded.image_size,
         "resize": f"squash to {loaded.image_size}x{loaded.image_size}, bilinear (aspect ratio not kept)",
         "channel_order": "RGB",
+        "arch": loaded.arch.name,
+        # What an app shows beside any answer from this file, in each language.
+        "notice": {lang: NOT_A_DIAGNOSIS[lang] for lang in LANGUAGES},
         "input": UINT8_NHWC if with_preprocessing else FLOAT_NCHW,
         "input_layout": "NHWC uint8 0-255" if with_preprocessing else "NCHW float32, (x/255 - mean)/std",
         "mean": list(loaded.mean),

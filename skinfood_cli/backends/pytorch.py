@@ -1,6 +1,7 @@
 """Checkpoints (`.pt`): the network PyTorch trained, run with autocast on any device.
 
-Placing folds BatchNorm into the convolutions and switches to channels_last, which
+Placing folds BatchNorm into the convolutions (where the architecture's registry
+entry says how) and switches to channels_last, which
 lets oneDNN / cuDNN pick their fastest convolution kernels; the precision follows
 `--precision` (bf16 on CPUs that have it). The only backend with gradients, so the
 only one Grad-CAM runs on.
@@ -45,7 +46,10 @@ class TorchBackend(Backend):
 
     def place(self, model: LoadedModel, device: torch.device, device_spec: str | None, precision: str | None) -> Runner:
         resolved = resolve_precision(precision, device)
-        module = fold_batchnorm(model.module.eval()).to(device, memory_format=torch.channels_last)
+        module = model.module.eval()
+        if model.arch.foldable_batchnorm:
+            module = fold_batchnorm(module)
+        module = module.to(device, memory_format=torch.channels_last)
 
         def forward(batch: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode(), resolved.autocast(device):
@@ -60,7 +64,7 @@ class TorchBackend(Backend):
 
             def forward_scoped(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
                 # The network runs under autocast; the scope score is computed from its pooled
-                # features in fp32 (a bf16 distance to 2048-d class means is too coarse).
+                # features in fp32 (a bf16 distance in 1280 or 2048 dimensions is too coarse).
                 with torch.inference_mode():
                     with resolved.autocast(device):
                         x = batch.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)

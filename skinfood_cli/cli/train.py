@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from skinfood_cli.archs import ARCHS
 from skinfood_cli.cli.app import (
     DeviceOpt,
     Precision,
     PrecisionOpt,
+    TrainFormat,
     command,
 )
 from skinfood_cli.errors import EXIT_INTERRUPTED
-from skinfood_cli.training.config import DEFAULTS, FIELDS, TrainConfig, load_config_file, option_help
+from skinfood_cli.output import print_json
+from skinfood_cli.training.config import AUGMENTS, DEFAULTS, FIELDS, TrainConfig, load_config_file, option_help
 
 # --- train -------------------------------------------------------------------------
+
+# The settings with a fixed set of values, as choices the parser checks and --help lists;
+# the values come from where training defines them (TrainConfig.check refuses the rest).
+Arch = Enum("Arch", {name: name for name in ARCHS}, type=str)
+Augment = Enum("Augment", {name: name for name in AUGMENTS}, type=str)
+Select = Enum("Select", {name: name for name in ("last", "best")}, type=str)
+Leaks = Enum("Leaks", {name: name for name in ("drop", "keep")}, type=str)
 
 
 def _opt(name: str, *flags: str, **kw):
@@ -34,13 +45,16 @@ def train(
         help="A YAML file of settings (a run's own config.yaml works); flags given on the command line override it.",
     ),
     name: Optional[str] = _opt("name", "--name"),
+    arch: Arch = _opt("arch", "--arch", case_sensitive=False),
     epochs: Optional[int] = _opt("epochs", "--epochs", show_default=False),
     minutes: Optional[float] = _opt("minutes", "--minutes", show_default=False),
     batch_size: int = _opt("batch_size", "--batch-size"),
     lr: float = _opt("lr", "--lr"),
+    backbone_lr_ratio: Optional[float] = _opt("backbone_lr_ratio", "--backbone-lr-ratio", show_default=False),
     weight_decay: float = _opt("weight_decay", "--weight-decay"),
     label_smoothing: float = _opt("label_smoothing", "--label-smoothing"),
-    image_size: int = _opt("image_size", "--image-size"),
+    image_size: Optional[int] = _opt("image_size", "--image-size", show_default=False),
+    augment: Augment = _opt("augment", "--augment"),
     freeze_epochs: Optional[int] = _opt("freeze_epochs", "--freeze-epochs"),
     freeze_backbone: bool = _opt("freeze_backbone", "--freeze-backbone"),
     balance: bool = _opt("balance", "--balance"),
@@ -57,22 +71,28 @@ def train(
     sync_bn: bool = _opt("sync_bn", "--sync-bn"),
     coverage: float = _opt("coverage", "--coverage"),
     progressive: Optional[bool] = _opt("progressive", "--progressive/--no-progressive", show_default=False),
-    select: str = _opt("select", "--select"),
-    leaks: str = _opt("leaks", "--leaks"),
+    select: Select = _opt("select", "--select"),
+    leaks: Leaks = _opt("leaks", "--leaks"),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run NAME from its last.pt."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary."),
+    fmt: TrainFormat = typer.Option(
+        TrainFormat.human,
+        "--format",
+        "-f",
+        help="human, or json: one JSON object on stdout at the end (progress stays on stderr).",
+    ),
 ):
-    """Fine-tune ResNet50 on a folder of labelled photos.
+    """Fine-tune an ImageNet backbone (ResNet50 by default) on a folder of labelled photos.
 
     Examples:
 
         skinfood train --data dermnet/
 
-        skinfood train --data dermnet/ --minutes 15
+        skinfood train --data dermnet/ --arch efficientnet-lite0 --minutes 15
 
         skinfood train --data dermnet/ --classes "Eczema Photos,Psoriasis pictures Lichen Planus and related diseases"
 
-        skinfood train --config runs/earlier/config.yaml --seed 1
+        skinfood train --config "$(skinfood home)/runs/NAME/config.yaml" --seed 1
 
         skinfood train --resume 20261125-101500
 
@@ -88,6 +108,7 @@ def train(
 
     given = {k: v for k, v in ctx.params.items() if k in FIELDS}
     given.update(
+        {key: value.value for key, value in given.items() if isinstance(value, Enum)},
         precision=precision.value,
         data=str(data) if data else None,
         weights=str(weights) if weights else None,
@@ -107,7 +128,10 @@ def train(
         finally:
             reporter.close()
         if distributed.is_main():
-            _print_train_result(result, torchrun=distributed.launched())
+            if fmt is TrainFormat.json:
+                print_json(result.to_dict())
+            else:
+                _print_train_result(result, torchrun=distributed.launched())
     if result.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
 

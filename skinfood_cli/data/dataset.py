@@ -274,20 +274,32 @@ def pixel_transform(image_size: int):
     return T.Compose([T.Resize((image_size, image_size)), T.PILToTensor()])
 
 
-def train_transform(image_size: int, mean, std):
-    """The study's augmentation: flip, rotate ±15°, translate 10%, crop with 10 px padding."""
+def train_transform(image_size: int, mean, std, strength: str = "light"):
+    """Training augmentation (torchvision transforms, PIL in, normalised (3, S, S) tensor out).
+
+    light: the study's: flip, rotate ±15°, translate 10%, crop with 10 px padding.
+    strong: what fine-tuning ImageNet weights on a few hundred photos wants (timm's
+    and torchvision's reference recipes): a random crop of 35-100% of the photo,
+    both flips (skin has no "up"), and TrivialAugment's one random colour or shape
+    change per photo. Too much for a network learning its features from scratch.
+    """
     from torchvision import transforms as T
 
-    return T.Compose(
-        [
+    if strength == "strong":
+        steps = [
+            T.RandomResizedCrop(image_size, scale=(0.35, 1.0)),
+            T.RandomHorizontalFlip(),
+            T.RandomVerticalFlip(),
+            T.TrivialAugmentWide(),
+        ]
+    else:
+        steps = [
             T.Resize((image_size, image_size)),
             T.RandomHorizontalFlip(),
             T.RandomAffine(degrees=15, translate=(0.1, 0.1)),
             T.RandomCrop(image_size, padding=10),
-            T.ToTensor(),
-            T.Normalize(mean, std),
         ]
-    )
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(mean, std)])
 
 
 class ImageDataset:

@@ -21,7 +21,6 @@ from skinfood_cli.checkpoint import FORMAT, FORMAT_VERSION, clean_state_dict, sa
 from skinfood_cli.data.dataset import relative_key
 from skinfood_cli.data.leaks import leak_fields
 from skinfood_cli.errors import SkinfoodError
-from skinfood_cli.model import ARCH
 
 if TYPE_CHECKING:
     from skinfood_cli.training.trainer import Trainer
@@ -49,10 +48,10 @@ def build_payload(trainer: Trainer, *, resumable: bool, temperature: float = 1.0
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "arch": ARCH,
+        "arch": trainer.arch.name,
         "state_dict": clean_state_dict({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}),
         "classes": list(trainer.ds.classes),
-        "image_size": trainer.cfg.image_size,
+        "image_size": trainer.image_size,
         "mean": list(trainer.mean),
         "std": list(trainer.std),
         "resize": "squash",
@@ -62,6 +61,7 @@ def build_payload(trainer: Trainer, *, resumable: bool, temperature: float = 1.0
         "torch_version": str(torch.__version__),
         "run_name": trainer.run_dir.name,
         "config": asdict(trainer.cfg),
+        "recipe": asdict(trainer.recipe),  # what the config's auto and unset settings came to
         "weights_source": trainer.weights_source,
         "data": {
             "root": str(Path(trainer.ds.root).resolve()),

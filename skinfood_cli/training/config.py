@@ -16,7 +16,15 @@ from skinfood_cli.errors import UsageError
 DEFAULT_EPOCHS = 10  # when neither --epochs nor --minutes is given
 
 # Settings whose default is None, with the type a --config file must give them.
-OPTIONAL_KINDS: dict[str, type] = {"epochs": int, "minutes": float, "freeze_epochs": int, "workers": int}
+OPTIONAL_KINDS: dict[str, type] = {
+    "epochs": int,
+    "minutes": float,
+    "freeze_epochs": int,
+    "workers": int,
+    "image_size": int,
+    "backbone_lr_ratio": float,
+}
+AUGMENTS = ("auto", "light", "strong")
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -33,6 +41,11 @@ class TrainConfig:
         }
     )
     name: str | None = _opt(None, "Run name (default: a timestamp).")
+    arch: str = _opt(
+        "resnet50",
+        "Backbone: resnet50 (ImageNet weights downloaded once), efficientnet-lite0 (weights installed with "
+        "skinfood: no network needed), efficientnet-lite1 or efficientnet-lite2 (with the `lite` extra).",
+    )
     epochs: int | None = _opt(None, "Total epochs (default: 10, or as many as --minutes allows).")
     minutes: float | None = _opt(
         None,
@@ -42,8 +55,13 @@ class TrainConfig:
     batch_size: int = _opt(32, "Images per step and process: under torchrun the global batch is N processes x this.")
     lr: float = _opt(
         1e-3,
-        "Peak learning rate of the head; the backbone gets a tenth when pretrained. "
+        "Peak learning rate of the head (the backbone's follows --backbone-lr-ratio). "
         "Not scaled with the number of processes.",
+    )
+    backbone_lr_ratio: float | None = _opt(
+        None,
+        "The backbone's learning rate as a share of --lr once it trains (default: 0.1 with pretrained weights, "
+        "1 from scratch).",
     )
     weight_decay: float = _opt(0.05, "AdamW weight decay.")
     label_smoothing: float = _opt(0.1, "Label smoothing of the cross-entropy loss.")
@@ -54,12 +72,21 @@ class TrainConfig:
     freeze_backbone: bool = _opt(False, "Train the head only, on backbone features computed once (fast).")
     balance: bool = _opt(False, "Weight the loss by inverse class frequency.")
     patience: int = _opt(0, "Stop after N epochs without a better validation macro-F1 (0: never).")
-    image_size: int = _opt(224, "Side of the square model input, in pixels.")
+    image_size: int | None = _opt(
+        None, "Side of the square model input, in pixels (default: the backbone's native size, 224 to 260)."
+    )
+    augment: str = _opt(
+        "auto",
+        "Training augmentation: light (flips, small turns and shifts), strong (random crops, flips and "
+        "TrivialAugment's colour and shape changes), or auto (strong with pretrained weights, light from scratch).",
+    )
     val_fraction: float = _opt(0.15, "Share of train held out for validation when there is no val/ folder.")
     seed: int = _opt(0, "Seed for the split, initialisation and shuffling.")
     classes: list[str] | None = _opt(None, "Comma-separated class folders to use.")
-    pretrained: bool = _opt(True, "Start from ImageNet weights (downloaded once).")
-    weights: str | None = _opt(None, "A local torchvision ResNet50 state dict to start from.")
+    pretrained: bool = _opt(True, "Start from the backbone's ImageNet weights.")
+    weights: str | None = _opt(
+        None, "A local ImageNet state dict for --arch to start from (for resnet50: torchvision's file)."
+    )
     precision: str = _opt("auto", "Numeric precision.")
     device: str | None = _opt(None, "Device: auto, cpu, cuda, cuda:N or mps.")
     workers: int | None = _opt(None, "Image-decoding processes (default: sized to the machine).")
@@ -89,8 +116,14 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        from skinfood_cli.archs import get_arch
+
         if self.epochs is None and not self.minutes:
             self.epochs = DEFAULT_EPOCHS
+        spec = get_arch(self.arch)  # an unknown name is a usage error here, before any work
+        self.arch = spec.name
+        if self.image_size is None:
+            self.image_size = spec.image_size
 
     def check(self) -> None:
         if self.epochs is not None and self.epochs < 1:
@@ -105,12 +138,16 @@ class TrainConfig:
             raise UsageError("--lr must be between 0 and 1")
         if not 0 <= self.val_fraction < 1:
             raise UsageError("--val-fraction must be in [0, 1)")
-        if self.image_size < 32:
+        if self.image_size is not None and self.image_size < 32:
             raise UsageError("--image-size must be at least 32")
         if self.freeze_epochs is not None and self.freeze_epochs < 0:
             raise UsageError("--freeze-epochs must be 0 or more")
         if not 0 < self.coverage < 1:
             raise UsageError("--coverage must be between 0 and 1, like 0.9")
+        if self.augment not in AUGMENTS:
+            raise UsageError(f"--augment must be one of {', '.join(AUGMENTS)}")
+        if self.backbone_lr_ratio is not None and not 0 <= self.backbone_lr_ratio <= 10:
+            raise UsageError("--backbone-lr-ratio must be between 0 and 10, like 0.1")
         if self.leaks not in ("drop", "keep"):
             raise UsageError("--leaks must be drop or keep")
 
@@ -174,6 +211,7 @@ def _fits(value: Any, kind: type) -> bool:
 
 # What `_write_run_files` adds to config.yaml beside the settings.
 RUN_RECORD_KEYS = {
+    "recipe",
     "weights_source",
     "skinfood_version",
     "torch_version",
@@ -184,6 +222,47 @@ RUN_RECORD_KEYS = {
     "global_batch_size",
     "leak_screen",
 }
+
+
+# The backbone learns 10x slower than the head once unfrozen: its ImageNet
+# features are already good, the head starts from random.
+PRETRAINED_BACKBONE_LR_RATIO = 0.1
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The settings a run derives from whether it starts pretrained: settled once, here.
+
+    The CLI's help states these rules; the Trainer only reads the result.
+    """
+
+    pretrained: bool  # starts from ImageNet weights (downloaded, packaged or --weights)
+    freeze_epochs: int  # epochs training the new head alone first
+    backbone_lr_ratio: float  # the backbone's peak rate as a share of the head's
+    progressive: bool  # train smaller images first
+    augment: str  # "light" or "strong"
+
+
+def settle_recipe(cfg: TrainConfig) -> Recipe:
+    """What `auto` and unset settings mean for `cfg`.
+
+    Pretrained: one epoch on the head alone, then the backbone at a tenth of the
+    head's rate (its features are worth keeping), full-size images throughout (the
+    features were learned at full size), strong augmentation. From scratch: no head
+    phase, one rate for all, progressive resizing (more epochs in the same time),
+    the study's light augmentation. --freeze-backbone trains the head alone for the
+    whole run, at one size.
+    """
+    pretrained = cfg.pretrained or cfg.weights is not None
+    freeze = cfg.freeze_epochs if cfg.freeze_epochs is not None else int(pretrained)
+    if cfg.freeze_backbone:
+        freeze = cfg.epochs if cfg.epochs is not None else 2**31
+    ratio = cfg.backbone_lr_ratio
+    if ratio is None:
+        ratio = PRETRAINED_BACKBONE_LR_RATIO if pretrained else 1.0
+    progressive = (cfg.progressive if cfg.progressive is not None else not pretrained) and not cfg.freeze_backbone
+    augment = cfg.augment if cfg.augment != "auto" else ("strong" if pretrained else "light")
+    return Recipe(pretrained, freeze, ratio, progressive, augment)
 
 
 class Reporter:
@@ -213,3 +292,45 @@ class TrainResult:
     epochs_done: float = 0.0  # epochs trained, the last perhaps in part (--minutes)
     minutes: float = 0.0  # wall-clock minutes from the first step to best.pt calibrated, over every session
     select: str = "last"  # how best.pt was chosen
+    arch: str = ""  # the backbone's registry name
+
+    def to_dict(self) -> dict:
+        """The run as `skinfood train --format json` prints it (docs/usage.md has the schema)."""
+        trust = self.trust or {}
+        conformal = trust.get("conformal") or {}
+        best = self.best or {}
+        pictures = {p.stem: str(p) for p in sorted(self.run_dir.glob("*.png"))}
+        return {
+            "run": self.run_dir.name,
+            "run_dir": str(self.run_dir),
+            "arch": self.arch,
+            "best": str(self.best_path) if self.best_path.is_file() else None,
+            "last": str(self.last_path) if self.last_path.is_file() else None,
+            "pictures": pictures,
+            "interrupted": self.interrupted,
+            "epochs": round(self.epochs_done, 3),
+            "minutes": round(self.minutes, 3),
+            "select": self.select,
+            "validation": {
+                "epoch": best.get("epoch"),
+                "accuracy": best.get("val_acc"),
+                "macro_f1": best.get("val_macro_f1"),
+                "loss": best.get("val_loss"),
+            },
+            "temperature": self.temperature,
+            "threshold": self.threshold,
+            "scope": {"method": trust.get("method"), "threshold": trust.get("threshold")} if trust else None,
+            "conformal": (
+                {
+                    "coverage": conformal.get("coverage"),
+                    "qhat": conformal.get("qhat"),
+                    "calibration_size": conformal.get("calibration_size"),
+                    "validation_coverage": conformal.get("validation_coverage"),
+                    "validation_mean_set_size": conformal.get("validation_mean_set_size"),
+                    "reason": conformal.get("reason") or None,
+                }
+                if conformal
+                else None
+            ),
+            "skipped": len(self.skipped),
+        }

@@ -15,7 +15,7 @@ from skinfood_cli.errors import DataError, ModelError, SkinfoodError, UsageError
 from skinfood_cli.paths import find_run, new_run_dir, weights_dir
 from skinfood_cli.training import distributed
 from skinfood_cli.training.checkpointing import restore
-from skinfood_cli.training.config import Reporter, TrainConfig, TrainResult
+from skinfood_cli.training.config import Reporter, TrainConfig, TrainResult, settle_recipe
 from skinfood_cli.training.loop import fit
 from skinfood_cli.training.prepare import prepare_data
 from skinfood_cli.training.trainer import Trainer
@@ -41,6 +41,7 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, *, opener=None) ->
             backbone["state"], source = resolve_backbone(
                 pretrained=cfg.pretrained,
                 weights_file=cfg.weights,
+                arch=cfg.arch,
                 cache_dir=weights_dir(),
                 opener=opener or urllib.request.urlopen,
                 progress=getattr(reporter, "download", None),
@@ -93,8 +94,10 @@ def _open_run(name: str, epochs: int | None, minutes: float | None, reporter: Re
     if "train_state" not in ckpt:
         raise ModelError(f"{last} was not saved by a training run that can be resumed")
     # Runs from before --leaks trained on every photo; from before --select kept the best validation
-    # epoch; from before --progressive trained at one size. A resume goes on as the run began.
-    cfg = TrainConfig(**{"leaks": "keep", "select": "best", "progressive": False, **ckpt["config"]})
+    # epoch; from before --progressive trained at one size; from before --augment with the study's
+    # light augmentation. A resume goes on as the run began.
+    old = {"leaks": "keep", "select": "best", "progressive": False, "augment": "light"}
+    cfg = TrainConfig(**{**old, **ckpt["config"]})
     if epochs is not None:
         cfg.epochs = epochs
     if minutes is not None:
@@ -167,6 +170,7 @@ def _write_run_files(run_dir: Path, cfg: TrainConfig, ds, source: str) -> None:
 def _write_config_and_skips(run_dir: Path, cfg: TrainConfig, ds, source: str) -> None:
     config = {
         **asdict(cfg),
+        "recipe": asdict(settle_recipe(cfg)),
         "weights_source": source,
         "skinfood_version": __version__,
         "torch_version": str(torch.__version__),

@@ -30,20 +30,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from skinfood_cli.archs import get_arch
 from skinfood_cli.data.dataset import ImageDataset, class_counts, eval_transform, train_transform
 from skinfood_cli.engine import ignore_sigint
 from skinfood_cli.metrics import accuracy, confidence_threshold, cross_entropy, fit_temperature, macro_f1, softmax
-from skinfood_cli.model import IMAGENET_MEAN, IMAGENET_STD, build_model, resolve_precision
+from skinfood_cli.model import build_model, head, head_prefix, resolve_precision
 from skinfood_cli.training import distributed
-from skinfood_cli.training.config import Reporter, TrainConfig
+from skinfood_cli.training.config import Reporter, TrainConfig, settle_recipe
 from skinfood_cli.training.sampling import EpochAwareDataset, EpochBatches
 from skinfood_cli.training.schedule import Schedule, progressive_size
 from skinfood_cli.training.stopping import StopFlag
 from skinfood_cli.training.strategies import create_strategy
-
-# The backbone learns 10x slower than the head once unfrozen: its ImageNet
-# features are already good, the head starts from random.
-BACKBONE_LR_RATIO = 0.1
 
 
 @dataclass
@@ -79,17 +76,14 @@ class Trainer:
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.device = distributed.resolve_device(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)
-        self.freeze_epochs = (
-            cfg.freeze_epochs if cfg.freeze_epochs is not None else (1 if (cfg.pretrained or cfg.weights) else 0)
-        )
-        if cfg.freeze_backbone:
-            self.freeze_epochs = cfg.epochs if cfg.epochs is not None else 2**31  # every epoch trains the head
-        # Discriminative rates only make sense for features worth preserving: a
-        # backbone trained from scratch learns at the head's rate.
-        self.backbone_lr = cfg.lr * (BACKBONE_LR_RATIO if (cfg.pretrained or cfg.weights) else 1.0)
+        self.recipe = settle_recipe(cfg)
+        self.freeze_epochs = self.recipe.freeze_epochs
+        self.backbone_lr = cfg.lr * self.recipe.backbone_lr_ratio
+        self.arch = get_arch(cfg.arch)
+        self.image_size: int = cfg.image_size or self.arch.image_size  # TrainConfig settles it; this tells mypy
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
-        self.model = build_model(len(ds.classes), backbone_state)
+        self.model = build_model(len(ds.classes), backbone_state, self.arch.name)
         if cfg.sync_bn and self.world > 1:
             # Batch statistics over the global batch, at the price of one all-reduce
             # per BatchNorm layer (53 in ResNet50) per step: worth it when a GPU
@@ -98,7 +92,8 @@ class Trainer:
         self.model = self.model.to(self.device, memory_format=torch.channels_last)
         self._ddp: torch.nn.Module | None = None
         self._ddp_frozen: bool | None = None
-        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        self.mean, self.std = self.arch.mean, self.arch.std
+        self._head = head_prefix(self.model)
 
         weight = None
         if cfg.balance:
@@ -107,28 +102,22 @@ class Trainer:
             weight = torch.tensor([total / (len(counts) * max(c, 1)) for c in counts], dtype=torch.float32)
         self.criterion = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing).to(self.device)
 
-        backbone = [p for n, p in self.model.named_parameters() if not n.startswith("fc.")]
+        backbone = [p for n, p in self.model.named_parameters() if not n.startswith(self._head)]
         self.optimizer = torch.optim.AdamW(
             [
                 {"params": backbone, "lr": self.backbone_lr, "peak": self.backbone_lr},
-                {"params": self.model.fc.parameters(), "lr": cfg.lr, "peak": cfg.lr},
+                {"params": head(self.model).parameters(), "lr": cfg.lr, "peak": cfg.lr},
             ],
             weight_decay=cfg.weight_decay,
         )
         # GradScaler only matters for fp16 (bf16 has fp32's exponent range).
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.name == "fp16")
 
-        self.train_set = ImageDataset(
-            ds.train, train_transform(cfg.image_size, self.mean, self.std), cfg.image_size, cfg.seed
-        )
+        self.train_set = ImageDataset(ds.train, self.train_transform(self.image_size), self.image_size, cfg.seed)
         self.val_set = ImageDataset(
-            ds.val, eval_transform(cfg.image_size, self.mean, self.std), cfg.image_size, cfg.seed
+            ds.val, eval_transform(self.image_size, self.mean, self.std), self.image_size, cfg.seed
         )
-        # Pretrained features were learned at full size: only a network trained from scratch starts smaller.
-        pretrained = cfg.pretrained or cfg.weights is not None
-        self.progressive = (cfg.progressive if cfg.progressive is not None else not pretrained) and not (
-            cfg.freeze_backbone
-        )
+        self.progressive = self.recipe.progressive
         self.batches = EpochBatches(len(ds.train), cfg.batch_size, cfg.seed, self.rank, self.world)
         self.workers = cfg.workers if cfg.workers is not None else _default_workers(self.device)
         self.state = TrainState(world_size=self.world)
@@ -143,6 +132,9 @@ class Trainer:
         # How an epoch trains: the whole network, or (--freeze-backbone) the head on cached features.
         self.strategy = create_strategy(cfg)
         self.val_logits: tuple[np.ndarray, np.ndarray] | None = None  # set by calibrate(), for the model card
+
+    def train_transform(self, size: int):
+        return train_transform(size, self.mean, self.std, strength=self.recipe.augment)
 
     # -- schedule ----------------------------------------------------------------
 
@@ -178,12 +170,13 @@ class Trainer:
 
     def _set_trainable(self, frozen: bool) -> None:
         for name, p in self.model.named_parameters():
-            p.requires_grad_(not frozen or name.startswith("fc."))
+            p.requires_grad_(not frozen or name.startswith(self._head))
         self.model.train()
         if frozen:
             # Frozen means frozen: keep the backbone's BatchNorm statistics too.
-            for name, module in self.model.named_modules():
-                if name and not name.startswith("fc"):
+            classifier = head(self.model)
+            for module in self.model.modules():
+                if module is not self.model and module is not classifier:
                     module.eval()
 
     # -- loaders -----------------------------------------------------------------
@@ -218,10 +211,10 @@ class Trainer:
         mid-epoch trains the rest of it at the same size.
         """
         if not self.progressive:
-            return self.cfg.image_size
+            return self.image_size
         st = self.state
         progress = self.schedule.progress(st.step - st.batch, st.epoch_start_s)
-        return progressive_size(self.cfg.image_size, max(0.0, progress))
+        return progressive_size(self.image_size, max(0.0, progress))
 
     def train_one_epoch(self, stop: StopFlag) -> dict | None:
         """Train the rest of the current epoch; None if Ctrl-C stopped it."""
@@ -232,7 +225,7 @@ class Trainer:
             st.epoch_start_s = distributed.max_ranks(self.elapsed())
         size = self.epoch_image_size()
         if size != self.train_set.image_size:
-            self.train_set.transform = train_transform(size, self.mean, self.std)
+            self.train_set.transform = self.train_transform(size)
             self.train_set.image_size = size
         self.batches.epoch, self.batches.start = st.epoch, st.batch
         batches = (

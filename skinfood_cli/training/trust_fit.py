@@ -24,7 +24,7 @@ def fit_run_trust(trainer: Trainer, temperature: float) -> dict:
     """`ckpt["trust"]` for the trainer's current weights (see trust/scope.py)."""
     cfg = trainer.cfg
     train_set = ImageDataset(
-        trainer.ds.train, eval_transform(cfg.image_size, trainer.mean, trainer.std), cfg.image_size, cfg.seed
+        trainer.ds.train, eval_transform(trainer.image_size, trainer.mean, trainer.std), trainer.image_size, cfg.seed
     )
 
     def extract(dataset):
@@ -38,7 +38,8 @@ def fit_run_trust(trainer: Trainer, temperature: float) -> dict:
                 logits.append(z.float().cpu())
                 labels.append(y)
         if not feats:
-            return torch.zeros(0, 2048), torch.zeros(0, len(trainer.ds.classes)), torch.zeros(0, dtype=torch.long)
+            dim = trainer.model.num_features
+            return torch.zeros(0, dim), torch.zeros(0, len(trainer.ds.classes)), torch.zeros(0, dtype=torch.long)
         return torch.cat(feats), torch.cat(logits), torch.cat(labels)
 
     train_f, train_z, train_y = extract(train_set)

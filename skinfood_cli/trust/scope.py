@@ -24,6 +24,7 @@ import math
 import torch
 from torch import nn
 
+from skinfood_cli.model import pooled_features
 from skinfood_cli.trust.conformal import calibrate
 from skinfood_cli.trust.scores import fit_score, in_scope_threshold, score_from_state
 
@@ -36,14 +37,6 @@ NO_SCOPE_CHECK = (
     "this model has no scope check (trained or exported before skinfood had one): every photo "
     "counts as in scope; retrain it to flag photos that are not skin conditions it knows"
 )
-
-
-def pooled_features(model, x):
-    """ResNet50 forward that also returns the pooled features: (features (B, 2048), logits (B, K))."""
-    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
-    x = model.layer4(model.layer3(model.layer2(model.layer1(x))))
-    features = torch.flatten(model.avgpool(x), 1)
-    return features, model.fc(features)
 
 
 class ScopedClassifier(nn.Module):

@@ -171,10 +171,10 @@ def test_conformal_sets_cover_new_draws_at_the_asked_rate():
 
 
 def test_fit_trust_and_scoped_classifier_agree_on_the_cut():
-    from torchvision.models import resnet50
+    from skinfood_cli.model import build_model
 
     torch.manual_seed(0)
-    model = resnet50(weights=None, num_classes=3).eval()
+    model = build_model(3).eval()
     x = torch.rand(24, 3, 32, 32)
     with torch.no_grad():
         f, z = pooled_features(model, x)
