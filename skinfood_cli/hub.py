@@ -30,7 +30,7 @@ from skinfood_cli.errors import (
 if TYPE_CHECKING:
     pass
 
-HUB_INSTALL = 'pip install "skinfood[hub]"'
+HUB_INSTALL = 'pip install ".[hub]" in the skinfood checkout'
 SCHEME = "hf://"
 DEFAULT_REVISION = "main"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

@@ -98,7 +98,7 @@ def test_without_the_export_extra_the_onnx_rows_are_skipped_with_one_line(capsys
     checkpoint = tmp_path / "model.pt"  # never opened: the extra is checked first
     run.unless_extra_missing("onnx", run.bench_exported, checkpoint, [], [], results=results)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "skipped the onnx rows" in lines[0] and 'pip install "skinfood[export]"' in lines[0]
+    assert len(lines) == 1 and "skipped the onnx rows" in lines[0] and 'pip install ".[export]"' in lines[0]
     assert set(results) == {"skipped"}
 
     figures = json.loads((BENCH / "results" / "run-quick-beyond.json").read_text())

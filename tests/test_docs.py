@@ -1,4 +1,5 @@
-"""The README and docs/ stay true: links resolve, and docs/usage.md names every option `--help` shows.
+"""The README and docs/ stay true: links resolve, docs/usage.md names every option `--help` shows,
+and the user docs say nothing about the developers' machine.
 
 Cheap checks (no model, no torch): they fail when a page is renamed without its
 links, or an option is added, renamed or removed without its documentation.
@@ -103,3 +104,19 @@ def test_usage_examples_use_only_options_that_exist():
                     if flag not in known[label]
                 ]
     assert not unknown, f"docs/usage.md uses options that do not exist: {unknown}"
+
+
+# Words that belong to how skinfood is developed, not to what a user does: a scratch path on a
+# developer's machine, an issue number, "this machine" for the one the figures came from.
+DEVELOPER_WORDS = re.compile(r"/tmp/|issue #|this machine", re.IGNORECASE)
+USER_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("page", USER_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_user_docs_speak_to_users_not_about_the_developers_machine(page):
+    found = [
+        f"{page.name}:{number}: {line.strip()}"
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1)
+        if DEVELOPER_WORDS.search(line)
+    ]
+    assert not found, "name the CPU and the command instead (see CONTRIBUTING.md):\n" + "\n".join(found)

@@ -358,7 +358,7 @@ def test_help_does_not_import_torch():
     assert r.returncode == 0, r.stderr
     assert "HEAVY []" in r.stderr
     # The install lines survive rich's markup ("[export]" is not a style tag).
-    assert 'pip install "skinfood[export]"' in r.stdout and 'pip install "skinfood[serve]"' in r.stdout
+    assert 'pip install ".[export]"' in r.stdout and 'pip install ".[serve]"' in r.stdout
 
 
 def test_python_dash_m_and_version():

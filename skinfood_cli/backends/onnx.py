@@ -24,7 +24,7 @@ from skinfood_cli.errors import MissingExtraError, ModelError, first_line
 from skinfood_cli.model import Precision
 
 ONNX_FORMAT = "skinfood-onnx"
-EXPORT_INSTALL = 'pip install "skinfood[export]"'
+EXPORT_INSTALL = 'pip install ".[export]" in the skinfood checkout'
 
 
 def require_onnxruntime():

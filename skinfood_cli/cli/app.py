@@ -17,6 +17,7 @@ import typer
 
 from skinfood_cli import __version__
 from skinfood_cli.cli.completion import complete_model
+from skinfood_cli.cli.metavars import Command, Group
 from skinfood_cli.descriptions import LANGUAGES
 from skinfood_cli.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, SkinfoodError, os_error_in
 
@@ -24,12 +25,15 @@ app = typer.Typer(
     name="skinfood",
     help="Train, evaluate and run a skin-condition photo classifier on your own machine.\n\n"
     "Not a medical device: answers are hints to discuss with a doctor, never a diagnosis.",
+    cls=Group,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-diseases_app = typer.Typer(help="The bundled disease descriptions (English and Korean).", invoke_without_command=True)
+diseases_app = typer.Typer(
+    cls=Group, help="The bundled disease descriptions (English and Korean).", invoke_without_command=True
+)
 app.add_typer(diseases_app, name="diseases")
 
 
@@ -52,10 +56,26 @@ class PredictFormat(str, Enum):
     tsv = "tsv"
 
 
+class ExplainFormat(str, Enum):
+    human = "human"
+    json = "json"
+    jsonl = "jsonl"
+
+
+class TrainFormat(str, Enum):
+    human = "human"
+    json = "json"
+
+
 class TableFormat(str, Enum):
     table = "table"
     json = "json"
     csv = "csv"
+
+
+class ShowFormat(str, Enum):
+    table = "table"
+    json = "json"
 
 
 class Split(str, Enum):
@@ -119,7 +139,7 @@ def handle_errors(func):
 
 def command(*args, **kwargs):
     def register(func):
-        return app.command(*args, **kwargs)(handle_errors(func))
+        return app.command(*args, cls=Command, **kwargs)(handle_errors(func))
 
     return register
 
@@ -151,7 +171,9 @@ ModelOpt = typer.Option(
 )
 DeviceOpt = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps (default: $SKINFOOD_DEVICE or auto).")
 PrecisionOpt = typer.Option(
-    Precision.auto, "--precision", help="auto: bf16 on CPUs with native bf16 and on GPUs, else fp32."
+    Precision.auto,
+    "--precision",
+    help="auto: 16-bit on GPUs and on CPUs with bf16 in hardware (faster, near-identical answers), else fp32.",
 )
 LangOpt = typer.Option(None, "--lang", help="Language of names and descriptions (default: from the locale).")
 DescriptionsOpt = typer.Option(None, "--descriptions", help="A YAML file that adds or overrides descriptions.")

@@ -58,8 +58,8 @@ def export(
     int8: bool = typer.Option(
         False,
         "--int8",
-        help="Quantise to int8, per-channel weights: ONNX Runtime QDQ "
-        "(onnx), PyTorch's x86 kernels (torchscript). ~4x smaller, 2x faster on CPUs.",
+        help="Store the model in 8-bit integers: about 4x smaller and up to 2x faster on a CPU, "
+        "checked against the full model (run by ONNX Runtime for onnx, PyTorch's x86 kernels for torchscript).",
     ),
     calibration: Optional[Path] = typer.Option(
         None, "--calibration", help="Folder of photos to calibrate int8 on (default: the run's training photos)."
@@ -91,7 +91,8 @@ def export(
     its probabilities to 1e-4, int8 must agree on the top class for 99% of them,
     or the command fails with exit 1. The file carries its class names and
     preprocessing in its metadata; a .json sidecar repeats them with its sha256.
-    ONNX needs the extra: pip install "skinfood\\[export]"; TorchScript needs only torch.
+    ONNX needs the export extra: pip install ".\\[export]" in the skinfood checkout;
+    TorchScript needs only torch.
 
     Examples:
 
@@ -186,10 +187,13 @@ def serve(
         "--token",
         envvar="SKINFOOD_TOKEN",
         show_envvar=True,
-        help="Bearer token clients must send. Off loopback one is made up if you give none.",
+        help="Token clients must send. When serving to other devices (--host other than 127.0.0.1) "
+        "without one, a random token is made and printed.",
     ),
     no_auth: bool = typer.Option(
-        False, "--no-auth", help="Serve a non-loopback address without a token (anyone on the network can use it)."
+        False,
+        "--no-auth",
+        help="Serve other devices (--host other than 127.0.0.1) without a token: anyone on the network can use it.",
     ),
     cors_origin: List[str] = typer.Option(
         [], "--cors-origin", help="Allow browser pages from this origin (repeatable); CORS is off by default."
@@ -206,7 +210,7 @@ def serve(
     /docs. Requests are batched dynamically on one inference thread. Photos stay
     in memory, are never written to disk and never logged. Ctrl-C or SIGTERM
     finishes the requests in flight and exits 0.
-    Needs the extra: pip install "skinfood\\[serve]".
+    Needs the serve extra: pip install ".\\[serve]" in the skinfood checkout.
 
     Examples:
 
@@ -228,7 +232,7 @@ def serve(
         import uvicorn  # noqa: F401
     except ImportError:
         raise MissingExtraError(
-            'serve needs FastAPI, uvicorn and python-multipart: pip install "skinfood[serve]"'
+            'serve needs FastAPI, uvicorn and python-multipart: pip install ".[serve]" in the skinfood checkout'
         ) from None
     from skinfood_cli.serving.runner import LOOPBACK, lan_address, run_server
 

@@ -12,6 +12,7 @@ import typer
 from skinfood_cli.cli.app import (
     DescriptionsOpt,
     DeviceOpt,
+    ExplainFormat,
     Lang,
     LangOpt,
     ModelOpt,
@@ -78,8 +79,9 @@ def predict(
         find . -name '*.jpg' | skinfood predict - --format jsonl | jq .label
 
     Many photos on a CPU? Run `skinfood export --format torchscript --int8` once
-    and pass the file it writes (best.int8.torchscript) as --model: on CPUs with
-    VNNI about twice as fast, same answers for all but near-ties.
+    and pass the file it writes (best.int8.torchscript) as --model: about twice as
+    fast on Intel CPUs since Cascade Lake and AMD since Zen 4, with the same
+    answers for all but near-ties.
     """
     from skinfood_cli.cli.reporting import BatchProgress
     from skinfood_cli.descriptions import display_names
@@ -162,8 +164,8 @@ def evaluate(
     by: Optional[GroupBy] = typer.Option(
         None,
         "--by",
-        help="skin-tone: counts and scores per estimated "
-        "skin-tone group (ITA from the photo's pixels, not a Fitzpatrick type).",
+        help="skin-tone: counts and scores per skin-tone group, estimated from "
+        "the photo's colours (a rough guide, not a Fitzpatrick type).",
     ),
     ood: Optional[List[Path]] = typer.Option(
         None,
@@ -251,7 +253,7 @@ def explain(
     target_class: Optional[str] = typer.Option(None, "--class", help="Explain this class instead of the top one."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="PNG file to write (one input only)."),
     output_dir: Path = typer.Option(Path("skinfood-explain"), "--output-dir", help="Folder for the PNGs."),
-    fmt: PredictFormat = typer.Option(PredictFormat.human, "--format", "-f", help="human, json or jsonl."),
+    fmt: ExplainFormat = typer.Option(ExplainFormat.human, "--format", "-f", help="human, or json/jsonl for scripts."),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="Alternatives to list."),
     lang: Optional[Lang] = LangOpt,
     recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Look inside sub-folders."),
@@ -273,8 +275,6 @@ def explain(
     from skinfood_cli.output import RecordWriter, print_explanation, warn
     from skinfood_cli.prediction import NOT_A_DIAGNOSIS, expand_inputs
 
-    if fmt not in (PredictFormat.human, PredictFormat.json, PredictFormat.jsonl):
-        raise UsageError("explain writes --format human, json or jsonl")
     language = _lang(lang)
     items = expand_inputs(inputs, recursive=recursive)
     if output and len(items) > 1:
@@ -294,7 +294,7 @@ def explain(
         output_dir=output_dir,
     )
     failed = 0
-    writer = RecordWriter(fmt.value, sys.stdout) if fmt is not PredictFormat.human else None
+    writer = RecordWriter(fmt.value, sys.stdout) if fmt is not ExplainFormat.human else None
     for record, _cam in records:
         failed += record["error"] is not None
         if writer:

@@ -33,7 +33,7 @@ def push(
     Uploads model.safetensors (the weights), config.json (classes, preprocessing,
     calibration, metrics) and README.md (the model card), never a photo. The token
     is huggingface_hub's: `hf auth login` once, or set HF_TOKEN; skinfood never
-    stores it. Needs the extra: pip install "skinfood\\[hub]".
+    stores it. Needs the hub extra: pip install ".\\[hub]" in the skinfood checkout.
 
     Examples:
 

@@ -15,7 +15,7 @@ class ServeConfig:
     model: str
     device: str | None = None
     precision: str | None = None
-    max_batch_size: int = _opt(16, "Most photos per forward pass (1 turns dynamic batching off).")
+    max_batch_size: int = _opt(16, "Most photos the model reads in one go (1: one at a time, no batching).")
     batch_timeout_ms: float = _opt(5.0, "How long a batch waits to fill.")
     max_queue: int = _opt(256, "Photos that may wait; beyond it: 503.")
     max_upload_mb: float = _opt(20.0, "Largest upload accepted (413).")

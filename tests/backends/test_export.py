@@ -252,7 +252,7 @@ def test_without_the_extra_export_and_onnx_models_name_the_install_line(
     for name in ("onnx", "onnxruntime", "onnxscript"):
         monkeypatch.setitem(sys.modules, name, None)  # import now raises ImportError
     result = cli("export", "--model", model_path)
-    assert result.exit_code == 2 and 'pip install "skinfood[export]"' in result.stderr
+    assert result.exit_code == 2 and 'pip install ".[export]"' in result.stderr
     photo = str(sorted((dataset / "test" / "acne").glob("*.jpg"))[0])
     result = cli("predict", photo, "--model", exported["fp32"])
-    assert result.exit_code == 2 and 'pip install "skinfood[export]"' in result.stderr
+    assert result.exit_code == 2 and 'pip install ".[export]"' in result.stderr
