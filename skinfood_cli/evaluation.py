@@ -8,12 +8,12 @@ answers into metrics (metrics.py) and report files.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from skinfood_cli.errors import DataError, UsageError
+from skinfood_cli.jsonio import dumps
 
 
 @dataclass
@@ -224,7 +224,7 @@ def write_report(report: dict, folder: str | os.PathLike) -> list[Path]:
     classes = report["classes"]
     metrics = {k: v for k, v in report.items() if k != "predictions"}
     paths = [folder / "metrics.json", folder / "confusion.csv", folder / "predictions.csv", folder / "confusion.png"]
-    paths[0].write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    paths[0].write_text(dumps(metrics, indent=2) + "\n", encoding="utf-8")
     with open(paths[1], "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["true \\ predicted", *classes])
@@ -259,7 +259,6 @@ def render_confusion_png(matrix, classes: list[str], path: Path) -> Path:
 
     cm = np.asarray(matrix, dtype=np.float64)
     K = len(classes)
-    rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     cell = max(28, min(60, 900 // max(K, 1)))
     small, label_font = font(max(10, cell // 3)), font(14)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
@@ -272,10 +271,31 @@ def render_confusion_png(matrix, classes: list[str], path: Path) -> Path:
     img = Image.new("RGB", (width, height), "white")
     d = ImageDraw.Draw(img)
     d.text((left, 10), title, fill="black", font=label_font)
-    for i in range(K):
-        d.text((left - 10, top + i * cell + cell // 2), f"{i + 1}", fill="black", font=small, anchor="rm")
-        d.text((left + i * cell + cell // 2, top - 6), f"{i + 1}", fill="black", font=small, anchor="ms")
-        for j in range(K):
+    draw_confusion_grid(d, (left, top), cm, cell, small)
+    lx = left + K * cell + 30
+    for i, name in enumerate(classes):
+        d.text((lx, top + i * 20), f"{i + 1}  {name}", fill="black", font=label_font)
+    img.save(path)
+    return path
+
+
+def draw_confusion_grid(draw, origin: tuple[int, int], matrix, cell: int, font, *, shares: bool = False) -> None:
+    """Draw a K x K confusion heatmap whose top-left cell starts at `origin`, numbered 1..K on both axes.
+
+    Shade = the cell's share of its row (the true class): blue on the diagonal, red off it. The
+    text is the count, or with `shares` that share in percent. evaluate's and train's pictures
+    both draw their matrices with it.
+    """
+    import numpy as np
+
+    cm = np.asarray(matrix, dtype=np.float64)  # (K, K): rows true, columns predicted
+    rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    left, top = origin
+    gap_x, gap_y, mid = max(10, cell // 6), max(6, cell // 10), cell // 2  # numbers sit this far off the grid
+    for i in range(len(cm)):
+        draw.text((left - gap_x, top + i * cell + mid), f"{i + 1}", fill="black", font=font, anchor="rm")
+        draw.text((left + i * cell + mid, top - gap_y), f"{i + 1}", fill="black", font=font, anchor="ms")
+        for j in range(len(cm)):
             v = rows[i, j]
             shade = (
                 (int(255 - 200 * v), int(255 - 120 * v), 255)
@@ -283,11 +303,7 @@ def render_confusion_png(matrix, classes: list[str], path: Path) -> Path:
                 else (255, int(255 - 200 * v), int(255 - 200 * v))
             )
             x0, y0 = left + j * cell, top + i * cell
-            d.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=shade, outline=(200, 200, 200))
+            draw.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=shade, outline=(200, 200, 200))
             if cm[i, j]:
-                d.text((x0 + cell // 2, y0 + cell // 2), str(int(cm[i, j])), fill="black", font=small, anchor="mm")
-    lx = left + K * cell + 30
-    for i, name in enumerate(classes):
-        d.text((lx, top + i * 20), f"{i + 1}  {name}", fill="black", font=label_font)
-    img.save(path)
-    return path
+                text = f"{v:.0%}" if shares else str(int(cm[i, j]))
+                draw.text((x0 + mid, y0 + mid), text, fill="black", font=font, anchor="mm")

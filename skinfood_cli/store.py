@@ -74,3 +74,32 @@ def _float(row: dict | None, key: str) -> float | None:
     except (KeyError, TypeError, ValueError):
         return None
     return None if value is None or value != value else value
+
+
+# What each file a run folder may hold is, for `skinfood models NAME` (docs/files.md has the list).
+RUN_FILES = {
+    "best.pt": "the model, calibrated",
+    "last.pt": "the latest epoch, resumable (optimizer state)",
+    "metrics.csv": "one row per epoch",
+    "config.yaml": "every setting, skinfood and torch versions",
+    "MODEL_CARD.md": "what the model is, its data and figures",
+    "curves.png": "loss, accuracy, macro-F1 and learning rate per epoch",
+    "confusion.png": "validation confusion matrix",
+    "skipped.txt": "files the pre-scan left out",
+}
+
+
+def describe_run_files(name: str) -> list[dict]:
+    """The files in run `name`'s folder, with their size and what they are (no subfolders, no temp files)."""
+    from skinfood_cli.paths import find_run
+
+    rows = []
+    for entry in sorted(find_run(name).iterdir()):
+        try:
+            if entry.name.startswith(".") or not entry.is_file():
+                continue
+            size = entry.stat().st_size
+        except OSError:  # removed while we looked
+            continue
+        rows.append({"file": entry.name, "bytes": size, "what": RUN_FILES.get(entry.name, ""), "path": str(entry)})
+    return rows

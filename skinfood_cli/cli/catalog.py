@@ -12,6 +12,7 @@ from skinfood_cli.cli.app import (
     DescriptionsOpt,
     Lang,
     LangOpt,
+    ShowFormat,
     TableFormat,
     _book,
     _lang,
@@ -19,16 +20,29 @@ from skinfood_cli.cli.app import (
     diseases_app,
     handle_errors,
 )
-from skinfood_cli.cli.completion import complete_disease
+from skinfood_cli.cli.completion import complete_disease, complete_model
+from skinfood_cli.cli.metavars import Command
 
 # --- models, diseases, home ------------------------------------------------------
 
 
 @command()
 def models(
+    name: Optional[str] = typer.Argument(
+        None,
+        metavar="NAME",
+        autocompletion=complete_model,
+        help="A run: list the files in its folder (pictures included).",
+    ),
     fmt: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="table, json or csv."),
 ):
-    """List trained runs and models downloaded from the Hub (hf://...); the default (without --model) is marked."""
+    """List trained runs and models downloaded from the Hub (hf://...); the default (without --model) is marked.
+
+    With a run's NAME: the files in its folder (best.pt, curves.png, confusion.png, ...) and their sizes.
+    """
+    if name is not None:
+        _print_run_files(name, fmt)
+        return
     from skinfood_cli.hub import describe_hub_models
     from skinfood_cli.output import RecordWriter, console, print_json
     from skinfood_cli.paths import runs_dir
@@ -102,6 +116,42 @@ def models(
         out.print("[dim]hf://... models are in the Hugging Face cache: `hf cache ls`, `hf cache rm` manage it[/dim]")
 
 
+def _print_run_files(name: str, fmt: TableFormat) -> None:
+    from skinfood_cli.output import RecordWriter, console, print_json
+    from skinfood_cli.store import describe_run_files
+
+    rows = describe_run_files(name)
+    if fmt is TableFormat.json:
+        print_json(rows)
+        return
+    if fmt is TableFormat.csv:
+        writer = RecordWriter("csv", sys.stdout, ["file", "bytes", "what", "path"])
+        for row in rows:
+            writer.write(row)
+        writer.close()
+        return
+    from rich.markup import escape
+
+    out = console()
+    width = max((len(row["file"]) for row in rows), default=0)
+    for row in rows:
+        name_col = escape(row["file"].ljust(width))
+        out.print(f"{name_col}  {_size(row['bytes']):>9}  [dim]{row['what']}[/dim]", highlight=False)
+    folder = Path(rows[0]["path"]).parent if rows else name
+    out.print(f"[dim]in {escape(str(folder))}[/dim]", highlight=False)
+
+
+def _size(n: int) -> str:
+    if n < 1000:
+        return f"{n} B"
+    size = n / 1000
+    for unit in ("KB", "MB"):
+        if size < 1000:
+            return f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
 @command()
 def home():
     """Print the folder where skinfood keeps weights and trained runs ($SKINFOOD_HOME)."""
@@ -150,12 +200,12 @@ def diseases_list(
     out.print(f"[dim]{NOT_A_DIAGNOSIS[language]}[/dim]")
 
 
-@diseases_app.command("show")
+@diseases_app.command("show", cls=Command)
 @handle_errors
 def diseases_show(
     name: str = typer.Argument(..., autocompletion=complete_disease, help="A key, a class folder name or an alias."),
     lang: Optional[Lang] = LangOpt,
-    fmt: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="table or json."),
+    fmt: ShowFormat = typer.Option(ShowFormat.table, "--format", "-f", help="table, or json for scripts."),
     descriptions: Optional[Path] = DescriptionsOpt,
 ):
     """Print one condition's description, signs, look-alikes and advice."""
@@ -170,7 +220,7 @@ def diseases_show(
     entry = _book(descriptions).get(name, language)
     if entry is None:
         raise UsageError(f"no description for {name!r}: see `skinfood diseases`")
-    if fmt is TableFormat.json:
+    if fmt is ShowFormat.json:
         print_json(entry.to_dict())
         return
     out = console()

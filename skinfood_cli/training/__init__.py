@@ -7,6 +7,7 @@
     trainer.py        the Trainer's steps: train_one_epoch, validate, calibrate
     loop.py           the epochs, best.pt/last.pt, the final calibration
     checkpointing.py  the checkpoint payload, restore, metrics.csv
+    pictures.py       curves.png and confusion.png in the run folder, drawn at the end
     runs.py           train() and resume()
     sampling.py, stopping.py, distributed.py: batches, Ctrl-C, torchrun
 

@@ -11,6 +11,7 @@ from skinfood_cli.model_card import card_fields, write_model_card
 from skinfood_cli.training import distributed
 from skinfood_cli.training.checkpointing import build_payload, save_last, write_metrics
 from skinfood_cli.training.config import TrainResult
+from skinfood_cli.training.pictures import save_run_pictures
 from skinfood_cli.training.stopping import StopFlag
 from skinfood_cli.training.trainer import Trainer, best_row
 from skinfood_cli.training.trust_fit import fit_run_trust
@@ -39,7 +40,13 @@ def fit(trainer: Trainer) -> TrainResult:
                         st.seconds = trainer.elapsed()
                         save_last(trainer)
                 return TrainResult(
-                    run_dir, run_dir / "best.pt", run_dir / "last.pt", st.history, best_row(st), interrupted=True
+                    run_dir,
+                    run_dir / "best.pt",
+                    run_dir / "last.pt",
+                    st.history,
+                    best_row(st),
+                    interrupted=True,
+                    arch=trainer.arch.name,
                 )
             val_seconds = time.perf_counter() - t_val
             if trainer.schedule.timed and not st.out_of_time:  # decided before saving, so last.pt knows
@@ -118,6 +125,7 @@ def _finish(trainer: Trainer) -> TrainResult:
             trainer.state.history,
             best_row(trainer.state),
             skipped=trainer.ds.skipped,
+            arch=trainer.arch.name,
         )
     best = load_checkpoint(run_dir / "best.pt")
     trainer.model.load_state_dict(best["state_dict"])
@@ -128,6 +136,7 @@ def _finish(trainer: Trainer) -> TrainResult:
     best.update(card_fields(trainer, temperature))
     save_checkpoint(best, run_dir / "best.pt")
     write_model_card(run_dir, best)
+    save_run_pictures(trainer)  # curves.png, confusion.png; a failure is a warning
     return TrainResult(
         run_dir,
         run_dir / "best.pt",
@@ -137,6 +146,7 @@ def _finish(trainer: Trainer) -> TrainResult:
         temperature=temperature,
         threshold=threshold,
         skipped=trainer.ds.skipped,
+        arch=trainer.arch.name,
         trust=best["trust"],
         epochs_done=trainer.state.epochs_done,
         minutes=trainer.elapsed() / 60,
