@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from skinfood_cli.backends import DEFAULT_THRESHOLD, LoadedModel, load_model
-from skinfood_cli.data.images import load_image
+from skinfood_cli.data.images import load_image, load_image_file
 from skinfood_cli.errors import ImageError
 from skinfood_cli.metrics import softmax
 from skinfood_cli.model import resolve_device
@@ -39,25 +39,35 @@ class Result:
     logits: object | None = None
     error: str | None = None
     scope: float | None = None  # the scope score (>= 0: in scope); None without a scope check
+    quality: list[str] | None = None  # photo-quality hints (data/quality.py); None when not asked for
 
 
 class _PathDataset:
-    """Loads and preprocesses one photo per index; errors travel as strings."""
+    """Loads and preprocesses one photo per index; errors travel as strings.
 
-    def __init__(self, paths: list[str], transform, image_size: int):
+    With `quality`, the photo's quality hints are measured on the decoded image
+    (about a millisecond) and travel beside its tensor.
+    """
+
+    def __init__(self, paths: list[str], transform, image_size: int, quality: bool = False):
         self.paths = paths
         self.transform = transform
         self.image_size = image_size
+        self.quality = quality
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int):
         try:
-            image = load_image_for_model(self.paths[index], self.image_size)
-            return index, self.transform(image), None
+            if not self.quality:
+                return index, self.transform(load_image_for_model(self.paths[index], self.image_size)), None, None
+            from skinfood_cli.data.quality import photo_quality
+
+            loaded = load_image_file(self.paths[index], draft_size=self.image_size)
+            return index, self.transform(loaded.image), None, photo_quality(loaded)
         except ImageError as exc:
-            return index, None, str(exc)
+            return index, None, str(exc), None
 
 
 def load_image_for_model(path: str, image_size: int):
@@ -65,11 +75,12 @@ def load_image_for_model(path: str, image_size: int):
 
 
 def _collate(items):
-    indices = [i for i, t, _ in items if t is not None]
-    tensors = [t for _, t, _ in items if t is not None]
-    errors = [(i, e) for i, t, e in items if t is None]
+    indices = [i for i, t, _, _ in items if t is not None]
+    tensors = [t for _, t, _, _ in items if t is not None]
+    quality = [q for _, t, _, q in items if t is not None]
+    errors = [(i, e) for i, t, e, _ in items if t is None]
     batch = torch.stack(tensors) if tensors else None
-    return indices, batch, errors
+    return indices, batch, errors, quality
 
 
 def ignore_sigint(_worker_id: int) -> None:
@@ -141,8 +152,8 @@ class Engine:
         assert self.runner.forward_scoped is not None  # Runner sets it
         return self.runner.forward_scoped(batch)
 
-    def run_paths(self, paths: Iterable[str]) -> Iterator[Result]:
-        """Stream results for `paths`, in order."""
+    def run_paths(self, paths: Iterable[str], *, quality: bool = False) -> Iterator[Result]:
+        """Stream results for `paths`, in order; with `quality`, each carries its photo-quality hints."""
         paths = [str(p) for p in paths]
         if not paths:
             return
@@ -151,7 +162,7 @@ class Engine:
         )
         # _PathDataset is map-style without torch's Dataset base class, which DataLoader's stubs want.
         loader: torch.utils.data.DataLoader = torch.utils.data.DataLoader(
-            _PathDataset(paths, self.transform, self.model.image_size),  # type: ignore[arg-type]
+            _PathDataset(paths, self.transform, self.model.image_size, quality),  # type: ignore[arg-type]
             batch_size=self.batch_size,
             shuffle=False,
             num_workers=workers,
@@ -161,11 +172,14 @@ class Engine:
             prefetch_factor=2 if workers else None,
             persistent_workers=False,
         )
-        for indices, batch, errors in loader:
+        for indices, batch, errors, hints in loader:
             logits, scope = self.forward_scoped(batch) if batch is not None else ([], None)
             logits = logits.numpy() if batch is not None else []
             scope = [None] * len(indices) if scope is None else [float(v) for v in scope]
-            out = {i: Result(i, paths[i], logits=row, scope=sc) for i, row, sc in zip(indices, logits, scope)}
+            out = {
+                i: Result(i, paths[i], logits=row, scope=sc, quality=q)
+                for i, row, sc, q in zip(indices, logits, scope, hints)
+            }
             out.update({i: Result(i, paths[i], error=e) for i, e in errors})
             for i in sorted(out):
                 yield out[i]

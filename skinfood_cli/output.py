@@ -7,10 +7,11 @@ Machine formats (json, jsonl, csv, tsv) write only data, so `| jq` and
 from __future__ import annotations
 
 import csv
-import json
 import os
 import sys
 from typing import IO
+
+from skinfood_cli.jsonio import dumps
 
 MACHINE_FORMATS = ("json", "jsonl", "csv", "tsv")
 RECORD_COLUMNS = [
@@ -23,9 +24,11 @@ RECORD_COLUMNS = [
     "description",
     "urgency",
     "advice",
+    "notice",
     "in_scope",
     "scope_score",
     "prediction_set",
+    "quality",
     "error",
 ]
 
@@ -83,14 +86,14 @@ class RecordWriter:
         if self.fmt == "json":
             self._buffer.append(record)
         elif self.fmt == "jsonl":
-            self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.stream.write(dumps(record) + "\n")
             self.stream.flush()
         elif self._writer is not None:
             self._writer.writerow({k: _flat(record.get(k)) for k in self.columns})
 
     def close(self) -> None:
         if self.fmt == "json":
-            json.dump(self._buffer, self.stream, ensure_ascii=False, indent=2)
+            self.stream.write(dumps(self._buffer, indent=2))
             self.stream.write("\n")
         self.stream.flush()
 
@@ -113,7 +116,7 @@ def open_output(path: str | None) -> IO[str]:
 
 
 def print_json(data) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.write(dumps(data, indent=2) + "\n")
 
 
 LABELS = {
@@ -189,6 +192,7 @@ def print_prediction(rec: dict, lang: str, footer: str, names: dict[str, str] | 
             f"{label(lang, 'not an answer')}[/dim]"
         )
         out.print(Panel(lines, title=escape(rec["path"]), title_align="left", expand=False))
+        _print_quality_hint(rec, lang)
         out.print(f"[dim]{escape(footer)}[/dim]")
         return
     body.add_row(label(lang, "condition"), f"[bold]{escape(rec['disease_name'])}[/bold]  {pct} {sure}")
@@ -206,7 +210,19 @@ def print_prediction(rec: dict, lang: str, footer: str, names: dict[str, str] | 
             label(lang, "what to do"), f"[{URGENCY_STYLE.get(urgency, '')}]{escape(text)}[/] — {escape(rec['advice'])}"
         )
     out.print(Panel(body, title=escape(rec["path"]), title_align="left", expand=False))
+    _print_quality_hint(rec, lang)
     out.print(f"[dim]{escape(footer)}[/dim]")
+
+
+def _print_quality_hint(rec: dict, lang: str) -> None:
+    """One yellow line under the answer when the photo is dark, blurred, small or compressed."""
+    from rich.markup import escape
+
+    from skinfood_cli.data.quality import quality_hint
+
+    hint = quality_hint(rec.get("quality") or [], lang)
+    if hint:
+        console().print(f"[yellow]{escape(hint)}[/yellow]")
 
 
 def print_prediction_table(records: list[dict], footer: str) -> None:

@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from skinfood_cli.data.images import is_image_path
+from skinfood_cli.descriptions import NOT_A_DIAGNOSIS as NOT_A_DIAGNOSIS  # re-exported for the CLI
+from skinfood_cli.descriptions import notice
 from skinfood_cli.errors import UsageError
 
-NOT_A_DIAGNOSIS = {
-    "en": "Not a diagnosis: skinfood is not a medical device. See a doctor about any skin change that worries you.",
-    "ko": "진단이 아닙니다: skinfood는 의료기기가 아닙니다. 걱정되는 피부 변화는 의사와 상담하세요.",
-}
 # What a record, the human output and the page lead with when the photo is out of scope.
 OUT_OF_SCOPE = {
     "en": "This does not look like a photo of a skin condition this model was trained on.",
@@ -46,6 +44,11 @@ class Prediction:
     in_scope: bool | None = None
     scope_score: float | None = None  # >= 0 in scope, higher = more typical; None: no scope check
     prediction_set: list[str] | None = None  # conformal set, most probable first
+    # "Not a diagnosis ..." in the answer's language: every answer with a label carries it, so
+    # an app built on the JSON or the API shows it beside the summary and the advice.
+    notice: str | None = None
+    # Photo-quality hints (data/quality.py: "dark", "blurred", "small", "compressed"); [] when fine.
+    quality: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,6 +155,7 @@ def make_prediction(
     threshold: float = 0.5,
     scope_score: float | None = None,
     qhat: float | None = None,
+    quality: list[str] | None = None,
 ) -> Prediction:
     """Build the record for one image from its calibrated probabilities (K,).
 
@@ -160,6 +164,7 @@ def make_prediction(
     model) the set is the top class and `threshold` on the confidence decides.
     With a `scope_score` below 0 the photo is out of scope: the record keeps its
     label and top-k for scripts, but its description is the out-of-scope sentence.
+    `quality` is the photo's quality hints (data/quality.py), carried as given.
     """
     import numpy as np
 
@@ -206,6 +211,8 @@ def make_prediction(
         in_scope=in_scope,
         scope_score=None if scope_score is None else round(float(scope_score), 6),
         prediction_set=members,
+        notice=notice(lang),
+        quality=list(quality or []),
     )
 
 
@@ -217,7 +224,7 @@ def predict_items(
     qhat = engine.model.qhat if threshold is None else None
     threshold = engine.model.threshold if threshold is None else threshold
     runnable = [item.path for item in items if item.error is None]
-    results = engine.run_paths(runnable)
+    results = engine.run_paths(runnable, quality=True)
     for item in items:
         if item.error is not None:
             yield Prediction(path=item.path, error=item.error)
@@ -236,6 +243,7 @@ def predict_items(
                 threshold=threshold,
                 scope_score=result.scope,
                 qhat=qhat,
+                quality=result.quality,
             )
 
 

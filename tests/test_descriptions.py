@@ -1199,3 +1199,20 @@ def test_the_review_table_in_the_docs_lists_every_red_flag_and_its_source(book):
     assert f"<!-- red-flags:start -->\n{table}<!-- red-flags:end -->" in doc, (
         "docs/descriptions.md is stale: run python tools/red_flags_table.py docs/descriptions.md"
     )
+
+
+# --- the notice in machine answers ------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_every_machine_answer_carries_the_not_a_diagnosis_notice(cli, lang):
+    """An app built on the JSON shows the summary and advice: the notice travels with them."""
+    from skinfood_cli.descriptions import NOT_A_DIAGNOSIS, load_descriptions
+    from skinfood_cli.prediction import make_prediction
+
+    shown = json.loads(cli("diseases", "show", "eczema", "--format", "json", "--lang", lang).stdout)
+    assert shown["notice"] == NOT_A_DIAGNOSIS[lang]
+    record = make_prediction("p.jpg", [0.7, 0.2, 0.1], ["acne", "eczema", "vitiligo"], load_descriptions(), lang=lang)
+    assert record.to_dict()["notice"] == NOT_A_DIAGNOSIS[lang] != ""
+    out_of_scope = make_prediction("p.jpg", [0.7, 0.3], ["acne", "eczema"], None, lang=lang, scope_score=-1.0)
+    assert out_of_scope.notice == NOT_A_DIAGNOSIS[lang]

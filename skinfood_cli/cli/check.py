@@ -36,7 +36,8 @@ def check(
 
     Exact copies (same bytes) and near copies (the same picture resized,
     re-compressed, lightly re-cropped or mirrored), unreadable files, tiny and
-    grey photos, class counts and imbalance, image sizes and the skin-tone mix.
+    grey photos, class counts and imbalance, image sizes and the skin-tone mix,
+    and photos too dark, blurred, small or heavily compressed (a retake helps).
     Each photo is read once; later runs reuse what was computed (cached in the
     data home by path, size and modification time).
 

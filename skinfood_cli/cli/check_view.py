@@ -56,6 +56,7 @@ def _short(path: str, root: str) -> str:
 
 
 def print_check(report) -> None:
+    from skinfood_cli.data.quality import PROBLEMS
     from skinfood_cli.data.skin_tone import GROUP_NAMES, NOTE, group_range
 
     out = console()
@@ -135,6 +136,10 @@ def print_check(report) -> None:
             [f"{_short(t['path'], root)} ({t['width']}x{t['height']})" for t in report.tiny],
         ),
         ("grayscale", [_short(p, root) for p in report.grayscale]),
+        *(
+            (f"{PROBLEMS['en'][code]} (photo-quality hint)", [_short(p, root) for p in paths])
+            for code, paths in report.quality.items()
+        ),
     ):
         if items:
             out.print(f"\n[yellow]{len(items)} {title}[/yellow]")

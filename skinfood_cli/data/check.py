@@ -4,7 +4,8 @@ Atlas photo sets repeat themselves (the same picture in two sizes, re-saved,
 re-cropped, mirrored). A copy in train and another in test inflates every
 figure evaluate prints, intervals included; copies inside train make the
 validation split, carved from train, optimistic. This module finds them, and the
-usual troubles besides: unreadable files, tiny and grey photos, class imbalance.
+usual troubles besides: unreadable files, tiny and grey photos, class imbalance,
+and photos a retake would improve (too dark, blurred, small, compressed: quality.py).
 
 Near copies are photos whose 256-bit difference hashes (hashing.py) differ in at
 most `threshold` bits. DEFAULT_THRESHOLD was chosen on dermnet-dev (1,104 DermNet
@@ -77,6 +78,7 @@ class CheckReport:
     nearest_train: dict[str, int] = field(default_factory=dict)  # distance bin -> non-train photos
     seconds: float = 0.0
     cache: dict = field(default_factory=dict)
+    quality: dict[str, list[str]] = field(default_factory=dict)  # hint code -> photos (quality.py)
 
     @property
     def leaks(self) -> list[CopyPair]:
@@ -110,6 +112,7 @@ class CheckReport:
             "tiny": self.tiny,
             "min_side": self.min_side,
             "grayscale": self.grayscale,
+            "quality": self.quality,
             "sizes": self.sizes,
             "skin_tone": self.skin_tone,
             "skin_tone_note": NOTE,
@@ -218,6 +221,7 @@ def check_dataset(
     """
     from skinfood_cli.data.hash_cache import collect_facts
     from skinfood_cli.data.images import is_image_path
+    from skinfood_cli.data.quality import CODES
     from skinfood_cli.data.skin_tone import GROUP_NAMES, ita_group
 
     started = time.perf_counter()
@@ -263,6 +267,7 @@ def check_dataset(
         nearest_train=nearest_train_histogram(photos),
         seconds=time.perf_counter() - started,
         cache=cache_stats,
+        quality={code: [p.path for p in photos if code in p.facts.quality] for code in CODES},
     )
 
 

@@ -5,6 +5,7 @@
                    near copies (resized, re-compressed, lightly re-cropped)
     mirrored dHash the same of the left-right mirrored photo: mirrored copies
     size, grayscale, ITA (skin tone, skin_tone.py)
+    quality        photo-quality hints: dark, blurred, small, compressed (quality.py)
 
 dHash (Krawetz's "difference hash"): shrink the grey image to 17 x 16 and keep
 one bit per pair of horizontal neighbours, "is the left one brighter". It
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,7 +32,7 @@ HASH_BYTES = HASH_SIDE * HASH_SIDE // 8
 # estimate; JPEGs decode at a DCT-reduced scale that keeps it, several times faster.
 THUMB_SIDE = 128
 # Bumped whenever what is computed per photo changes: older cache rows are recomputed.
-FACTS_VERSION = 1
+FACTS_VERSION = 2
 
 
 @dataclass
@@ -47,6 +48,7 @@ class PhotoFacts:
     grayscale: bool = False
     ita: float | None = None  # None: too few skin pixels to say
     error: str | None = None
+    quality: list[str] = field(default_factory=list)  # quality.py's hint codes
 
 
 def dhash_bits(gray: np.ndarray) -> np.ndarray:
@@ -76,7 +78,8 @@ def photo_facts(path: str | os.PathLike) -> PhotoFacts:
 
     Never raises for a bad file: the reason goes into `error`.
     """
-    from skinfood_cli.data.images import load_image
+    from skinfood_cli.data.images import load_image_file
+    from skinfood_cli.data.quality import photo_quality
     from skinfood_cli.data.skin_tone import estimate_ita
     from skinfood_cli.errors import ImageError
 
@@ -87,10 +90,12 @@ def photo_facts(path: str | os.PathLike) -> PhotoFacts:
         return PhotoFacts(sha256="", error=exc.strerror or str(exc))
     facts = PhotoFacts(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
     try:
-        image = load_image(data, draft_size=THUMB_SIDE)
+        loaded = load_image_file(data, draft_size=THUMB_SIDE)
     except ImageError as exc:
         facts.error = str(exc)
         return facts
+    image = loaded.image
+    facts.quality = photo_quality(loaded)  # before the thumbnail: its grey copy is 128 px on the short side
     facts.width, facts.height = _stored_size(data, image)
     facts.dhash = dhash(image)
     facts.dhash_mirror = dhash(image, mirror=True)

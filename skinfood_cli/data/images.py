@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -68,6 +69,25 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+@dataclass
+class LoadedImage:
+    """A decoded photo and what its file's header said (the decode may be draft-reduced).
+
+    `quality.py` reads the photo-quality hints from these: pixels and JPEG tables
+    come from the header, so they need no second decode.
+    """
+
+    image: Image.Image  # RGB, EXIF-turned
+    width: int  # as stored (before any draft scaling or EXIF turn)
+    height: int
+    format: str | None = None  # Pillow's name: "JPEG", "PNG", "HEIF", ...
+    quantization: dict[int, list[int]] | None = None  # JPEG only: table id -> 64 quantiser steps
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
 def load_image(
     source: str | os.PathLike | bytes,
     *,
@@ -75,6 +95,8 @@ def load_image(
     max_pixels: int = MAX_PIXELS,
 ) -> Image.Image:
     """Open an image file (or bytes) and return it as an RGB `PIL.Image`.
+
+    `load_image_file` is the same with the header's facts beside the image.
 
     Args:
         source: a path, or the file's bytes (uploads).
@@ -84,6 +106,20 @@ def load_image(
 
     Raises:
         ImageError: the file is missing, not an image, truncated, or too large.
+    """
+    return load_image_file(source, draft_size=draft_size, max_pixels=max_pixels).image
+
+
+def load_image_file(
+    source: str | os.PathLike | bytes,
+    *,
+    draft_size: int | None = None,
+    max_pixels: int = MAX_PIXELS,
+) -> LoadedImage:
+    """`load_image`, keeping the stored size, format and JPEG tables the header gave.
+
+    Raises:
+        ImageError: as `load_image`.
     """
     try:
         return _load(source, draft_size, max_pixels)
@@ -131,7 +167,7 @@ def _looks_like_heif(source) -> bool:
     return head[4:8] == b"ftyp" and head[8:12] in {b"heic", b"heix", b"heim", b"heis", b"hevc", b"mif1", b"msf1"}
 
 
-def _load(source, draft_size: int | None, max_pixels: int) -> Image.Image:
+def _load(source, draft_size: int | None, max_pixels: int) -> LoadedImage:
     if isinstance(source, (bytes, bytearray, memoryview)):
         if not source:
             raise ImageError("empty file", reason="empty")
@@ -162,9 +198,23 @@ def _load(source, draft_size: int | None, max_pixels: int) -> Image.Image:
                 # at 320x240, a third of the work, and libjpeg's scaling averages
                 # pixels the way a good downscale does.
                 img.draft("RGB", (draft_size, draft_size))
+            fmt = img.format
+            tables = getattr(img, "quantization", None) if fmt == "JPEG" else None
             img.load()
             img = ImageOps.exif_transpose(img)
-            return _to_rgb(img)
+            return LoadedImage(
+                _to_rgb(img),
+                width,
+                height,
+                fmt,
+                {int(k): list(v) for k, v in tables.items()} if tables else None,
+            )
+
+
+def prepare_image(img: Image.Image) -> Image.Image:
+    """A PIL image already in memory (the Python API), made what `load_image` returns:
+    EXIF-turned and 8-bit RGB, transparency on white."""
+    return _to_rgb(ImageOps.exif_transpose(img))
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

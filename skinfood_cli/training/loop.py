@@ -7,6 +7,7 @@ import shutil
 import time
 
 from skinfood_cli.checkpoint import load_checkpoint, save_checkpoint
+from skinfood_cli.model import head
 from skinfood_cli.model_card import card_fields, write_model_card
 from skinfood_cli.training import distributed
 from skinfood_cli.training.checkpointing import build_payload, save_last, write_metrics
@@ -159,7 +160,7 @@ def checkpoint_bytes(model, head_only: bool = False) -> int:
     AdamW's two moments of what it trains: the head alone with --freeze-backbone) and a second
     last.pt while its next version is written atomically."""
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    trained = model.fc.parameters() if head_only else model.parameters()
+    trained = head(model).parameters() if head_only else model.parameters()
     last = weights + 2 * sum(p.numel() * p.element_size() for p in trained)
     return weights + 2 * last
 

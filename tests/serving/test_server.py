@@ -41,6 +41,8 @@ RECORD_KEYS = {
     "in_scope",
     "scope_score",
     "prediction_set",
+    "notice",
+    "quality",
 }
 
 
@@ -480,7 +482,7 @@ def test_bad_model_and_taken_port_exit_2_with_one_line(tmp_path, trained):
 def test_without_the_extra_serve_names_the_install_line(cli, monkeypatch, model_path):
     monkeypatch.setitem(sys.modules, "fastapi", None)
     result = cli("serve", "--model", model_path)
-    assert result.exit_code == 2 and 'pip install "skinfood[serve]"' in result.stderr
+    assert result.exit_code == 2 and 'pip install ".[serve]"' in result.stderr
 
 
 def test_json_error_shape_for_unknown_routes(server):
@@ -688,3 +690,19 @@ def test_page_leads_with_the_out_of_scope_sentence_in_both_languages(server, bro
     browser.find_element(By.ID, "lang-ko").click()
     WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "disease-name").text == OUT_OF_SCOPE["ko"])
     assert "답이 아닙니다" in browser.find_element(By.ID, "closest").text
+
+
+def test_page_shows_the_photo_quality_hint_under_the_answer(server, browser, tmp_path):
+    import numpy as np
+    from selenium.webdriver.common.by import By
+
+    dark = tmp_path / "dark.jpg"
+    pixels = np.random.default_rng(0).normal(25, 12, (480, 640, 3))  # a dim, grainy photo
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(dark, quality=92)
+    assert "dark" in _post(f"{server.url}/v1/predict", dark).json()["quality"]
+    browser.get(f"{server.url}/")
+    _wait_state(browser, "idle")
+    browser.find_element(By.ID, "file").send_keys(str(dark))
+    _wait_state(browser, "result")
+    hint = browser.find_element(By.ID, "quality-hint")
+    assert hint.is_displayed() and hint.text.startswith("Photo quality: too dark")

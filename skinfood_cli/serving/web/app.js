@@ -25,6 +25,11 @@
       mostLikely: 'Most likely',
       confidenceCaption: 'how sure the model is',
       uncertain: 'The model is not sure',
+      qualityHint: 'Photo quality: {problems}. A retake in daylight, in focus and from closer usually gives a better answer.',
+      quality_dark: 'too dark',
+      quality_blurred: 'blurred',
+      quality_small: 'too small',
+      quality_compressed: 'heavily compressed',
       outOfScope: 'This does not look like a photo of a skin condition this model was trained on.',
       closest: 'Closest known condition: {name} ({pct}). This is not an answer.',
       alternatives: 'Other possibilities',
@@ -66,6 +71,11 @@
       mostLikely: '가장 가능성 높은 상태',
       confidenceCaption: '모델의 확신 정도',
       uncertain: '모델이 확신하지 못합니다',
+      qualityHint: '사진 품질: {problems}. 밝은 곳에서 초점을 맞춰 더 가까이 다시 찍으면 보통 더 나은 답을 얻습니다.',
+      quality_dark: '너무 어두움',
+      quality_blurred: '흐림',
+      quality_small: '너무 작음',
+      quality_compressed: '압축이 심함',
       outOfScope: '이 사진은 이 모델이 학습한 피부 질환 사진으로 보이지 않습니다.',
       closest: '가장 가까운 학습된 질환: {name} ({pct}). 답이 아닙니다.',
       alternatives: '다른 가능성',
@@ -113,7 +123,7 @@
     tokenForm: $('token-form'), tokenInput: $('token-input'),
     announce: $('announce'),
     result: $('result'), diseaseName: $('disease-name'), confidence: $('confidence'),
-    confidenceBar: $('confidence-bar'), uncertain: $('uncertain'),
+    confidenceBar: $('confidence-bar'), uncertain: $('uncertain'), qualityHint: $('quality-hint'),
     mostLikely: $('most-likely'), closest: $('closest'), confidenceBlock: $('confidence-block'),
     alternativesBlock: $('alternatives-block'), alternatives: $('alternatives'),
     descriptionBlock: $('description-block'), description: $('description'),
@@ -406,6 +416,12 @@
     els.confidence.textContent = percent(data.confidence);
     els.confidenceBar.style.width = barWidth(data.confidence);
     els.uncertain.hidden = !data.uncertain;
+
+    // Photo-quality hints (too dark, blurred, ...): one line advising a retake, shown in or out of scope.
+    const problems = (Array.isArray(data.quality) ? data.quality : [])
+      .map((code) => STRINGS[lang][`quality_${code}`] || code);
+    els.qualityHint.textContent = problems.length ? fill(t('qualityHint'), { problems: problems.join(', ') }) : '';
+    els.qualityHint.hidden = problems.length === 0;
 
     // Alternatives: the rest of top_k (everything but the top answer).
     const alternatives = (Array.isArray(data.top_k) ? data.top_k : [])

@@ -1,0 +1,331 @@
+"""The Python API: a trained model in a notebook or a script, answering as the CLI does.
+
+    from skinfood_cli import load_model
+
+    model = load_model("my-run")             # what `--model` takes: a run, a file, a folder, hf://ORG/NAME
+    records = model.predict("photos/")       # [Prediction]: the records `predict --format json` prints
+    report = model.evaluate("dermnet/")      # the figures `evaluate` prints (.accuracy, .per_class, ...)
+    why = model.explain("photo.jpg")         # Grad-CAM: .heatmap (H, W), .overlay, .prediction
+
+Nothing here decides anything of its own: the model is found by `sources.resolve_model`,
+loaded by `engine.load_model` and run by one `Engine`; records come from `prediction`,
+figures from `evaluation` and heatmaps from `explanation`, as for the commands.
+Errors are the CLI's: a missing model raises `ModelError` with the line the CLI
+prints; a file that is not a photo becomes a record with `error` set.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+    from skinfood_cli.engine import Engine
+    from skinfood_cli.prediction import Prediction
+
+__all__ = ["ClassScores", "EvaluationReport", "Explanation", "SkinModel", "load_model"]
+
+
+def load_model(
+    model: str | os.PathLike | None = None,
+    *,
+    lang: str | None = None,
+    device: str | None = None,
+    precision: str = "auto",
+    descriptions: str | os.PathLike | None = None,
+    batch_size: int = 32,
+) -> SkinModel:
+    """Load a trained model for Python use.
+
+    Args:
+        model: a run name (`skinfood models`), a .pt / .onnx / .torchscript file, a
+            model folder, or `hf://ORG/NAME[@REVISION]`; None: the newest run.
+        lang: the language of names and descriptions, "en" or "ko" (default: the locale's).
+        device: "cpu", "cuda", "cuda:N", "mps" or "auto" (default: $SKINFOOD_DEVICE, else auto).
+        precision: "auto", "fp32", "bf16" or "fp16", as `--precision`.
+        descriptions: a YAML file that adds or overrides descriptions, as `--descriptions`.
+        batch_size: photos per forward pass.
+
+    Raises:
+        ModelError: no such run or file (the message says what to do), or it does not load.
+        UsageError: an unknown language.
+    """
+    from skinfood_cli.descriptions import default_language, load_descriptions, validate_language
+    from skinfood_cli.engine import Engine
+    from skinfood_cli.engine import load_model as load_file
+    from skinfood_cli.sources import resolve_model
+
+    language = validate_language(lang) if lang else default_language()
+    book = load_descriptions(Path(descriptions) if descriptions else None)
+    engine = Engine(load_file(resolve_model(model)), device=device, precision=precision, batch_size=batch_size)
+    return SkinModel(engine, book, lang=language)
+
+
+class SkinModel:
+    """One loaded model (an `Engine`) and the descriptions its answers quote."""
+
+    def __init__(self, engine: Engine, book, *, lang: str = "en"):
+        self.engine = engine
+        self.book = book
+        self.lang = lang
+
+    def __repr__(self) -> str:
+        m = self.engine.model
+        return f"SkinModel({m.path.name!r}, classes={len(m.classes)}, device={self.engine.device.type!r})"
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.engine.classes)
+
+    @property
+    def path(self) -> Path:
+        """The checkpoint file or model folder that was loaded."""
+        return self.engine.model.path
+
+    def predict(
+        self, inputs, *, top_k: int = 3, threshold: float | None = None, recursive: bool = True
+    ) -> list[Prediction]:
+        """Records for photos, in input order: always a list, one record per photo.
+
+        Args:
+            inputs: a path (a file, a folder, a glob pattern), a PIL image, or a list
+                mixing them. A PIL image's record has the path "<image N>", N its place
+                in `inputs`.
+            top_k: alternatives in each record's `top_k`.
+            threshold: the older rule, uncertain below this confidence (default: the
+                model's prediction sets decide, as the CLI).
+            recursive: look inside sub-folders of a folder.
+
+        A file that can't be read as a photo gets a record with `error` set.
+        """
+        from skinfood_cli.prediction import expand_inputs, predict_items
+
+        entries = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        records: list[Prediction] = []
+        start = 0
+        while start < len(entries):  # runs of paths stream through the engine; runs of images go in memory
+            images = _is_image(entries[start])
+            end = start
+            while end < len(entries) and _is_image(entries[end]) == images:
+                end += 1
+            if images:
+                records += self._predict_images(entries[start:end], start, top_k=top_k, threshold=threshold)
+            else:
+                items = expand_inputs([os.fspath(p) for p in entries[start:end]], recursive=recursive)
+                records += predict_items(
+                    items, self.engine, self.book, lang=self.lang, top_k=top_k, threshold=threshold
+                )
+            start = end
+        return records
+
+    def _predict_images(self, images: list, first: int, *, top_k: int, threshold: float | None) -> list[Prediction]:
+        from skinfood_cli.data.images import prepare_image
+        from skinfood_cli.data.quality import assess, measure
+        from skinfood_cli.prediction import make_prediction
+
+        engine = self.engine
+        # As predict_items: an explicit threshold keeps the confidence rule, else the conformal set decides.
+        qhat = engine.model.qhat if threshold is None else None
+        threshold = engine.model.threshold if threshold is None else threshold
+        out = []
+        for offset in range(0, len(images), engine.batch_size):
+            batch = images[offset : offset + engine.batch_size]
+            rgb = [prepare_image(img) for img in batch]
+            logits, scope = engine.run_images_scoped(rgb)  # (B, K), (B,) or None
+            for i, (original, image) in enumerate(zip(batch, rgb)):
+                tables = getattr(original, "quantization", None) if original.format == "JPEG" else None
+                out.append(
+                    make_prediction(
+                        f"<image {first + offset + i}>",
+                        engine.probabilities(logits[i]),
+                        engine.classes,
+                        self.book,
+                        lang=self.lang,
+                        top_k=top_k,
+                        threshold=threshold,
+                        scope_score=None if scope is None else float(scope[i]),
+                        qhat=qhat,
+                        quality=assess(measure(image, quantization=tables)),
+                    )
+                )
+        return out
+
+    def evaluate(
+        self,
+        data: str | os.PathLike | None = None,
+        *,
+        split: str = "test",
+        top_k: int = 3,
+        bootstrap: int = 1000,
+        seed: int = 0,
+        skip_unknown: bool = False,
+        by_skin_tone: bool = False,
+    ) -> EvaluationReport:
+        """Score the model on held-out photos, as `skinfood evaluate --format json` does.
+
+        Args:
+            data: a dataset folder in any layout `train` takes (default: the model's own).
+            split: "test", "val" or "train" (a folder of class folders is all test).
+            bootstrap: resamples for the 95% intervals (0: none).
+            skip_unknown: leave out class folders the model does not know (else DataError).
+            by_skin_tone: add the per-skin-tone table (`report["by_skin_tone"]`).
+
+        Unlike the command, it writes nothing (no model card update, no report files).
+        """
+        from skinfood_cli.breakdown import add_leak_check, add_skin_tone
+        from skinfood_cli.evaluation import evaluate, resolve_eval_set
+
+        engine = self.engine
+        eval_set = resolve_eval_set(
+            engine.model.meta, engine.classes, os.fspath(data) if data else None, split, skip_unknown
+        )
+        result = evaluate(engine, eval_set, top_k=top_k, bootstrap=bootstrap, seed=seed)
+        add_leak_check(result, engine.model.meta, bootstrap=bootstrap, seed=seed)
+        if by_skin_tone:
+            add_skin_tone(result, bootstrap=bootstrap, seed=seed)
+        return EvaluationReport.from_result(result)
+
+    def explain(self, photo, *, target_class: str | None = None, top_k: int = 3) -> Explanation:
+        """Grad-CAM for one photo (a path or a PIL image): where the model found its evidence.
+
+        Args:
+            target_class: explain this class instead of the top one (a class or a
+                description's name, as `--class`).
+
+        Raises:
+            ImageError: the file can't be read as a photo.
+            UsageError: an exported model (.onnx, .torchscript) carries no gradients,
+                or `target_class` is not one of the model's classes.
+        """
+        from skinfood_cli.data.images import load_image_file, prepare_image
+        from skinfood_cli.data.quality import assess, measure, photo_quality
+        from skinfood_cli.errors import UsageError
+        from skinfood_cli.explanation import class_index, explain_image, heatmap_overlay
+        from skinfood_cli.prediction import Prediction
+
+        engine = self.engine
+        target = None
+        if target_class is not None:
+            target = class_index(target_class, engine.classes, self.book)
+            if target is None:
+                raise UsageError(f"class {target_class!r} is not one of the model's classes: {', '.join(self.classes)}")
+        if _is_image(photo):
+            name, image = "<image 0>", prepare_image(photo)
+            tables = getattr(photo, "quantization", None) if photo.format == "JPEG" else None
+            quality = assess(measure(image, quantization=tables))
+        else:
+            name = os.fspath(photo)
+            loaded = load_image_file(name)
+            image, quality = loaded.image, photo_quality(loaded)
+        record, cam, picture = explain_image(
+            engine,
+            image,
+            self.book,
+            name,
+            lang=self.lang,
+            top_k=top_k,
+            target=target,
+            threshold=engine.model.threshold,
+            quality=quality,
+        )
+        explained = record.pop("explained_label")
+        return Explanation(
+            prediction=Prediction(**record),
+            heatmap=cam.cam,
+            overlay=heatmap_overlay(image, cam.cam),
+            picture=picture,
+            explained_label=explained,
+        )
+
+
+def _is_image(value) -> bool:
+    """A PIL image (checked by duck type: importing PIL for an isinstance check is not needed)."""
+    return hasattr(value, "getbands") and hasattr(value, "size")
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    """One class's row of the per-class table."""
+
+    precision: float
+    recall: float
+    f1: float
+    support: int
+    never_predicted: bool
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """What `evaluate` found, with attribute access; `report["key"]` reaches every JSON key.
+
+    `to_dict()` is what `skinfood evaluate --format json` prints; `predictions`
+    holds one row per photo (path, true, predicted, confidence, correct, ...).
+    """
+
+    accuracy: float
+    balanced_accuracy: float
+    macro_f1: float
+    top_k: int
+    top_k_accuracy: float
+    loss: float
+    ece: float
+    num_images: int
+    classes: list[str]
+    per_class: dict[str, ClassScores]
+    confusion_matrix: list[list[int]]
+    ci: dict  # metric -> [low, high], 95% bootstrap
+    most_confused: list
+    unreadable: list[dict]
+    result: dict = field(repr=False)
+
+    @classmethod
+    def from_result(cls, result: dict) -> EvaluationReport:
+        """Wrap `evaluation.evaluate`'s dict (not copied: the report reads it)."""
+        return cls(
+            accuracy=float(result["accuracy"]),
+            balanced_accuracy=float(result["balanced_accuracy"]),
+            macro_f1=float(result["macro_f1"]),
+            top_k=int(result["top_k"]),
+            top_k_accuracy=float(result["top_k_accuracy"]),
+            loss=float(result["loss"]),
+            ece=float(result["ece"]),
+            num_images=int(result["num_images"]),
+            classes=list(result["classes"]),
+            per_class={name: ClassScores(**row) for name, row in result["per_class"].items()},
+            confusion_matrix=result["confusion_matrix"],
+            ci=result["ci"],
+            most_confused=result["most_confused"],
+            unreadable=result["unreadable"],
+            result=result,
+        )
+
+    @property
+    def predictions(self) -> list[dict]:
+        return self.result["predictions"]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.result[key]
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.result.items() if k != "predictions"}
+
+
+@dataclass
+class Explanation:
+    """Grad-CAM for one photo, and the record `predict` gives for it."""
+
+    prediction: Prediction
+    heatmap: np.ndarray  # (H, W) float32 in [0, 1], the photo's size: 1 = strongest evidence
+    overlay: Image.Image  # the photo with the heatmap blended over it
+    picture: Image.Image  # photo | overlay with the caption: what `skinfood explain` writes
+    explained_label: str  # the class the heatmap is for (the top one unless target_class)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write `picture` (PNG by the suffix, as `skinfood explain --output`)."""
+        self.picture.save(path)
+        return Path(path)
