@@ -78,7 +78,9 @@ def resolve_eval_set(
     unknown = {n: sum(is_image_path(Path(p)) for p, _ in gather(folder, [n])) for n in unknown_names}
     if split in ("val", "train") and "val" not in folders:
         held = set(recorded.get("val_files") or [])
-        if not held and data is None:
+        # --val-fraction 0 records an empty split: then every photo in train/ was a training photo.
+        none_held = "val_files" in recorded and recorded.get("num_val") == 0
+        if not held and data is None and not (split == "train" and none_held):
             raise DataError("this model records no validation split: use --split test")
         samples = [s for s in samples if (relative_key(s[0], root) in held) == (split == "val")]
     samples = [s for s in samples if is_image_path(Path(s[0]))]

@@ -79,7 +79,15 @@ def quantize_module(module, batches: Iterable, example):
     # weights; "onednn"'s keeps all 8 activation bits, "x86"'s keeps 7.
     recipe = "onednn" if activation_bits() == 8 else ENGINE
     with _quiet():
-        prepared = prepare_fx(copy.deepcopy(module).eval().float(), get_mapping(recipe), example_inputs=(example,))
+        from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
+
+        custom = PrepareCustomConfig().set_non_traceable_module_classes(_shape_dependent_layers())
+        prepared = prepare_fx(
+            copy.deepcopy(module).eval().float(),
+            get_mapping(recipe),
+            example_inputs=(example,),
+            prepare_custom_config=custom,
+        )
         seen = 0
         with torch.inference_mode():
             for batch in batches:
@@ -88,6 +96,17 @@ def quantize_module(module, batches: Iterable, example):
         if not seen:
             raise UsageError("int8 needs calibration photos, and none of them could be read")
         return convert_fx(prepared).eval()
+
+
+def _shape_dependent_layers() -> list:
+    """timm's TensorFlow-style 'same' padding layers (EfficientNet-Lite's stem and strided convs) pad
+    by the input's size, which FX can't trace: they stay fp32 modules between the int8 ones."""
+    try:
+        from timm.layers.conv2d_same import Conv2dSame, Conv2dSameExport
+        from timm.layers.pool2d_same import AvgPool2dSame, MaxPool2dSame
+    except ImportError:
+        return []
+    return [Conv2dSame, Conv2dSameExport, AvgPool2dSame, MaxPool2dSame]
 
 
 def use_engine() -> None:

@@ -1,6 +1,6 @@
 """The portable model folder, `--model DIR`, `--model hf://...` and `skinfood push` — all offline.
 
-The download tests run huggingface_hub's real client against `FakeHub`, a small
+The download tests run huggingface_hub's real client against `FakeHub` (tests/fakehub.py), a small
 HTTP server on 127.0.0.1 that answers the routes the client calls
 (`/api/models/{repo}/revision/{rev}`, HEAD and GET `/{repo}/resolve/{rev}/{file}`)
 with the headers the real Hub sends (X-Repo-Commit, ETag, X-Linked-Etag,
@@ -14,23 +14,20 @@ written on.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 from conftest import parse_json
+from fakehub import COMMIT, FakeHub, folder_files, free_port, set_hub_env
+from fakehub import reload_hub_constants as _reload_hub_constants
 
 CLASSES = ["acne", "psoriasis", "vitiligo"]
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 # --- fixtures: a model, its folder, photos ------------------------------------------------
@@ -41,8 +38,9 @@ def checkpoint(tmp_path_factory) -> Path:
     """A valid skinfood checkpoint with random ResNet50 weights at 64 px (no training needed)."""
     import torch
 
+    from skinfood_cli.archs import DEFAULT_ARCH as ARCH
     from skinfood_cli.checkpoint import FORMAT, save_checkpoint
-    from skinfood_cli.model import ARCH, build_model
+    from skinfood_cli.model import build_model
 
     torch.manual_seed(0)
     model = build_model(len(CLASSES))
@@ -260,104 +258,7 @@ def test_truncated_weights_fail_in_safetensors_too(folder, tmp_path):
         load_weights(cut, None)
 
 
-# --- a stand-in for the Hub ------------------------------------------------------------------
-
-
-class FakeHub:
-    """Serves repositories {repo_id: {filename: bytes}} the way huggingface.co does, on 127.0.0.1."""
-
-    LFS = (".safetensors", ".onnx")
-
-    def __init__(self):
-        self.repos: dict[str, dict[str, bytes]] = {}
-        self.corrupt: dict[tuple[str, str], bytes] = {}  # served instead of the listed bytes
-        self.requests: list[tuple[str, str]] = []
-        hub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                hub.handle(self, body=True)
-
-            def do_HEAD(self):
-                hub.handle(self, body=False)
-
-            def log_message(self, *_args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def add(self, repo_id: str, files: dict[str, bytes]):
-        self.repos[repo_id] = files
-
-    def handle(self, req, body: bool):
-        path = req.path.split("?")[0]
-        self.requests.append((req.command, path))
-        parts = path.strip("/").split("/")
-        if parts[:2] == ["api", "models"]:
-            repo_id = "/".join(parts[2:4])
-            revision = parts[5] if len(parts) > 5 and parts[4] == "revision" else "main"
-            return self._info(req, repo_id, revision)
-        if len(parts) >= 5 and parts[2] == "resolve":
-            return self._file(req, "/".join(parts[:2]), parts[3], "/".join(parts[4:]), body)
-        self._send(req, 404, {}, b"")
-
-    def _info(self, req, repo_id, revision):
-        files = self.repos.get(repo_id)
-        if files is None:
-            return self._send(req, 401, {"X-Error-Code": "RepoNotFound"}, b'{"error":"Repository not found"}')
-        if revision not in ("main", COMMIT):
-            return self._send(req, 404, {"X-Error-Code": "RevisionNotFound"}, b'{"error":"Invalid rev id"}')
-        siblings = []
-        for name, data in files.items():
-            entry = {"rfilename": name, "size": len(data), "blobId": _git_blob_id(data)}
-            if name.endswith(self.LFS):
-                entry["lfs"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "pointerSize": 134}
-            siblings.append(entry)
-        info = {"id": repo_id, "sha": COMMIT, "private": False, "siblings": siblings}
-        self._send(req, 200, {"Content-Type": "application/json"}, json.dumps(info).encode())
-
-    def _file(self, req, repo_id, revision, name, body):
-        files = self.repos.get(repo_id)
-        if files is None:
-            return self._send(req, 401, {"X-Error-Code": "RepoNotFound"}, b"")
-        if revision not in ("main", COMMIT):
-            return self._send(req, 404, {"X-Error-Code": "RevisionNotFound"}, b"")
-        if name not in files:
-            return self._send(req, 404, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": COMMIT}, b"")
-        data = files[name]
-        headers = {"X-Repo-Commit": COMMIT, "Content-Type": "application/octet-stream"}
-        if name.endswith(self.LFS):  # the Hub names LFS files by their sha256
-            sha = hashlib.sha256(data).hexdigest()
-            headers.update({"ETag": f'"{sha}"', "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data))})
-        else:
-            headers["ETag"] = f'"{_git_blob_id(data)}"'
-        self._send(req, 200, headers, self.corrupt.get((repo_id, name), data), body=body)
-
-    @staticmethod
-    def _send(req, status, headers, data, body=True):
-        req.send_response(status)
-        for key, value in {**headers, "Content-Length": str(len(data))}.items():
-            req.send_header(key, value)
-        req.end_headers()
-        if body and data:
-            req.wfile.write(data)
-
-
-def _git_blob_id(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-def _reload_hub_constants():
-    import huggingface_hub.constants
-
-    importlib.reload(huggingface_hub.constants)
+# --- a stand-in for the Hub (tests/fakehub.py) ----------------------------------------------
 
 
 @pytest.fixture
@@ -376,26 +277,6 @@ def hub(fake_hub, tmp_path, monkeypatch):
         _reload_hub_constants()
         yield fake_hub
     _reload_hub_constants()
-
-
-def set_hub_env(m, endpoint: str, home: Path, offline: bool = False):
-    m.setenv("HF_ENDPOINT", endpoint)
-    m.setenv("HF_HOME", str(home))
-    m.setenv("HF_HUB_OFFLINE", "1" if offline else "0")
-    m.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    m.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_ETAG_TIMEOUT"):
-        m.delenv(name, raising=False)
-
-
-def folder_files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in folder.iterdir()}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- using a model by name -----------------------------------------------------------------
@@ -570,7 +451,7 @@ def test_push_without_the_extra_says_how_to_install_it(cli, checkpoint, monkeypa
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import now raises ImportError
     r = cli("push", checkpoint, "skin-lab/tiny")
     assert r.exit_code == 2
-    assert 'pip install "skinfood[hub]"' in error_line(r)
+    assert 'pip install ".[hub]"' in error_line(r)
 
 
 def test_push_rejects_a_malformed_repository_name(cli, checkpoint):
