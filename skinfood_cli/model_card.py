@@ -229,16 +229,21 @@ def _recipe(meta: dict) -> list[str]:
     cfg = meta.get("config") or {}
     keys = (  # noqa: SIM905 (a list literal would take 18 lines)
         "epochs minutes progressive select batch_size lr weight_decay label_smoothing freeze_epochs "
-        "freeze_backbone balance patience image_size val_fraction seed pretrained precision leaks"
+        "freeze_backbone balance patience image_size val_fraction seed arch pretrained precision leaks"
     ).split()
     rows = [f"| {k} | {cfg[k]} |" for k in keys if k in cfg]
+    # What auto and unset settings came to (runs from before it was recorded: a tenth, as then).
+    recipe = meta.get("recipe") or {}
+    rows += [f"| {k} (settled) | {v} |" for k, v in recipe.items()]
+    ratio = recipe.get("backbone_lr_ratio", 0.1)
+    rate = "the head's rate" if ratio == 1 else f"{ratio:g} x the head's rate"
     best = meta.get("metrics") or {}
     lines = [
         "## Training recipe",
         "",
         (
             "AdamW, warmup then cosine decay; the new head trains alone for `freeze_epochs`, then the whole "
-            "network with the backbone at a tenth of the head's rate, over `epochs` or a `minutes` budget; best.pt "
+            f"network with the backbone at {rate}, over `epochs` or a `minutes` budget; best.pt "
             + _SELECTED[cfg.get("select", "best")]
         ),
         "",

@@ -214,3 +214,19 @@ def test_lite0_fine_tunes_from_its_packaged_weights_offline(cli, small_data, mon
     photo = next((Path(small_data) / "test" / "acne").iterdir())
     p = cli("predict", photo, "--model", "lite", "--format", "json")
     assert p.exit_code == 0, p.output
+
+
+@pytest.mark.slow
+def test_lite0_trains_its_head_alone_on_cached_features(cli, small_data):
+    """--freeze-backbone reads the head through timm's interface (EfficientNet's is `classifier`)."""
+    r = cli(
+        "train", "--data", small_data, "--arch", "efficientnet-lite0", "--freeze-backbone", "--epochs", "3",
+        "--image-size", "64", "--batch-size", "8", "--name", "head", "--format", "json",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    from skinfood_cli.jsonio import loads_strict
+
+    result = loads_strict(r.stdout)
+    assert result["arch"] == "efficientnet-lite0" and result["epochs"] == 3
+    ckpt = checkpoint.load_checkpoint(result["best"])
+    assert ckpt["recipe"]["freeze_epochs"] == 3 and ckpt["recipe"]["augment"] == "strong"
