@@ -137,8 +137,10 @@ def main() -> None:
     temperature = float(ckpt.get("temperature", 1.0))
     rows = [measure(m, kw, d, temperature) for m, kw in CANDIDATES]
     val_p, test_p = softmax(d["val_z"], temperature), softmax(d["test_z"], temperature)
-    cal = calibrate(val_p, d["val_y"], args.coverage)
-    coverage, size = set_metrics(test_p, d["test_y"], cal.qhat)
+    cal = calibrate(val_p, d["val_y"], args.coverage)  # skinfood's rule (LAC)
+    coverage, size = set_metrics(test_p, d["test_y"], cal.qhat, cal.rule)
+    aps = calibrate(val_p, d["val_y"], args.coverage, rule="aps")  # the rule before it, for comparison
+    aps_coverage, aps_size = set_metrics(test_p, d["test_y"], aps.qhat, "aps")
     result = {
         "model": Path(args.model).name,
         "classes": list(ckpt["classes"]),
@@ -154,8 +156,9 @@ def main() -> None:
             **cal.state(),
             "test_coverage": coverage,
             "test_mean_set_size": size,
-            "test_singletons": float(np.mean([len(s) == 1 for s in prediction_sets(test_p, cal.qhat)])),
+            "test_singletons": float(np.mean([len(s) == 1 for s in prediction_sets(test_p, cal.qhat, cal.rule)])),
         },
+        "conformal_aps": {**aps.state(), "test_coverage": aps_coverage, "test_mean_set_size": aps_size},
     }
     print(
         f"{'method':<14} {'AUROC far':>9} {'AUROC near':>10} {'flag far':>8} {'flag near':>9} "
@@ -168,10 +171,12 @@ def main() -> None:
         )
     c = result["conformal"]
     print(
-        f"conformal APS at {args.coverage:.0%}: qhat {c['qhat']:.3f} on {c['calibration_size']} val photos "
+        f"conformal {c['rule'].upper()} at {args.coverage:.0%}: qhat {c['qhat']:.3f} "
+        f"on {c['calibration_size']} val photos "
         f"(val coverage {c['validation_coverage']:.3f}); test coverage {coverage:.3f}, mean set size {size:.2f}, "
         f"singletons {c['test_singletons']:.1%}; test accuracy {result['test_accuracy']:.3f}"
     )
+    print(f"  (APS, the rule before: test coverage {aps_coverage:.3f}, mean set size {aps_size:.2f})")
     import report  # benchmarks/report.py: provenance, and the generated benchmarks/README.md
 
     result["run"] = report.provenance("trust", sys.argv[1:])

@@ -150,6 +150,7 @@ class SkinModel:
                         threshold=threshold,
                         scope_score=None if scope is None else float(scope[i]),
                         qhat=qhat,
+                        set_rule=engine.model.set_rule,
                         quality=assess(measure(image, quantization=tables)),
                     )
                 )

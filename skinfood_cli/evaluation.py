@@ -144,7 +144,7 @@ def evaluate(
         probs.append(p)
         pred = int(np.argmax(p))
         scopes.append(result.scope)
-        members = prediction_sets(p[None], qhat)[0] if qhat is not None else [pred]
+        members = prediction_sets(p[None], qhat, engine.model.set_rule)[0] if qhat is not None else [pred]
         rows.append(
             {
                 "path": result.path,
@@ -204,7 +204,9 @@ def _trust_report(engine, scopes, probs, labels, ood: list[str]) -> dict:
     from skinfood_cli.trust.measures import ood_report, scope_summary
 
     conformal = (engine.model.trust or {}).get("conformal") or {}
-    report = scope_summary(scopes, probs, labels, engine.model.qhat, conformal.get("coverage"))
+    report = scope_summary(
+        scopes, probs, labels, engine.model.qhat, conformal.get("coverage"), rule=engine.model.set_rule
+    )
     report["method"] = (engine.model.trust or {}).get("method")
     if report["scope_check"]:
         from skinfood_cli.prediction import expand_inputs

@@ -341,6 +341,7 @@ def explain_image(
         threshold=threshold,
         scope_score=None if scope is None else float(scope[0]),
         qhat=engine.model.qhat,
+        set_rule=engine.model.set_rule,
         quality=quality,
     ).to_dict()
     explained = engine.classes[result.target]

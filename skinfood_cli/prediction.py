@@ -155,6 +155,7 @@ def make_prediction(
     threshold: float = 0.5,
     scope_score: float | None = None,
     qhat: float | None = None,
+    set_rule: str = "aps",
     quality: list[str] | None = None,
 ) -> Prediction:
     """Build the record for one image from its calibrated probabilities (K,).
@@ -189,7 +190,7 @@ def make_prediction(
     if qhat is not None:
         from skinfood_cli.trust.conformal import prediction_sets
 
-        members = [classes[i] for i in prediction_sets(probs[None], qhat)[0]]
+        members = [classes[i] for i in prediction_sets(probs[None], qhat, set_rule)[0]]
         uncertain = len(members) > 1
     else:
         members, uncertain = [best], confidence < threshold
@@ -243,6 +244,7 @@ def predict_items(
                 threshold=threshold,
                 scope_score=result.scope,
                 qhat=qhat,
+                set_rule=engine.model.set_rule,
                 quality=result.quality,
             )
 

@@ -68,6 +68,11 @@ class LoadedModel:
         return math.inf if qhat is None else float(qhat)
 
     @property
+    def set_rule(self) -> str:
+        """How prediction sets are built from `qhat`: "lac", or "aps" for models that record no rule."""
+        return ((self.trust or {}).get("conformal") or {}).get("rule") or "aps"
+
+    @property
     def kind(self) -> str:
         """The backend's name ("torch", "onnx", "torchscript"), for people and /v1/model."""
         return self.backend.name if self.backend is not None else "torch"

@@ -224,6 +224,7 @@ def create_app(cfg: ServeConfig, state: State | None = None):
             threshold=state.engine.model.threshold,
             scope_score=scope,
             qhat=state.engine.model.qhat,
+            set_rule=state.engine.model.set_rule,
             quality=quality,
         ).to_dict()
         return {

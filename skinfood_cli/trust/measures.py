@@ -30,7 +30,7 @@ def auroc(in_scores, out_scores) -> float:
     return float(u / (len(a) * len(b)))
 
 
-def scope_summary(scopes, probs, labels, qhat: float | None, coverage: float | None) -> dict:
+def scope_summary(scopes, probs, labels, qhat: float | None, coverage: float | None, *, rule: str = "aps") -> dict:
     """The test split's side: share wrongly flagged, and the prediction sets' coverage and size.
 
     Args:
@@ -45,7 +45,7 @@ def scope_summary(scopes, probs, labels, qhat: float | None, coverage: float | N
         s = np.asarray(scopes, dtype=np.float64)
         out["test_flagged"] = float(np.mean(s < 0)) if len(s) else float("nan")
     if qhat is not None and len(labels):
-        covered, size = set_metrics(probs, labels, qhat)
+        covered, size = set_metrics(probs, labels, qhat, rule)
         out.update({"coverage_target": coverage, "test_coverage": covered, "test_mean_set_size": size})
     return out
 

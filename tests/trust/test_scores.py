@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,12 +160,30 @@ def test_conformal_sets_cover_new_draws_at_the_asked_rate():
         return probs, labels
 
     cal_p, cal_y = draw(500)
-    cal = calibrate(cal_p, cal_y, coverage)
     test_p, test_y = draw(4000)
-    covered, size = set_metrics(test_p, test_y, cal.qhat)
-    assert 0.87 <= covered <= 0.94
-    assert 1 < size < k
-    assert cal.n == 500 and 0.89 <= cal.achieved <= 0.95
+    sizes = {}
+    for rule in ("lac", "aps"):
+        cal = calibrate(cal_p, cal_y, coverage, rule=rule)
+        assert cal.rule == rule and cal.state()["rule"] == rule
+        covered, sizes[rule] = set_metrics(test_p, test_y, cal.qhat, rule)
+        assert 0.87 <= covered <= 0.94, rule
+        assert 1 < sizes[rule] < k
+        assert cal.n == 500 and 0.89 <= cal.achieved <= 0.95
+    assert sizes["lac"] < sizes["aps"], sizes  # LAC: the smallest sets that keep the promise
+    assert calibrate(cal_p, cal_y, coverage).rule == "lac"  # what new models record
+
+
+def test_lac_keeps_every_class_above_one_minus_qhat_and_old_models_read_as_aps():
+    from skinfood_cli.backends.base import LoadedModel
+
+    probs = np.array([[0.6, 0.3, 0.1], [0.1, 0.2, 0.7]])
+    assert prediction_sets(probs, 0.75, "lac") == [[0, 1], [2]]  # p >= 0.25
+    assert prediction_sets(probs, 0.1, "lac") == [[0], [2]]
+    model = LoadedModel(path=Path("m"), module=None, classes=["a", "b"], image_size=8, mean=(0,) * 3,
+                        std=(1,) * 3, trust={"conformal": {"qhat": 0.9}})  # fmt: skip
+    assert model.set_rule == "aps"
+    model.trust = {"conformal": {"qhat": 0.9, "rule": "lac"}}
+    assert model.set_rule == "lac"
 
 
 # --- the module that carries it --------------------------------------------------
