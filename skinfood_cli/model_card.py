@@ -154,17 +154,13 @@ def _details(meta: dict) -> list[str]:
     classes = meta.get("classes") or []
     arch = get_arch(meta.get("arch"))
     source = meta.get("weights_source") or ("ImageNet weights" if cfg.get("pretrained") else "random initialisation")
-    started_imagenet = source.startswith("ImageNet")
+    licence = f"; the ImageNet weights' licence: {arch.weights.licence}" if source.startswith("ImageNet") else ""
     return [
         "## Model details",
         "",
-        (
-            f"- Architecture: {arch.name} (timm `{arch.timm_name}`), fine-tuned by skinfood "
-            f"{meta.get('skinfood_version', '')} (PyTorch {meta.get('torch_version', '')})"
-        ),
-        "- Started from: "
-        + source
-        + (f"; the ImageNet weights' licence: {arch.weights.licence}" if started_imagenet else ""),
+        f"- Architecture: {arch.name} (timm `{arch.timm_name}`), fine-tuned by skinfood "
+        f"{meta.get('skinfood_version', '')} (PyTorch {meta.get('torch_version', '')})",
+        f"- Started from: {source}{licence}",
         (
             f"- Input: {meta.get('image_size')} x {meta.get('image_size')} RGB, squashed (no crop), "
             f"normalised with mean {tuple(meta.get('mean') or arch.mean)} and std {tuple(meta.get('std') or arch.std)}"

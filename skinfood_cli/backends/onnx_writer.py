@@ -132,11 +132,24 @@ def quantize_onnx(fp32_path: Path, output: Path, runner: Runner, batches: Batche
                 # input normalisation and softmax stay fp32.
                 op_types_to_quantize=["Conv", "Gemm", "MatMul", "Add", "MaxPool", "GlobalAveragePool"],
                 extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
-                # The scope score stays fp32: int8 distances to the training photos are too coarse.
-                nodes_to_exclude=_scope_only_nodes(prepared),
+                # The scope score stays fp32: int8 distances to the training photos are too coarse;
+                # so do the leading convolutions the arch's registry entry names.
+                nodes_to_exclude=_scope_only_nodes(prepared) + _leading_convs(prepared, meta),
             )
         os.replace(Path(tmp) / "int8.onnx", output)
     set_metadata(output, meta)
+
+
+def _leading_convs(path: Path, meta: dict) -> list[str]:
+    """The first `int8_fp32_leading_convs` Conv nodes of the arch in `meta`, in graph order."""
+    import onnx
+
+    from skinfood_cli.archs import get_arch
+
+    n = get_arch(meta.get("arch")).int8_fp32_leading_convs
+    if not n:
+        return []
+    return [node.name for node in onnx.load(str(path)).graph.node if node.op_type == "Conv"][:n]
 
 
 def _scope_only_nodes(path: Path) -> list[str]:
