@@ -221,8 +221,12 @@ def _trust_report(engine, scopes, probs, labels, ood: list[str]) -> dict:
     return report
 
 
-def write_report(report: dict, folder: str | os.PathLike) -> list[Path]:
-    """metrics.json, confusion.csv, predictions.csv and confusion.png in `folder`."""
+def write_report(report: dict, folder: str | os.PathLike, engine=None) -> list[Path]:
+    """metrics.json, confusion.csv, predictions.csv, confusion.png and index.html in `folder`.
+
+    With the `engine` that scored the photos, index.html's mistakes get Grad-CAM overlays
+    (when the model has gradients: a .pt checkpoint).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     classes = report["classes"]
@@ -251,7 +255,20 @@ def write_report(report: dict, folder: str | os.PathLike) -> list[Path]:
         rows.writeheader()
         rows.writerows(report["predictions"])
     render_confusion_png(report["confusion_matrix"], classes, paths[3])
+    from skinfood_cli.gallery import write_gallery
+
+    paths.append(write_gallery(report, folder, overlay=_cam_overlay(engine)))
     return paths
+
+
+def _cam_overlay(engine):
+    """(photo, predicted class) -> the photo under its Grad-CAM heatmap, or None without gradients."""
+    if engine is None or not engine.supports_gradients:
+        return None
+    from skinfood_cli.explanation import grad_cam, heatmap_overlay
+
+    index = {name: i for i, name in enumerate(engine.classes)}
+    return lambda image, predicted: heatmap_overlay(image, grad_cam(engine, image, index[predicted]).cam)
 
 
 def render_confusion_png(matrix, classes: list[str], path: Path) -> Path:

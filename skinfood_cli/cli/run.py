@@ -221,7 +221,7 @@ def evaluate(
 
     add_breakdowns(result, engine.model, by_skin_tone=by is GroupBy.skin_tone, bootstrap=bootstrap, seed=seed)
     if report:
-        files = write_report(result, report)
+        files = write_report(result, report, engine=engine)
         files += write_breakdown_files(result, report)
         note(f"report written: {', '.join(str(f) for f in files)}")
     if fmt is TableFormat.json:

@@ -274,6 +274,8 @@ def test_two_processes_train_like_one_process_with_the_same_global_batch(tmp_pat
         "MODEL_CARD.md",
         "best.pt",
         "config.yaml",
+        "confusion.png",
+        "curves.png",
         "last.pt",
         "metrics.csv",
     ]

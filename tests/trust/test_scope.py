@@ -83,7 +83,7 @@ def test_human_output_leads_with_the_sentence_in_both_languages(cli, model_path,
         assert " ".join(OUT_OF_SCOPE[lang].split()[:4]) in text
         assert text.index(OUT_OF_SCOPE[lang].split()[0]) < text.index("%")  # before the closest class
     csv = cli("predict", flagged, "--model", model_path, "--format", "csv").stdout.splitlines()
-    assert csv[0].endswith("in_scope,scope_score,prediction_set,error") and ",false," in csv[1]
+    assert csv[0].endswith("in_scope,scope_score,prediction_set,quality,error") and ",false," in csv[1]
 
 
 def test_explain_record_and_picture_say_out_of_scope(cli, model_path, non_skin, tmp_path):
