@@ -97,6 +97,8 @@ def _open_run(name: str, epochs: int | None, minutes: float | None, reporter: Re
     # epoch; from before --progressive trained at one size; from before --augment with the study's
     # light augmentation. A resume goes on as the run began.
     old = {"leaks": "keep", "select": "best", "progressive": False, "augment": "light"}
+    if ckpt["config"].get("pretrained") or ckpt["config"].get("weights"):
+        old["backbone_lr_ratio"] = 0.1  # from before --backbone-lr-ratio: pretrained backbones at a tenth
     cfg = TrainConfig(**{**old, **ckpt["config"]})
     if epochs is not None:
         cfg.epochs = epochs

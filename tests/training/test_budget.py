@@ -165,7 +165,8 @@ def test_a_run_saved_before_these_options_resumes_as_it_began(small_data):
         TrainConfig(data=str(small_data), name="old", epochs=1, progressive=False, **{**TINY, "image_size": 64})
     )
     ckpt = load_checkpoint(first.last_path)
-    for key in ("minutes", "progressive", "select"):  # what a last.pt of the previous version lacks
+    # What a last.pt of earlier versions lacks (arch, augment and backbone_lr_ratio: before timm).
+    for key in ("minutes", "progressive", "select", "arch", "augment", "backbone_lr_ratio"):
         del ckpt["config"][key]
     for key in ("seconds", "out_of_time", "epochs_done", "epoch_start_s"):
         del ckpt["train_state"][key]
@@ -175,3 +176,5 @@ def test_a_run_saved_before_these_options_resumes_as_it_began(small_data):
     assert [h["image_size"] for h in more.history] == [64, 64, 64]  # no progressive resizing mid-run
     config = load_checkpoint(more.last_path)["config"]
     assert config["select"] == "best" and config["progressive"] is False
+    assert config["arch"] == "resnet50" and config["augment"] == "light"  # the study's, as it began
+    assert config["backbone_lr_ratio"] is None  # from scratch: one rate, then as now
