@@ -109,7 +109,7 @@ def test_gallery_calls_the_overlay_for_mistakes_only(tmp_path):
 
 
 @pytest.mark.slow
-def test_evaluate_report_gallery_renders_in_chromium(cli, model_path, dataset, tmp_path):
+def test_evaluate_report_gallery_renders_in_chromium(cli, model_path, dataset, tmp_path, browser):
     report = tmp_path / "report"
     r = cli("evaluate", "--model", model_path, "--data", dataset, "--report", report)
     assert r.exit_code == 0, r.stderr
@@ -118,32 +118,9 @@ def test_evaluate_report_gallery_renders_in_chromium(cli, model_path, dataset, t
     if 'class="thumb"' not in page.read_text(encoding="utf-8"):
         pytest.skip("the session model made no mistakes and flagged nothing: no thumbnails to render")
 
-    chromium, chromedriver = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-    if not (chromium.exists() and chromedriver.exists()):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(chromium)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(str(chromedriver)))
-    try:
-        driver.get(page.as_uri())
-        assert driver.get_screenshot_as_png()
-        widths = driver.execute_script(
-            "return Array.from(document.querySelectorAll('img.thumb')).map(i => i.complete ? i.naturalWidth : 0)"
-        )
-    finally:
-        driver.quit()
+    browser.get(page.as_uri())
+    assert browser.get_screenshot_as_png()
+    widths = browser.execute_script(
+        "return Array.from(document.querySelectorAll('img.thumb')).map(i => i.complete ? i.naturalWidth : 0)"
+    )
     assert any(w > 0 for w in widths), widths
