@@ -43,7 +43,7 @@ def env_setup(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     if "huggingface_hub.constants" in sys.modules:
         importlib.reload(sys.modules["huggingface_hub.constants"])
-    from skinfood_cli import output
+    from skinfood_cli.cli import output
 
     output._consoles.clear()
     yield

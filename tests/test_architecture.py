@@ -94,3 +94,26 @@ def test_the_tests_have_one_conftest():
     # anywhere under tests/ takes the name `conftest` first in some collection orders.
     tests = Path(__file__).resolve().parent
     assert [p.relative_to(tests).as_posix() for p in tests.rglob("conftest.py")] == ["conftest.py"]
+
+
+def _imported_top_names(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+    return names
+
+
+def test_typer_and_rich_are_imported_only_by_the_cli_layer():
+    # The core returns data; printing and parsing are cli/'s, so the server and the
+    # Python API never drag in a terminal library.
+    outside = sorted(
+        f"{p.relative_to(PACKAGE)}: {name}"
+        for p in PACKAGE.rglob("*.py")
+        if "cli" not in p.relative_to(PACKAGE).parts[:1]
+        for name in _imported_top_names(p) & {"typer", "rich"}
+    )
+    assert outside == []
+    assert not (PACKAGE / "output.py").exists()

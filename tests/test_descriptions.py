@@ -1114,8 +1114,8 @@ def test_a_schema_2_user_entry_renders_its_advice(tmp_path):
 
 def test_the_panel_names_every_condition_of_a_prediction_set_beyond_the_top_k(book, capsys, wide):
     # A set can hold more conditions than --top-k lists; none may show as a raw folder name.
+    from skinfood_cli.cli.output import print_prediction
     from skinfood_cli.descriptions import display_names
-    from skinfood_cli.output import print_prediction
     from skinfood_cli.prediction import NOT_A_DIAGNOSIS, make_prediction
 
     classes = ["acne", "atopic_dermatitis", "psoriasis"]
@@ -1132,7 +1132,7 @@ def test_the_panel_names_every_condition_of_a_prediction_set_beyond_the_top_k(bo
 @pytest.fixture
 def wide(monkeypatch):
     """A console wide enough that no line wraps, so whole sentences can be looked for."""
-    from skinfood_cli import output
+    from skinfood_cli.cli import output
 
     monkeypatch.setenv("COLUMNS", "4000")
     output._consoles.clear()
@@ -1142,7 +1142,7 @@ def wide(monkeypatch):
 
 @pytest.mark.parametrize("lang", ["en", "ko"])
 def test_prediction_panel_and_table_carry_the_advice_and_the_not_a_diagnosis_line(book, capsys, wide, lang):
-    from skinfood_cli.output import print_prediction, print_prediction_table
+    from skinfood_cli.cli.output import print_prediction, print_prediction_table
     from skinfood_cli.prediction import NOT_A_DIAGNOSIS, make_prediction
 
     keys = book.keys()

@@ -46,7 +46,7 @@ def ks_x_1001_hangul() -> set[str]:
 
 def korean_ui_strings() -> list[str]:
     """Every Korean string skinfood itself draws or prints (the page's are rendered by the browser)."""
-    from skinfood_cli import output
+    from skinfood_cli.cli import output
     from skinfood_cli.prediction import NOT_A_DIAGNOSIS
 
     return [
@@ -98,7 +98,7 @@ def test_two_hangul_captions_render_to_different_pixels():
 
 @pytest.mark.parametrize("lang", ["en", "ko"])
 def test_caption_carries_what_the_terminal_says(lang):
-    from skinfood_cli import output
+    from skinfood_cli.cli import output
     from skinfood_cli.prediction import NOT_A_DIAGNOSIS
 
     record = {

@@ -94,7 +94,7 @@ def error_lines(r) -> list[str]:
 @contextlib.contextmanager
 def isolated(root: Path):
     """What conftest's env_setup gives each test, for module-scoped work: its own data home under `root`."""
-    from skinfood_cli import output
+    from skinfood_cli.cli import output
 
     with pytest.MonkeyPatch.context() as m:
         m.setenv("SKINFOOD_HOME", str(root / "home"))

@@ -98,7 +98,7 @@ def handle_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from skinfood_cli.output import error_line
+        from skinfood_cli.cli.output import error_line
 
         try:
             return func(*args, **kwargs)
@@ -205,14 +205,14 @@ def _load_engine(model: Optional[str], device, precision, batch_size: int = 32, 
 def _warn_no_scope_check(engine) -> None:
     """Once per command, after its inputs checked out: an old model answers without a scope check."""
     if not engine.has_scope_check:
-        from skinfood_cli.output import warn
+        from skinfood_cli.cli.output import warn
         from skinfood_cli.trust.scope import NO_SCOPE_CHECK
 
         warn(f"{engine.model.path.name}: {NO_SCOPE_CHECK}")
 
 
 def _warn_missing_descriptions(classes, book) -> None:
-    from skinfood_cli.output import warn
+    from skinfood_cli.cli.output import warn
     from skinfood_cli.prediction import missing_descriptions
 
     for name in missing_descriptions(classes, book):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from skinfood_cli.output import console, note, warn
+from skinfood_cli.cli.output import console, note, warn
 
 
 def _card_due(loaded, result: dict) -> bool:

@@ -43,8 +43,8 @@ def models(
     if name is not None:
         _print_run_files(name, fmt)
         return
+    from skinfood_cli.cli.output import RecordWriter, console, print_json
     from skinfood_cli.hub import describe_hub_models
-    from skinfood_cli.output import RecordWriter, console, print_json
     from skinfood_cli.paths import runs_dir
     from skinfood_cli.store import describe_runs
 
@@ -117,7 +117,7 @@ def models(
 
 
 def _print_run_files(name: str, fmt: TableFormat) -> None:
-    from skinfood_cli.output import RecordWriter, console, print_json
+    from skinfood_cli.cli.output import RecordWriter, console, print_json
     from skinfood_cli.store import describe_run_files
 
     rows = describe_run_files(name)
@@ -171,7 +171,7 @@ def diseases_list(
     """List the conditions skinfood can describe."""
     if ctx.invoked_subcommand is not None:
         return
-    from skinfood_cli.output import RecordWriter, console, print_json
+    from skinfood_cli.cli.output import RecordWriter, console, print_json
 
     language = _lang(lang)
     book = _book(descriptions)
@@ -211,8 +211,8 @@ def diseases_show(
     """Print one condition's description, signs, look-alikes and advice."""
     from rich.markup import escape
 
+    from skinfood_cli.cli.output import URGENCY_TEXT, console, label, print_json
     from skinfood_cli.errors import UsageError
-    from skinfood_cli.output import URGENCY_TEXT, console, label, print_json
     from skinfood_cli.prediction import NOT_A_DIAGNOSIS
     from skinfood_cli.red_flags import advice_sentences
 

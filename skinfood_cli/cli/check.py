@@ -51,8 +51,8 @@ def check(
         skinfood check --data dermnet/ --format json | jq '.pairs[] | select(.cross_split)'
     """
     from skinfood_cli.cli.check_view import ScanProgress
+    from skinfood_cli.cli.output import print_json
     from skinfood_cli.data.check import check_dataset
-    from skinfood_cli.output import print_json
 
     with ScanProgress("reading photos") as bar:
         report = check_dataset(data, threshold=threshold, min_side=min_side, workers=workers, progress=bar.update)

@@ -31,8 +31,8 @@ def demo(
     import tempfile
     import time
 
+    from skinfood_cli.cli.output import console
     from skinfood_cli.data.synthetic import make_dataset
-    from skinfood_cli.output import console
 
     err = console(stderr=True)
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="skinfood-demo-"))

@@ -106,9 +106,9 @@ def export(
 
         skinfood export --format hub --output skin-model/    # then: skinfood push skin-model/ ORG/NAME
     """
+    from skinfood_cli.cli.output import console, print_export
     from skinfood_cli.errors import UsageError
     from skinfood_cli.export import check_passed, export_model
-    from skinfood_cli.output import console, print_export
     from skinfood_cli.sources import resolve_model
 
     if dynamic and batch is not None:
@@ -222,8 +222,8 @@ def serve(
     """
     import secrets
 
+    from skinfood_cli.cli.output import console
     from skinfood_cli.errors import MissingExtraError
-    from skinfood_cli.output import console
     from skinfood_cli.sources import resolve_model
 
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
-from skinfood_cli.output import console
+from skinfood_cli.cli.output import console
 
 NAME_WIDTH = 28
 

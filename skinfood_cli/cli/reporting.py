@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from skinfood_cli.output import console
+from skinfood_cli.cli.output import console
 from skinfood_cli.training import Reporter
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class RichTrainReporter(Reporter):
             self.err.print(escape(text), soft_wrap=True)
 
     def warning(self, text: str) -> None:
-        from skinfood_cli.output import warn
+        from skinfood_cli.cli.output import warn
 
         warn(text)  # even with --quiet
 

@@ -83,15 +83,15 @@ def predict(
     fast on Intel CPUs since Cascade Lake and AMD since Zen 4, with the same
     answers for all but near-ties.
     """
-    from skinfood_cli.cli.reporting import BatchProgress
-    from skinfood_cli.descriptions import display_names
-    from skinfood_cli.output import (
+    from skinfood_cli.cli.output import (
         RecordWriter,
         open_output,
         print_prediction,
         print_prediction_table,
         warn,
     )
+    from skinfood_cli.cli.reporting import BatchProgress
+    from skinfood_cli.descriptions import display_names
     from skinfood_cli.prediction import NOT_A_DIAGNOSIS, expand_inputs, parse_shard, predict_items
 
     language = _lang(lang)
@@ -193,10 +193,10 @@ def evaluate(
 
         skinfood evaluate --ood not-skin/ --ood other-conditions/
     """
+    from skinfood_cli.cli.output import RecordWriter, note, print_json, warn
     from skinfood_cli.cli.reporting import BatchProgress
     from skinfood_cli.evaluation import evaluate as run_evaluation
     from skinfood_cli.evaluation import resolve_eval_set, write_report
-    from skinfood_cli.output import RecordWriter, note, print_json, warn
 
     engine = _load_engine(model, device, precision, batch_size, workers)
     eval_set = resolve_eval_set(
@@ -270,9 +270,9 @@ def explain(
 
         skinfood explain photo.jpg --class psoriasis --output why.png
     """
+    from skinfood_cli.cli.output import RecordWriter, print_explanation, warn
     from skinfood_cli.errors import UsageError
     from skinfood_cli.explanation import HEATMAP_NOTE, explain_items
-    from skinfood_cli.output import RecordWriter, print_explanation, warn
     from skinfood_cli.prediction import NOT_A_DIAGNOSIS, expand_inputs
 
     language = _lang(lang)
@@ -322,7 +322,7 @@ def explain(
     if writer:
         writer.close()
     else:
-        from skinfood_cli.output import console
+        from skinfood_cli.cli.output import console
 
         console().print(f"[dim]{NOT_A_DIAGNOSIS[language]}[/dim]")
     if failed:

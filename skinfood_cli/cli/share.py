@@ -41,8 +41,8 @@ def push(
 
         skinfood predict photo.jpg --model hf://my-lab/skin-resnet50
     """
+    from skinfood_cli.cli.output import console
     from skinfood_cli.hub_publish import push_model
-    from skinfood_cli.output import console
 
     err = console(stderr=True)
     result = push_model(
@@ -70,7 +70,7 @@ def print_hub_export(result) -> None:
     """What `skinfood export --format hub` wrote."""
     from rich.markup import escape
 
-    from skinfood_cli.output import console
+    from skinfood_cli.cli.output import console
 
     out = console()
     folder = result.folder

@@ -16,8 +16,8 @@ from skinfood_cli.cli.app import (
     TrainFormat,
     command,
 )
+from skinfood_cli.cli.output import print_json
 from skinfood_cli.errors import EXIT_INTERRUPTED
-from skinfood_cli.output import print_json
 from skinfood_cli.training.config import AUGMENTS, DEFAULTS, FIELDS, TrainConfig, load_config_file, option_help
 
 # --- train -------------------------------------------------------------------------
@@ -151,7 +151,7 @@ def _merge_settings(ctx: typer.Context, given: dict, config: Optional[Path]) -> 
 
 
 def _print_train_result(result, torchrun: bool = False) -> None:
-    from skinfood_cli.output import console
+    from skinfood_cli.cli.output import console
 
     err = console(stderr=True)
     name = result.run_dir.name
@@ -192,7 +192,7 @@ def _print_train_result(result, torchrun: bool = False) -> None:
 def _print_history(history) -> None:
     from rich.table import Table
 
-    from skinfood_cli.output import console
+    from skinfood_cli.cli.output import console
 
     if not history:
         return
