@@ -145,8 +145,12 @@ def train(
     arch: str | None = None,
     mean=MEAN,
     std=STD,
+    epochs: float | None = None,
 ) -> tuple[torch.nn.Module, dict]:
     """Train a ResNet50 from scratch (or fine-tune `arch`'s ImageNet weights) for `minutes`.
+
+    With `epochs`, the schedule is laid over that many epochs instead of the clock: the
+    same recipe, measured on a machine too busy for a fair time budget.
 
     Returns (model, run facts). The model is the last step's weights, or their EMA with `levers.ema`.
     """
@@ -186,6 +190,7 @@ def train(
         counts = torch.bincount(train_y, minlength=num_classes).float()
         weights = (1.0 / counts)[train_y]
     budget, batch = minutes * 60, 32
+    total_steps = int(epochs * (len(train_y) // batch)) if epochs else None
     gen = torch.Generator().manual_seed(seed)
     start, steps, seen, epochs = time.perf_counter(), 0, 0, 0
     done = False
@@ -197,7 +202,7 @@ def train(
         )
         model.train()
         for i in range(0, len(order) - batch + 1, batch):
-            progress = (time.perf_counter() - start) / budget
+            progress = steps / total_steps if total_steps else (time.perf_counter() - start) / budget
             if progress >= 1:
                 done = True
                 break
@@ -241,6 +246,7 @@ def main() -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--classes", default=None, help="comma-separated class folders (default: all)")
     p.add_argument("--minutes", type=float, default=15)
+    p.add_argument("--epochs", type=float, default=None, help="lay the schedule over epochs instead of minutes")
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--arch", default=None, help="fine-tune this backbone's ImageNet weights (default: from scratch)")
@@ -258,7 +264,17 @@ def main() -> None:
         spec = get_arch(args.arch)
         mean, std, levers = spec.mean, spec.std, Levers(aug="trivial")
     model, facts = train(
-        tx, ty, len(names), args.image_size, args.minutes, args.seed, levers, arch=args.arch, mean=mean, std=std
+        tx,
+        ty,
+        len(names),
+        args.image_size,
+        args.minutes,
+        args.seed,
+        levers,
+        arch=args.arch,
+        mean=mean,
+        std=std,
+        epochs=args.epochs,
     )
     pred = predict(model, vx, args.image_size, mean, std)
     print(json.dumps({**facts, **scores(vy.numpy(), pred, len(names))}))

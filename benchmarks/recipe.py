@@ -35,8 +35,20 @@ from report import provenance, save  # noqa: E402
 METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
 
 
-def run_plain(data: str, minutes: float, size: int, seed: int, classes: str | None, arch: str | None = None) -> dict:
-    cmd = [sys.executable, str(HERE / "plain_script.py"), "--data", data, "--minutes", str(minutes)]
+def _budget(minutes: float, epochs: float | None) -> list[str]:
+    return ["--epochs", f"{epochs:g}"] if epochs else ["--minutes", f"{minutes:g}"]
+
+
+def run_plain(
+    data: str,
+    minutes: float,
+    size: int,
+    seed: int,
+    classes: str | None,
+    arch: str | None = None,
+    epochs: float | None = None,
+) -> dict:
+    cmd = [sys.executable, str(HERE / "plain_script.py"), "--data", data, *_budget(minutes, epochs)]
     cmd += ["--image-size", str(size), "--seed", str(seed), *(["--classes", classes] if classes else [])]
     cmd += ["--arch", arch] if arch else []
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -44,7 +56,14 @@ def run_plain(data: str, minutes: float, size: int, seed: int, classes: str | No
 
 
 def run_skinfood(
-    data: str, minutes: float, size: int, seed: int, home: Path, extra: list[str], arch: str | None = None
+    data: str,
+    minutes: float,
+    size: int,
+    seed: int,
+    home: Path,
+    extra: list[str],
+    arch: str | None = None,
+    epochs: float | None = None,
 ) -> dict:
     env = {**os.environ, "SKINFOOD_HOME": str(home)}
     name = f"recipe-{arch or 'scratch'}-seed{seed}"
@@ -52,7 +71,7 @@ def run_skinfood(
     start = ["--arch", arch] if arch else ["--no-pretrained", "--image-size", str(size)]
     t0 = time.perf_counter()
     subprocess.run(
-        [*skinfood, "train", "--data", data, *start, "--minutes", str(minutes)]
+        [*skinfood, "train", "--data", data, *start, *_budget(minutes, epochs)]
         + ["--seed", str(seed), "--name", name, "--quiet", *extra],
         check=True,
         env=env,
@@ -97,6 +116,13 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="train/ + test/ folders")
     p.add_argument("--minutes", type=float, default=15)
+    p.add_argument(
+        "--epochs",
+        type=float,
+        default=None,
+        help="lay both schedules over this many epochs instead of --minutes: compares the recipes, "
+        "not their speed, so a busy machine does not decide the outcome",
+    )
     p.add_argument("--image-size", type=int, default=None, help="default: 128 from scratch, the arch's native size")
     p.add_argument("--arch", default=None, help="fine-tune this backbone's ImageNet weights on both sides")
     p.add_argument("--seeds", default="0,1,2")
@@ -134,11 +160,11 @@ def main() -> int:
 
     for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:  # --seeds "": summarise --rows only
         if args.only != "skinfood":
-            plain = run_plain(args.data, args.minutes, args.image_size, seed, None, args.arch)
+            plain = run_plain(args.data, args.minutes, args.image_size, seed, None, args.arch, args.epochs)
             record("plain", {"seed": seed, **plain})
         if args.only != "plain":
             extra = args.skinfood_args.split()
-            scores = run_skinfood(args.data, args.minutes, args.image_size, seed, home, extra, args.arch)
+            scores = run_skinfood(args.data, args.minutes, args.image_size, seed, home, extra, args.arch, args.epochs)
             record("skinfood", {"seed": seed, **scores})
     recipes = {name: {"runs": r, **summarise(r)} for name, r in rows.items() if r}
     print(f"\n{'recipe':10} " + " ".join(f"{k:>20}" for k in METRICS))
@@ -147,7 +173,8 @@ def main() -> int:
     results = {
         "run": {**provenance("recipe", sys.argv[1:]), **({"note": args.note} if args.note else {})},
         "data": args.data,
-        "minutes": args.minutes,
+        "minutes": None if args.epochs else args.minutes,
+        "epochs": args.epochs,
         "image_size": args.image_size,
         "arch": args.arch,
         "recipes": recipes,
