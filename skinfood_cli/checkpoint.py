@@ -23,6 +23,9 @@ from skinfood_cli.paths import open_mode
 
 FORMAT = "skinfood-checkpoint"
 FORMAT_VERSION = 1
+# The confidence below which an answer is flagged uncertain, where calibration had too few
+# validation photos to fit one, and for model files that carry none.
+DEFAULT_THRESHOLD = 0.5
 REQUIRED = {
     "format": str,
     "arch": str,

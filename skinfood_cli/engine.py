@@ -89,19 +89,22 @@ def ignore_sigint(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def default_workers(num_items: int, batch_size: int, device_type: str = "cpu") -> int:
-    """Decoding worker processes for `run_paths`.
+def default_workers(device_type: str, *, processes: int = 1, num_items: int | None = None, batch_size: int = 1) -> int:
+    """Decoding worker processes for a DataLoader feeding `device_type`: the one rule, for
+    inference here and for training (settle_recipe).
 
-    None for a handful of photos (forking costs more than it saves). On a CPU
-    the convolutions need every core and decoding is ~3% of the work (a 640x480
-    JPEG: ~1 ms against ~30 ms of ResNet50 at 224 px), so a decoder process pays
-    only with cores to spare: on 2 cores predict ran at 36.6 img/s decoding
-    in-process against 31.1 with one worker. A GPU waits on decoding: use more.
+    None for a handful of photos (forking costs more than it saves). On a CPU the
+    convolutions need every core and decoding is ~3% of the work (a 640x480 JPEG: ~1 ms
+    against ~30 ms of ResNet50 at 224 px), so a decoder process pays only with cores to
+    spare: on 2 cores predict ran at 36.6 img/s decoding in-process against 31.1 with one
+    worker, and training at 9.6 img/s against 7.5. A GPU waits on decoding: one worker
+    per core, up to 8. The machine's cores are shared by its `processes` (torchrun's
+    LOCAL_WORLD_SIZE).
     """
-    if num_items <= batch_size:
+    if num_items is not None and num_items <= batch_size:
         return 0
-    cores = os.cpu_count() or 2
-    return min(4, cores // 2) if device_type == "cuda" else min(4, cores // 4)
+    cores = max(1, (os.cpu_count() or 2) // max(1, processes))
+    return min(8, cores) if device_type == "cuda" else min(4, cores // 4)
 
 
 class Engine:
@@ -157,9 +160,9 @@ class Engine:
         paths = [str(p) for p in paths]
         if not paths:
             return
-        workers = (
-            self.workers if self.workers is not None else default_workers(len(paths), self.batch_size, self.device.type)
-        )
+        workers = self.workers
+        if workers is None:
+            workers = default_workers(self.device.type, num_items=len(paths), batch_size=self.batch_size)
         # _PathDataset is map-style without torch's Dataset base class, which DataLoader's stubs want.
         loader: torch.utils.data.DataLoader = torch.utils.data.DataLoader(
             _PathDataset(paths, self.transform, self.model.image_size, quality),  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from skinfood_cli.archs import DEFAULT_ARCH, IMAGENET_MEAN, IMAGENET_STD, get_arch
@@ -21,7 +22,16 @@ from skinfood_cli.errors import UsageError, WeightsError
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "build_model", "head", "head_prefix", "pooled_features"]
 
 DEVICE_ENV = "SKINFOOD_DEVICE"
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = "auto, cpu, cuda, cuda:N or mps"  # what --device and $SKINFOOD_DEVICE take
+
+
+class PrecisionChoice(str, Enum):
+    """What --precision takes (the CLI's choices): `resolve_precision` maps it to a dtype per device."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
 
 
 def build_model(num_classes: int, backbone_state: dict | None = None, arch: str = DEFAULT_ARCH):
@@ -115,9 +125,10 @@ def fold_batchnorm(model):
 def resolve_device(spec: str | None = None):
     """Pick the torch device: CUDA, then Apple MPS, then CPU.
 
-    `spec` (from `--device`) wins over `$SKINFOOD_DEVICE`; both accept auto, cpu,
-    cuda, cuda:N and mps. Asking for an accelerator that isn't there is an error
-    rather than a silent fall back to a CPU that is 50x slower.
+    `spec` (from `--device`) wins over `$SKINFOOD_DEVICE`; both take `DEVICES`. Asking
+    for an accelerator that isn't there is an error rather than a silent fall back to a
+    CPU that is 50x slower. Under torchrun, `training.distributed.rank_device` then
+    gives each process its own GPU.
     """
     import torch
 
@@ -131,7 +142,7 @@ def resolve_device(spec: str | None = None):
     try:
         device = torch.device(spec)
     except RuntimeError:
-        raise UsageError(f"unknown device {spec!r}: use auto, cpu, cuda, cuda:N or mps") from None
+        raise UsageError(f"unknown device {spec!r}: use {DEVICES}") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UsageError("--device cuda asked for, but no CUDA GPU is available: use --device cpu")
@@ -141,7 +152,7 @@ def resolve_device(spec: str | None = None):
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise UsageError("--device mps asked for, but Apple MPS is not available: use --device cpu")
     elif device.type != "cpu":
-        raise UsageError(f"unsupported device {spec!r}: use auto, cpu, cuda, cuda:N or mps")
+        raise UsageError(f"unsupported device {spec!r}: use {DEVICES}")
     return device
 
 
@@ -186,8 +197,9 @@ def resolve_precision(spec: str | None, device) -> Precision:
     import torch
 
     spec = (spec or "auto").lower()
-    if spec not in PRECISIONS:
-        raise UsageError(f"unknown precision {spec!r}: choose one of {', '.join(PRECISIONS)}")
+    choices = [c.value for c in PrecisionChoice]
+    if spec not in choices:
+        raise UsageError(f"unknown precision {spec!r}: choose one of {', '.join(choices)}")
     if spec == "auto":
         if device.type == "cuda":
             spec = "bf16" if torch.cuda.is_bf16_supported() else "fp16"

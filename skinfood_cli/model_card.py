@@ -3,9 +3,9 @@
 Laid out as Hugging Face model cards are (Mitchell et al., "Model Cards for
 Model Reporting"): YAML front matter whose `model-index` holds the metrics in
 machine form, then prose sections. Training writes it at the end of a run from
-best.pt's metadata (validation figures); `evaluate` on the test split writes it
-again with the test figures, the very numbers its JSON reports; `export` copies
-it beside the exported file.
+best.pt's metadata (the validation figures training/card_figures.py gathered);
+`evaluate` on the test split writes it again with the test figures, the very
+numbers its JSON reports; `export` copies it beside the exported file.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from skinfood_cli.archs import get_arch
+from skinfood_cli.checkpoint import DEFAULT_THRESHOLD
 
 CARD_NAME = "MODEL_CARD.md"
 NOT_A_DEVICE = (
@@ -31,56 +32,6 @@ TEST_METRICS = (
     ("ece", "ece", "expected calibration error"),
     ("loss", "loss", "cross-entropy"),
 )
-
-
-# --- figures gathered at the end of training ------------------------------------------
-
-
-def card_fields(trainer, temperature: float) -> dict:
-    """What best.pt keeps for the card: class counts per split and the validation figures."""
-    from skinfood_cli import metrics as M
-    from skinfood_cli.breakdown import skin_tone_table, subset_metrics
-    from skinfood_cli.data.dataset import class_counts
-    from skinfood_cli.metrics import softmax
-
-    ds = trainer.ds
-    K = len(ds.classes)
-    counts = {
-        split: dict(zip(ds.classes, class_counts(ds.split(split), K)))
-        for split in ("train", "val", "test")
-        if ds.split(split)
-    }
-    fields: dict = {"dataset_summary": {"class_counts": counts}}
-    if trainer.val_logits is None or not len(trainer.val_logits[1]):
-        return fields
-    logits, labels = trainer.val_logits
-    probs = softmax(logits, temperature)
-    pred = probs.argmax(1)
-    cm = M.confusion_matrix(labels, pred, K)
-    scores = M.per_class_scores(cm)
-    itas = [(ds.leaks.ita if ds.leaks else {}).get(p) for p, _ in ds.val]
-    fields["validation"] = {
-        **subset_metrics(labels, pred, K),
-        "num_images": len(labels),
-        "ece": M.expected_calibration_error(labels, probs),
-        "ece_uncalibrated": M.expected_calibration_error(labels, softmax(logits)),
-        "loss": M.cross_entropy(labels, probs),
-        "per_class": _per_class(ds.classes, cm, scores),
-        "by_skin_tone": skin_tone_table(labels, pred, itas, K),
-    }
-    return fields
-
-
-def _per_class(classes, cm, scores) -> dict:
-    return {
-        c: {
-            "precision": float(scores["precision"][i]),
-            "recall": float(scores["recall"][i]),
-            "f1": float(scores["f1"][i]),
-            "support": int(scores["support"][i]),
-        }
-        for i, c in enumerate(classes)
-    }
 
 
 # --- rendering -------------------------------------------------------------------------
@@ -326,7 +277,7 @@ def _evaluation(meta: dict, test: dict | None) -> list[str]:
         "",
         (
             f"Temperature {meta.get('temperature', 1.0):.3f} (fitted on validation); answers below "
-            f"{meta.get('threshold', 0.5):.0%} confidence are flagged uncertain."
+            f"{meta.get('threshold', DEFAULT_THRESHOLD):.0%} confidence are flagged uncertain."
         ),
     ]
     if val:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from skinfood_cli.checkpoint import DEFAULT_THRESHOLD
 from skinfood_cli.data.images import is_image_path
 from skinfood_cli.descriptions import NOT_A_DIAGNOSIS as NOT_A_DIAGNOSIS  # re-exported for the CLI
 from skinfood_cli.descriptions import notice
@@ -152,7 +153,7 @@ def make_prediction(
     *,
     lang: str = "en",
     top_k: int = 3,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     scope_score: float | None = None,
     qhat: float | None = None,
     set_rule: str = "aps",

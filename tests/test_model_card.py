@@ -69,6 +69,33 @@ def test_an_unknown_leak_policy_is_a_usage_error(cli, dataset):
     assert "--leaks" in result.stderr and "'drop', 'keep'" in result.stderr
 
 
+def test_the_card_figures_come_from_the_validation_logits_handed_in(dataset):
+    import numpy as np
+
+    from skinfood_cli.training.card_figures import card_fields
+
+    ds = prepare_data(TrainConfig(data=str(dataset)), Said())
+    n, k = len(ds.val), len(ds.classes)
+    labels = np.array([label for _, label in ds.val])
+    logits = np.eye(k, dtype=np.float32)[labels] * 4.0  # (N, K): every answer right
+    fields = card_fields(ds, (logits, labels), temperature=1.0)
+    val = fields["validation"]
+    assert val["num_images"] == n and val["accuracy"] == 1.0 and set(val["per_class"]) == set(ds.classes)
+    assert sum(fields["dataset_summary"]["class_counts"]["val"].values()) == n
+    # Too few photos to calibrate on: class counts, no validation figures.
+    assert set(card_fields(ds, None, temperature=1.0)) == {"dataset_summary"}
+
+
+def test_a_card_renders_a_recipe_recorded_before_its_newer_fields():
+    from skinfood_cli.model_card import render_model_card
+
+    old = {"pretrained": True, "freeze_epochs": 1, "progressive": False, "augment": "strong"}
+    card = render_model_card({"arch": "resnet50", "classes": ["a", "b"], "config": {"select": "last"}, "recipe": old})
+    assert "| augment (settled) | strong |" in card and "device (settled)" not in card
+    assert "the backbone at 0.1 x the head's rate" in card  # from before the ratio was recorded: a tenth, as then
+    assert "below 50% confidence are flagged uncertain" in card  # no threshold recorded: the default
+
+
 def _front_matter(card: str) -> dict:
     assert card.startswith("---\n")
     return yaml.safe_load(card.split("---\n")[1])

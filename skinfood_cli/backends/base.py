@@ -21,9 +21,8 @@ from typing import Any, Callable
 import torch
 
 from skinfood_cli.archs import Arch, get_arch
+from skinfood_cli.checkpoint import DEFAULT_THRESHOLD
 from skinfood_cli.model import Precision
-
-DEFAULT_THRESHOLD = 0.5
 
 
 @dataclass

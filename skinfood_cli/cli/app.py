@@ -21,6 +21,11 @@ from skinfood_cli.cli.metavars import Command, Group
 from skinfood_cli.descriptions import LANGUAGES
 from skinfood_cli.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, SkinfoodError, os_error_in
 
+# --precision's choices and --device's forms come from the model core, their one source
+# (model.py imports no torch until a device is resolved).
+from skinfood_cli.model import DEVICES
+from skinfood_cli.model import PrecisionChoice as Precision
+
 app = typer.Typer(
     name="skinfood",
     help="Train, evaluate and run a skin-condition photo classifier on your own machine.\n\n"
@@ -82,13 +87,6 @@ class Split(str, Enum):
     test = "test"
     val = "val"
     train = "train"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
 
 
 def handle_errors(func):
@@ -169,7 +167,7 @@ ModelOpt = typer.Option(
     autocompletion=complete_model,
     help="Checkpoint file, run folder or run name (default: the most recently trained run).",
 )
-DeviceOpt = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps (default: $SKINFOOD_DEVICE or auto).")
+DeviceOpt = typer.Option(None, "--device", help=f"{DEVICES} (default: $SKINFOOD_DEVICE or auto).")
 PrecisionOpt = typer.Option(
     Precision.auto,
     "--precision",

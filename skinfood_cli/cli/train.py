@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
@@ -19,6 +19,9 @@ from skinfood_cli.cli.app import (
 from skinfood_cli.cli.output import print_json
 from skinfood_cli.errors import EXIT_INTERRUPTED
 from skinfood_cli.training.config import AUGMENTS, DEFAULTS, FIELDS, TrainConfig, load_config_file, option_help
+
+if TYPE_CHECKING:
+    from skinfood_cli.training.result import TrainResult
 
 # --- train -------------------------------------------------------------------------
 
@@ -150,7 +153,7 @@ def _merge_settings(ctx: typer.Context, given: dict, config: Optional[Path]) -> 
     return settings
 
 
-def _print_train_result(result, torchrun: bool = False) -> None:
+def _print_train_result(result: TrainResult, torchrun: bool = False) -> None:
     from skinfood_cli.cli.output import console
 
     err = console(stderr=True)
@@ -165,24 +168,25 @@ def _print_train_result(result, torchrun: bool = False) -> None:
     _print_history(result.history)
     if result.history:
         err.print(f"trained {result.epochs_done:.1f} epochs in {result.minutes:.1f} minutes")
-    if result.best:
-        b = result.best
+    best = result.best
+    if best:
         which = "best epoch" if result.select == "best" else "model from epoch"
         err.print(
-            f"{which} {b['epoch']}: validation accuracy {b['val_acc']:.3f}, macro-F1 "
-            f"{b['val_macro_f1']:.3f}; calibrated temperature {result.temperature:.2f}"
+            f"{which} {best.epoch}: validation accuracy {best.val_acc:.3f}, macro-F1 "
+            f"{best.val_macro_f1:.3f}; calibrated temperature {result.temperature:.2f}"
         )
-    trust = result.trust or {}
-    conformal = trust.get("conformal") or {}
-    if conformal.get("reason"):
-        err.print(f"[yellow]warning:[/yellow] {conformal['reason']}")
-    elif conformal:
-        err.print(
-            f"scope check: {trust['method']}, 95% of validation photos in scope; prediction sets at "
-            f"{conformal['coverage']:.0%} coverage held the true condition for "
-            f"{conformal['validation_coverage']:.0%} of {conformal['calibration_size']} validation photos "
-            f"(mean size {conformal['validation_mean_set_size']:.2f})"
-        )
+    trust = result.trust
+    sets = trust.conformal if trust else None
+    if trust and sets:
+        if sets.reason:
+            err.print(f"[yellow]warning:[/yellow] {sets.reason}")
+        else:
+            err.print(
+                f"scope check: {trust.method}, 95% of validation photos in scope; prediction sets at "
+                f"{sets.coverage:.0%} coverage held the true condition for "
+                f"{sets.validation_coverage:.0%} of {sets.calibration_size} validation photos "
+                f"(mean size {sets.validation_mean_set_size:.2f})"
+            )
     if result.skipped:
         err.print(f"{len(result.skipped)} file(s) skipped: listed in {result.run_dir / 'skipped.txt'}")
     err.print(f"model saved to {result.best_path}")

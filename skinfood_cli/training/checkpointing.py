@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from skinfood_cli import __version__
-from skinfood_cli.checkpoint import FORMAT, FORMAT_VERSION, clean_state_dict, save_checkpoint
+from skinfood_cli.checkpoint import DEFAULT_THRESHOLD, FORMAT, FORMAT_VERSION, clean_state_dict, save_checkpoint
 from skinfood_cli.data.dataset import relative_key
 from skinfood_cli.data.leaks import leak_fields
 from skinfood_cli.errors import SkinfoodError
@@ -40,8 +40,11 @@ METRIC_COLUMNS = [
 ]
 
 
-def build_payload(trainer: Trainer, *, resumable: bool, temperature: float = 1.0, threshold: float = 0.5) -> dict:
-    """The checkpoint dict of the trainer's current weights (and progress, when `resumable`)."""
+def build_payload(trainer: Trainer, *, resumable: bool) -> dict:
+    """The checkpoint dict of the trainer's current weights (and progress, when `resumable`).
+
+    Uncalibrated: the end of the run fits best.pt's temperature and threshold (loop.py).
+    """
     from skinfood_cli.training.trainer import best_row
 
     st = trainer.state
@@ -55,13 +58,13 @@ def build_payload(trainer: Trainer, *, resumable: bool, temperature: float = 1.0
         "mean": list(trainer.mean),
         "std": list(trainer.std),
         "resize": "squash",
-        "temperature": float(temperature),
-        "threshold": float(threshold),
+        "temperature": 1.0,
+        "threshold": DEFAULT_THRESHOLD,
         "skinfood_version": __version__,
         "torch_version": str(torch.__version__),
         "run_name": trainer.run_dir.name,
         "config": asdict(trainer.cfg),
-        "recipe": asdict(trainer.recipe),  # what the config's auto and unset settings came to
+        "recipe": asdict(trainer.recipe),  # what the config's auto and unset settings came to (settle_recipe)
         "weights_source": trainer.weights_source,
         "data": {
             "root": str(Path(trainer.ds.root).resolve()),

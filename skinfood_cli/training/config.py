@@ -1,8 +1,10 @@
-"""A run's settings, its result, and what training tells the person: no torch here.
+"""A run's settings, what they settle to, and what training tells the person: no torch at import.
 
 `TrainConfig` is the one source of training defaults and their help text: the CLI
 builds its options from these fields (`option_help`, `DEFAULTS`), `config.yaml` and
 the checkpoint store them, and `skinfood train --config FILE` reads them back.
+`settle_recipe` is the one place their `auto` and unset values are decided (the
+device question imports torch, when it is asked); the Trainer reads its `Recipe`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from skinfood_cli.errors import UsageError
+from skinfood_cli.model import DEVICES
 
 DEFAULT_EPOCHS = 10  # when neither --epochs nor --minutes is given
 
@@ -25,6 +28,8 @@ OPTIONAL_KINDS: dict[str, type] = {
     "backbone_lr_ratio": float,
 }
 AUGMENTS = ("auto", "light", "strong")
+# What the help says of a setting whose default `settle_recipe` decides, rather than restate its rule.
+SETTLED = "default: settled per run, see docs/recipe.md"
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -46,7 +51,7 @@ class TrainConfig:
         "Backbone: resnet50 (ImageNet weights downloaded once), efficientnet-lite0 (weights installed with "
         "skinfood: no network needed), efficientnet-lite1 or efficientnet-lite2 (with the `lite` extra).",
     )
-    epochs: int | None = _opt(None, "Total epochs (default: 10, or as many as --minutes allows).")
+    epochs: int | None = _opt(None, f"Total epochs (default: {DEFAULT_EPOCHS}, or as many as --minutes allows).")
     minutes: float | None = _opt(
         None,
         "Train to a wall-clock budget: the schedule is laid out over N minutes and ends on time "
@@ -60,15 +65,12 @@ class TrainConfig:
     )
     backbone_lr_ratio: float | None = _opt(
         None,
-        "The backbone's learning rate as a share of --lr once it trains (default: 1, the same rate; "
-        "lower keeps more of the ImageNet features).",
+        f"The backbone's learning rate as a share of --lr once it trains ({SETTLED}); "
+        "lower keeps more of the ImageNet features.",
     )
     weight_decay: float = _opt(0.05, "AdamW weight decay.")
     label_smoothing: float = _opt(0.1, "Label smoothing of the cross-entropy loss.")
-    # None: 1 with pretrained weights, 0 from scratch
-    freeze_epochs: int | None = _opt(
-        None, "Epochs training the new head alone first (default: 1, or 0 with --no-pretrained)."
-    )
+    freeze_epochs: int | None = _opt(None, f"Epochs training the new head alone first ({SETTLED}).")
     freeze_backbone: bool = _opt(False, "Train the head only, on backbone features computed once (fast).")
     balance: bool = _opt(False, "Weight the loss by inverse class frequency.")
     patience: int = _opt(0, "Stop after N epochs without a better validation macro-F1 (0: never).")
@@ -78,7 +80,7 @@ class TrainConfig:
     augment: str = _opt(
         "auto",
         "Training augmentation: light (flips, small turns and shifts), strong (random crops, flips and "
-        "TrivialAugment's colour and shape changes), or auto (strong with pretrained weights, light from scratch).",
+        f"TrivialAugment's colour and shape changes), or auto ({SETTLED}).",
     )
     val_fraction: float = _opt(0.15, "Share of train held out for validation when there is no val/ folder.")
     seed: int = _opt(0, "Seed for the split, initialisation and shuffling.")
@@ -88,8 +90,8 @@ class TrainConfig:
         None, "A local ImageNet state dict for --arch to start from (for resnet50: torchvision's file)."
     )
     precision: str = _opt("auto", "Numeric precision.")
-    device: str | None = _opt(None, "Device: auto, cpu, cuda, cuda:N or mps.")
-    workers: int | None = _opt(None, "Image-decoding processes (default: sized to the machine).")
+    device: str | None = _opt(None, f"Device: {DEVICES}.")
+    workers: int | None = _opt(None, f"Image-decoding processes ({SETTLED}).")
     strict: bool = _opt(False, "Stop on unreadable images instead of skipping them.")
     # torchrun on GPUs: BatchNorm statistics over the global batch
     sync_bn: bool = _opt(
@@ -102,8 +104,8 @@ class TrainConfig:
     )
     progressive: bool | None = _opt(
         None,
-        "Progressive resizing: train at 3/4, then 7/8 of --image-size, the last quarter of the schedule at full "
-        "size, for more epochs in the same time (default: on from scratch, off with pretrained weights).",
+        "Progressive resizing: smaller images early in the schedule, --image-size at its end, for more "
+        f"epochs in the same time ({SETTLED}).",
     )
     select: str = _opt(
         "last",
@@ -233,9 +235,10 @@ PRETRAINED_BACKBONE_LR_RATIO = 1.0
 
 @dataclass(frozen=True)
 class Recipe:
-    """The settings a run derives from whether it starts pretrained: settled once, here.
+    """What a run's `auto` and unset settings came to: settled once, by `settle_recipe`.
 
-    The CLI's help states these rules; the Trainer only reads the result.
+    Stored as `recipe` in config.yaml and the checkpoints; the Trainer reads these,
+    never the TrainConfig fields they were settled from.
     """
 
     pretrained: bool  # starts from ImageNet weights (downloaded, packaged or --weights)
@@ -243,19 +246,34 @@ class Recipe:
     backbone_lr_ratio: float  # the backbone's peak rate as a share of the head's
     progressive: bool  # train smaller images first
     augment: str  # "light" or "strong"
+    device: str  # "cpu", "cuda", "cuda:N" or "mps"; under torchrun each process takes its own GPU
+    precision: str  # "fp32", "bf16" or "fp16"
+    workers: int  # image-decoding processes per training process
 
 
 def settle_recipe(cfg: TrainConfig) -> Recipe:
-    """What `auto` and unset settings mean for `cfg`.
+    """What `auto` and unset settings mean for `cfg` on this machine.
 
     Pretrained: one epoch on the head alone (so a random head does not wreck the
     features), then the whole network at one rate (docs/recipe.md has the runs),
     full-size images throughout (the features were learned at full size), strong
     augmentation. From scratch: no head phase, progressive resizing (more epochs in
-    the same time),
-    the study's light augmentation. --freeze-backbone trains the head alone for the
-    whole run, at one size.
+    the same time), the study's light augmentation. --freeze-backbone trains the head
+    alone for the whole run, at one size.
+
+    The machine's part: the device (`model.resolve_device`: CUDA, then Apple MPS, then
+    the CPU), the fastest precision it computes natively (`model.resolve_precision`),
+    and the decoding workers (`engine.default_workers`, the cores shared among
+    torchrun's processes on the machine). A resumed run settles these anew, for the
+    machine it continues on.
+
+    Raises:
+        UsageError: a device or precision this machine can't give.
     """
+    from skinfood_cli.engine import default_workers
+    from skinfood_cli.model import resolve_device, resolve_precision
+    from skinfood_cli.training.distributed import local_world_size
+
     pretrained = cfg.pretrained or cfg.weights is not None
     freeze = cfg.freeze_epochs if cfg.freeze_epochs is not None else int(pretrained)
     if cfg.freeze_backbone:
@@ -265,7 +283,12 @@ def settle_recipe(cfg: TrainConfig) -> Recipe:
         ratio = PRETRAINED_BACKBONE_LR_RATIO
     progressive = (cfg.progressive if cfg.progressive is not None else not pretrained) and not cfg.freeze_backbone
     augment = cfg.augment if cfg.augment != "auto" else ("strong" if pretrained else "light")
-    return Recipe(pretrained, freeze, ratio, progressive, augment)
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device).name
+    workers = cfg.workers
+    if workers is None:
+        workers = default_workers(device.type, processes=local_world_size())
+    return Recipe(pretrained, freeze, ratio, progressive, augment, str(device), precision, workers)
 
 
 class Reporter:
@@ -278,62 +301,3 @@ class Reporter:
     def step(self, step: int, steps: int, loss: float, acc: float, images_per_s: float) -> None: ...
     def epoch_end(self, row: dict) -> None: ...
     def warning(self, text: str) -> None: ...
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    best_path: Path
-    last_path: Path
-    history: list[dict]
-    best: dict | None
-    interrupted: bool = False
-    temperature: float = 1.0
-    threshold: float = 0.5
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    trust: dict | None = None  # the scope check and conformal sets stored in best.pt (trust/scope.py)
-    epochs_done: float = 0.0  # epochs trained, the last perhaps in part (--minutes)
-    minutes: float = 0.0  # wall-clock minutes from the first step to best.pt calibrated, over every session
-    select: str = "last"  # how best.pt was chosen
-    arch: str = ""  # the backbone's registry name
-
-    def to_dict(self) -> dict:
-        """The run as `skinfood train --format json` prints it (docs/usage.md has the schema)."""
-        trust = self.trust or {}
-        conformal = trust.get("conformal") or {}
-        best = self.best or {}
-        pictures = {p.stem: str(p) for p in sorted(self.run_dir.glob("*.png"))}
-        return {
-            "run": self.run_dir.name,
-            "run_dir": str(self.run_dir),
-            "arch": self.arch,
-            "best": str(self.best_path) if self.best_path.is_file() else None,
-            "last": str(self.last_path) if self.last_path.is_file() else None,
-            "pictures": pictures,
-            "interrupted": self.interrupted,
-            "epochs": round(self.epochs_done, 3),
-            "minutes": round(self.minutes, 3),
-            "select": self.select,
-            "validation": {
-                "epoch": best.get("epoch"),
-                "accuracy": best.get("val_acc"),
-                "macro_f1": best.get("val_macro_f1"),
-                "loss": best.get("val_loss"),
-            },
-            "temperature": self.temperature,
-            "threshold": self.threshold,
-            "scope": {"method": trust.get("method"), "threshold": trust.get("threshold")} if trust else None,
-            "conformal": (
-                {
-                    "coverage": conformal.get("coverage"),
-                    "qhat": conformal.get("qhat"),
-                    "calibration_size": conformal.get("calibration_size"),
-                    "validation_coverage": conformal.get("validation_coverage"),
-                    "validation_mean_set_size": conformal.get("validation_mean_set_size"),
-                    "reason": conformal.get("reason") or None,
-                }
-                if conformal
-                else None
-            ),
-            "skipped": len(self.skipped),
-        }

@@ -262,8 +262,11 @@ def interleave(pieces: list, n: int):
 # --- devices and the model -------------------------------------------------------------
 
 
-def resolve_device(spec: str | None):
-    """This process's device: the usual choice alone; cuda:LOCAL_RANK or the CPU under torchrun.
+def rank_device(device):
+    """This process's place on `device` (what `model.resolve_device` chose for the job): the
+    device itself alone; under torchrun, the CPU or cuda:LOCAL_RANK.
+
+    Rank 0 calls it once before any work, so a bad device is one error, not one per rank.
 
     Raises:
         UsageError: Apple MPS, an explicit cuda:N, or more processes on a machine
@@ -271,9 +274,7 @@ def resolve_device(spec: str | None):
     """
     import torch
 
-    from skinfood_cli.model import resolve_device as resolve_one
-
-    device = resolve_one(spec)
+    device = torch.device(device)
     if not launched():
         return device
     if device.type == "mps":
@@ -283,7 +284,7 @@ def resolve_device(spec: str | None):
     if device.index is not None:
         raise UsageError(
             f"under torchrun every process uses the GPU of its LOCAL_RANK: pass --device cuda, "
-            f"not {spec} (choose the GPUs with CUDA_VISIBLE_DEVICES)"
+            f"not {device} (choose the GPUs with CUDA_VISIBLE_DEVICES)"
         )
     count = torch.cuda.device_count()
     if local_world_size() > count or local_rank() >= count:

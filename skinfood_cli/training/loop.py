@@ -8,11 +8,12 @@ import time
 
 from skinfood_cli.checkpoint import load_checkpoint, save_checkpoint
 from skinfood_cli.model import head
-from skinfood_cli.model_card import card_fields, write_model_card
+from skinfood_cli.model_card import write_model_card
 from skinfood_cli.training import distributed
+from skinfood_cli.training.card_figures import card_fields
 from skinfood_cli.training.checkpointing import build_payload, save_last, write_metrics
-from skinfood_cli.training.config import TrainResult
 from skinfood_cli.training.pictures import save_run_pictures
+from skinfood_cli.training.result import BestEpoch, TrainResult, TrustSummary
 from skinfood_cli.training.stopping import StopFlag
 from skinfood_cli.training.trainer import Trainer, best_row
 from skinfood_cli.training.trust_fit import fit_run_trust
@@ -32,7 +33,7 @@ def fit(trainer: Trainer) -> TrainResult:
     with StopFlag() as stop:
         while _more_epochs(trainer, stop):
             t0 = time.perf_counter()
-            train_metrics = trainer.strategy.train_epoch(trainer, stop)
+            train_metrics = trainer.train_one_epoch(stop)
             t_val = time.perf_counter()
             val = trainer.validate(stop) if train_metrics is not None else None
             if train_metrics is None or val is None:
@@ -45,7 +46,7 @@ def fit(trainer: Trainer) -> TrainResult:
                     run_dir / "best.pt",
                     run_dir / "last.pt",
                     st.history,
-                    best_row(st),
+                    BestEpoch.from_row(best_row(st)),
                     interrupted=True,
                     arch=trainer.arch.name,
                 )
@@ -56,7 +57,7 @@ def fit(trainer: Trainer) -> TrainResult:
             st.epochs_done = st.epoch + (min(st.batch, steps) / steps if st.out_of_time else 1.0)
             row = {
                 "epoch": st.epoch + 1,
-                "phase": "head" if st.epoch < trainer.freeze_epochs else "full",
+                "phase": "head" if trainer.frozen(st.epoch) else "full",
                 "lr": trainer.optimizer.param_groups[-1]["lr"],
                 "steps": st.batch,
                 "image_size": trainer.train_set.image_size,
@@ -117,39 +118,47 @@ def _finish(trainer: Trainer) -> TrainResult:
     pass, no collective); the other ranks return and wait for it at the end of
     the session.
     """
-    run_dir = trainer.run_dir
+    run_dir, st = trainer.run_dir, trainer.state
     if not distributed.is_main():
         return TrainResult(
             run_dir,
             run_dir / "best.pt",
             run_dir / "last.pt",
-            trainer.state.history,
-            best_row(trainer.state),
+            st.history,
+            BestEpoch.from_row(best_row(st)),
             skipped=trainer.ds.skipped,
             arch=trainer.arch.name,
         )
     best = load_checkpoint(run_dir / "best.pt")
     trainer.model.load_state_dict(best["state_dict"])
-    temperature, threshold = trainer.calibrate()
-    best["temperature"], best["threshold"] = temperature, threshold
+    calibration = trainer.calibrate()
+    best["temperature"], best["threshold"] = calibration.temperature, calibration.threshold
     # The scope check and the conformal sets, on best.pt's weights, beside the temperature.
-    best["trust"] = fit_run_trust(trainer, temperature)
-    best.update(card_fields(trainer, temperature))
+    best["trust"] = fit_run_trust(trainer, calibration.temperature)
+    best.update(card_fields(trainer.ds, calibration.validation, calibration.temperature))
     save_checkpoint(best, run_dir / "best.pt")
     write_model_card(run_dir, best)
-    save_run_pictures(trainer)  # curves.png, confusion.png; a failure is a warning
+    # curves.png, confusion.png; a failure is a warning
+    save_run_pictures(
+        run_dir,
+        st.history,
+        validation=calibration.validation,
+        classes=list(trainer.ds.classes),
+        budget_end=st.epochs_done if st.out_of_time else None,
+        warn=trainer.reporter.warning,
+    )
     return TrainResult(
         run_dir,
         run_dir / "best.pt",
         run_dir / "last.pt",
-        trainer.state.history,
-        best_row(trainer.state),
-        temperature=temperature,
-        threshold=threshold,
+        st.history,
+        BestEpoch.from_row(best_row(st)),
+        temperature=calibration.temperature,
+        threshold=calibration.threshold,
         skipped=trainer.ds.skipped,
         arch=trainer.arch.name,
-        trust=best["trust"],
-        epochs_done=trainer.state.epochs_done,
+        trust=TrustSummary.from_state(best["trust"]),
+        epochs_done=st.epochs_done,
         minutes=trainer.elapsed() / 60,
         select=trainer.cfg.select,
     )

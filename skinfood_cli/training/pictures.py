@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from skinfood_cli.training.trainer import Trainer
+from typing import Any
 
 CURVES, CONFUSION = "curves.png", "confusion.png"
 
@@ -91,30 +88,38 @@ def write_pictures(
     return written
 
 
-def save_run_pictures(trainer: Trainer) -> list[Path]:
-    """The run's pictures from the trainer's history and best.pt's validation logits (after calibrate).
+def save_run_pictures(
+    run_dir: Path,
+    history: Sequence[dict],
+    *,
+    validation: tuple[Any, Any] | None,
+    classes: Sequence[str],
+    budget_end: float | None,
+    warn: Callable[[str], None],
+) -> list[Path]:
+    """The run's pictures, from its history and best.pt's validation logits (N, K) and labels (N,).
 
     Drawing is the last and least important thing a run does: any failure becomes a
-    warning, and the finished run (best.pt, the model card) stands.
+    `warn`ing, and the finished run (best.pt, the model card) stands. `validation` None
+    (too few photos to calibrate on) draws no confusion.png.
     """
     from skinfood_cli.metrics import confusion_matrix
 
-    st = trainer.state
     try:
         matrix = None
-        if trainer.val_logits is not None and len(trainer.val_logits[1]):
-            logits, labels = trainer.val_logits  # (N, K), (N,)
-            matrix = confusion_matrix(labels, logits.argmax(1), len(trainer.ds.classes))
+        if validation is not None and len(validation[1]):
+            logits, labels = validation
+            matrix = confusion_matrix(labels, logits.argmax(1), len(classes))
         return write_pictures(
-            trainer.run_dir,
-            st.history,
+            run_dir,
+            history,
             matrix=matrix,
-            classes=list(trainer.ds.classes),
-            budget_end=st.epochs_done if st.out_of_time else None,
-            title=f"{trainer.run_dir.name}: training",
+            classes=list(classes),
+            budget_end=budget_end,
+            title=f"{Path(run_dir).name}: training",
         )
     except Exception as exc:  # a picture must never fail a trained model
-        trainer.reporter.warning(f"could not draw the run's pictures ({exc}); the model is saved and usable")
+        warn(f"could not draw the run's pictures ({exc}); the model is saved and usable")
         return []
 
 

@@ -15,9 +15,10 @@ from skinfood_cli.errors import DataError, ModelError, SkinfoodError, UsageError
 from skinfood_cli.paths import find_run, new_run_dir, weights_dir
 from skinfood_cli.training import distributed
 from skinfood_cli.training.checkpointing import restore
-from skinfood_cli.training.config import Reporter, TrainConfig, TrainResult, settle_recipe
+from skinfood_cli.training.config import Recipe, Reporter, TrainConfig, settle_recipe
 from skinfood_cli.training.loop import fit
 from skinfood_cli.training.prepare import prepare_data
+from skinfood_cli.training.result import TrainResult
 from skinfood_cli.training.trainer import Trainer
 from skinfood_cli.weights import resolve_backbone
 
@@ -33,9 +34,10 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, *, opener=None) ->
 
         def start_run():  # rank 0 alone; the others get what it returns
             cfg.check()
-            _check_world(cfg)
+            recipe = settle_recipe(cfg)  # every auto and unset setting, once, for the whole job
+            _check_world(cfg, recipe)
             ds = prepare_data(cfg, reporter)
-            _check_world(cfg, len(ds.train))
+            _check_world(cfg, recipe, len(ds.train))
             # The ImageNet weights stay here: wrapping the model in DDP copies rank 0's
             # parameters to every rank, so they needn't travel twice.
             backbone["state"], source = resolve_backbone(
@@ -47,11 +49,11 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, *, opener=None) ->
                 progress=getattr(reporter, "download", None),
             )
             run_dir = new_run_dir(cfg.name)
-            _write_run_files(run_dir, cfg, ds, source)
-            return ds, source, run_dir
+            _write_run_files(run_dir, cfg, recipe, ds, source)
+            return recipe, ds, source, run_dir
 
-        ds, source, run_dir = distributed.share(start_run)
-        trainer = Trainer(cfg, ds, run_dir, reporter, backbone.get("state"), source)
+        recipe, ds, source, run_dir = distributed.share(start_run)
+        trainer = Trainer(cfg, recipe, ds, run_dir, reporter, backbone.get("state"), source)
         reporter.message(
             f"{len(ds.train)} training and {len(ds.val)} validation photos, {len(ds.classes)} classes; "
             f"{trainer.device.type} {trainer.precision.name}{_world_note(cfg)}; run folder {run_dir}"
@@ -70,8 +72,8 @@ def resume(
     """
     reporter = (reporter if distributed.is_main() else None) or Reporter()
     with distributed.session():
-        cfg, ds, run_dir, ckpt = distributed.share(_open_run, name, epochs, minutes, reporter)
-        trainer = Trainer(cfg, ds, run_dir, reporter, None, ckpt.get("weights_source", ""))
+        cfg, recipe, ds, run_dir, ckpt = distributed.share(_open_run, name, epochs, minutes, reporter)
+        trainer = Trainer(cfg, recipe, ds, run_dir, reporter, None, ckpt.get("weights_source", ""))
         restore(trainer, ckpt)
         del ckpt  # the optimizer state alone is ~200 MB for ResNet50
         reporter.message(
@@ -82,7 +84,12 @@ def resume(
 
 
 def _open_run(name: str, epochs: int | None, minutes: float | None, reporter: Reporter):
-    """Read run `name`'s last.pt and dataset for a resume: (config, dataset, run folder, checkpoint)."""
+    """Read run `name`'s last.pt and dataset for a resume: (config, recipe, dataset, run folder, checkpoint).
+
+    The recipe is settled again from the run's config, as when it began: its training rules
+    come out the same, and the device, precision and workers fit the machine it continues on
+    (a checkpoint from before they were recorded needs nothing more).
+    """
     run_dir = find_run(name)
     last = run_dir / "last.pt"
     if not last.is_file():
@@ -105,11 +112,12 @@ def _open_run(name: str, epochs: int | None, minutes: float | None, reporter: Re
     if minutes is not None:
         cfg.minutes = minutes
     cfg.check()
-    _check_world(cfg)
+    recipe = settle_recipe(cfg)
+    _check_world(cfg, recipe)
     ds = prepare_data(cfg, reporter, val_files=ckpt["data"].get("val_files"))
     if list(ds.classes) != list(ckpt["classes"]):
         raise DataError(f"the classes in {cfg.data} changed since run {name!r} started")
-    _check_world(cfg, len(ds.train))
+    _check_world(cfg, recipe, len(ds.train))
     state = ckpt["train_state"]
     done = state["epoch"]
     if cfg.epochs is not None and done >= cfg.epochs:
@@ -119,11 +127,11 @@ def _open_run(name: str, epochs: int | None, minutes: float | None, reporter: Re
             f"run {name!r} already used its {cfg.minutes:g} minutes ({state.get('seconds', 0.0) / 60:.1f} trained): "
             "pass a larger --minutes to train further"
         )
-    _write_run_files(run_dir, cfg, ds, ckpt.get("weights_source", ""))
-    return cfg, ds, run_dir, ckpt
+    _write_run_files(run_dir, cfg, recipe, ds, ckpt.get("weights_source", ""))
+    return cfg, recipe, ds, run_dir, ckpt
 
 
-def _check_world(cfg: TrainConfig, num_train: int | None = None) -> None:
+def _check_world(cfg: TrainConfig, recipe: Recipe, num_train: int | None = None) -> None:
     """Refuse, once and on rank 0, what can't run on several processes."""
     world = distributed.world_size()
     if world == 1:
@@ -133,7 +141,7 @@ def _check_world(cfg: TrainConfig, num_train: int | None = None) -> None:
             "--freeze-backbone trains the head on features cached in one process and does not "
             "run under torchrun: start it as a plain `skinfood train` (it takes minutes on a CPU)"
         )
-    device = distributed.resolve_device(cfg.device)  # its errors here once, not from every rank later
+    device = distributed.rank_device(recipe.device)  # its errors here once, not from every rank later
     if cfg.sync_bn and device.type != "cuda":
         raise UsageError("--sync-bn needs CUDA GPUs (SyncBatchNorm does not run on the CPU): leave it out")
     if num_train is not None and num_train < 2 * world:
@@ -162,17 +170,17 @@ def _world_note(cfg: TrainConfig) -> str:
     return f"; {world} processes x batch {cfg.batch_size} = global batch {world * cfg.batch_size}"
 
 
-def _write_run_files(run_dir: Path, cfg: TrainConfig, ds, source: str) -> None:
+def _write_run_files(run_dir: Path, cfg: TrainConfig, recipe: Recipe, ds, source: str) -> None:
     try:
-        _write_config_and_skips(run_dir, cfg, ds, source)
+        _write_config_and_skips(run_dir, cfg, recipe, ds, source)
     except OSError as exc:
         raise SkinfoodError(f"could not write to the run folder {run_dir}: {exc.strerror or exc}") from None
 
 
-def _write_config_and_skips(run_dir: Path, cfg: TrainConfig, ds, source: str) -> None:
+def _write_config_and_skips(run_dir: Path, cfg: TrainConfig, recipe: Recipe, ds, source: str) -> None:
     config = {
         **asdict(cfg),
-        "recipe": asdict(settle_recipe(cfg)),
+        "recipe": asdict(recipe),
         "weights_source": source,
         "skinfood_version": __version__,
         "torch_version": str(torch.__version__),

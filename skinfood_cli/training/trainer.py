@@ -4,24 +4,24 @@
     validate          loss, accuracy, macro-F1 on the validation split
     calibrate         temperature + uncertainty threshold, fitted on validation
 
-The package's other modules do the rest: prepare.py finds the data, schedule.py the
-learning rate, strategies.py how an epoch trains (the whole network, or the head on
-cached features), loop.py the epochs, checkpointing.py what is saved, runs.py the
-entry points. Under torchrun the same steps run on every process, DDP averaging the
+The package's other modules do the rest: config.py settles the run's recipe (the
+Trainer only reads it), prepare.py finds the data, schedule.py the learning rate,
+strategies.py what an epoch trains on (augmented photos, or the head on cached
+features), loop.py the epochs, checkpointing.py what is saved, runs.py the entry
+points. Under torchrun the same steps run on every process, DDP averaging the
 gradients; distributed.py holds the plumbing and says which rank does what.
 
 The recipe is fastai's `fine_tune`, the study's "additional training" round
 made systematic: the new head trains alone for `freeze_epochs`, then the whole
-network trains with a 10x lower learning rate for the backbone than the head.
-The schedule runs over `--epochs` or a `--minutes` budget (schedule.py); from
-scratch, images start at 3/4 size and grow (progressive resizing). best.pt is
-the weights at the end of the schedule (`--select best`: the epoch with the best
-validation macro-F1, never test).
+network trains, the backbone at `backbone_lr_ratio` of the head's rate. The
+schedule runs over `--epochs` or a `--minutes` budget (schedule.py); with
+progressive resizing, images start small and grow. best.pt is the weights at the
+end of the schedule (`--select best`: the epoch with the best validation
+macro-F1, never test).
 """
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -31,16 +31,17 @@ import numpy as np
 import torch
 
 from skinfood_cli.archs import get_arch
+from skinfood_cli.checkpoint import DEFAULT_THRESHOLD
 from skinfood_cli.data.dataset import ImageDataset, class_counts, eval_transform, train_transform
 from skinfood_cli.engine import ignore_sigint
 from skinfood_cli.metrics import accuracy, confidence_threshold, cross_entropy, fit_temperature, macro_f1, softmax
 from skinfood_cli.model import build_model, head, head_prefix, resolve_precision
 from skinfood_cli.training import distributed
-from skinfood_cli.training.config import Reporter, TrainConfig, settle_recipe
+from skinfood_cli.training.config import Recipe, Reporter, TrainConfig
 from skinfood_cli.training.sampling import EpochAwareDataset, EpochBatches
 from skinfood_cli.training.schedule import Schedule, progressive_size
 from skinfood_cli.training.stopping import StopFlag
-from skinfood_cli.training.strategies import create_strategy
+from skinfood_cli.training.strategies import CachedFeatureHead, Epoch, FullTraining
 
 
 @dataclass
@@ -65,20 +66,42 @@ class TrainState:
     epoch_start_s: float = 0.0  # `seconds` when the epoch in progress began (its image size follows from it)
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """What `Trainer.calibrate` fitted on validation, and the logits it fitted them on."""
+
+    temperature: float = 1.0
+    threshold: float = DEFAULT_THRESHOLD
+    # (N, K) raw logits and (N,) labels of the validation photos, for the model card and
+    # confusion.png; None when there were too few photos to fit on.
+    validation: tuple[np.ndarray, np.ndarray] | None = None
+
+
 class Trainer:
-    """Holds the model, data and optimizer of one run and steps through it."""
+    """Holds the model, data and optimizer of one run and steps through it.
+
+    Args:
+        cfg: the run's settings.
+        recipe: what they settled to (`settle_recipe(cfg)`, once, before the Trainer).
+        ds: the prepared dataset (prepare.py).
+    """
 
     def __init__(
-        self, cfg: TrainConfig, ds, run_dir: Path, reporter: Reporter, backbone_state=None, weights_source: str = ""
+        self,
+        cfg: TrainConfig,
+        recipe: Recipe,
+        ds,
+        run_dir: Path,
+        reporter: Reporter,
+        backbone_state=None,
+        weights_source: str = "",
     ):
-        self.cfg, self.ds, self.run_dir, self.reporter = cfg, ds, run_dir, reporter
+        self.cfg, self.recipe, self.ds, self.run_dir, self.reporter = cfg, recipe, ds, run_dir, reporter
         self.weights_source = weights_source
         self.rank, self.world = distributed.rank(), distributed.world_size()
-        self.device = distributed.resolve_device(cfg.device)
-        self.precision = resolve_precision(cfg.precision, self.device)
-        self.recipe = settle_recipe(cfg)
-        self.freeze_epochs = self.recipe.freeze_epochs
-        self.backbone_lr = cfg.lr * self.recipe.backbone_lr_ratio
+        self.device = distributed.rank_device(recipe.device)
+        self.precision = resolve_precision(recipe.precision, self.device)
+        self.backbone_lr = cfg.lr * recipe.backbone_lr_ratio
         self.arch = get_arch(cfg.arch)
         self.image_size: int = cfg.image_size or self.arch.image_size  # TrainConfig settles it; this tells mypy
         torch.manual_seed(cfg.seed)
@@ -117,24 +140,41 @@ class Trainer:
         self.val_set = ImageDataset(
             ds.val, eval_transform(self.image_size, self.mean, self.std), self.image_size, cfg.seed
         )
-        self.progressive = self.recipe.progressive
         self.batches = EpochBatches(len(ds.train), cfg.batch_size, cfg.seed, self.rank, self.world)
-        self.workers = cfg.workers if cfg.workers is not None else _default_workers(self.device)
         self.state = TrainState(world_size=self.world)
         # --freeze-backbone: the head's training is the run's one phase.
         self.schedule = Schedule.for_epochs(
             cfg.epochs,
-            0 if cfg.freeze_backbone else self.freeze_epochs,
+            0 if cfg.freeze_backbone else recipe.freeze_epochs,
             self.batches.steps(),
             seconds=cfg.minutes * 60 if cfg.minutes else None,
         )
         self._clock0 = time.perf_counter()  # set again by start_clock(), after a resume's restore
-        # How an epoch trains: the whole network, or (--freeze-backbone) the head on cached features.
-        self.strategy = create_strategy(cfg)
-        self.val_logits: tuple[np.ndarray, np.ndarray] | None = None  # set by calibrate(), for the model card
+        # What an epoch trains on: augmented photos, or (--freeze-backbone) cached features.
+        self.strategy: FullTraining | CachedFeatureHead
+        if cfg.freeze_backbone:
+            self.strategy = CachedFeatureHead(
+                self.model,
+                self.device,
+                self.precision,
+                train_set=self.plain_train_set(),
+                val_set=self.val_set,
+                eval_loader=self.eval_loader,
+                batch_size=cfg.batch_size,
+                seed=cfg.seed,
+                steps=self.batches.steps(),
+                message=reporter.message,
+            )
+        else:
+            self.strategy = FullTraining(self.image_epoch)
 
     def train_transform(self, size: int):
         return train_transform(size, self.mean, self.std, strength=self.recipe.augment)
+
+    def plain_train_set(self) -> ImageDataset:
+        """The training photos as validation sees them: the eval transform, no augmentation."""
+        transform = eval_transform(self.image_size, self.mean, self.std)
+        return ImageDataset(self.ds.train, transform, self.image_size, self.cfg.seed)
 
     # -- schedule ----------------------------------------------------------------
 
@@ -185,9 +225,9 @@ class Trainer:
         return torch.utils.data.DataLoader(
             EpochAwareDataset(self.train_set),
             batch_sampler=self.batches,
-            num_workers=self.workers,
+            num_workers=self.recipe.workers,
             pin_memory=self.device.type == "cuda",
-            worker_init_fn=ignore_sigint if self.workers else None,
+            worker_init_fn=ignore_sigint if self.recipe.workers else None,
             persistent_workers=False,
         )
 
@@ -197,9 +237,9 @@ class Trainer:
             dataset or self.val_set,
             batch_size=max(self.cfg.batch_size, 32),
             shuffle=False,
-            num_workers=self.workers,
+            num_workers=self.recipe.workers,
             pin_memory=self.device.type == "cuda",
-            worker_init_fn=ignore_sigint if self.workers else None,
+            worker_init_fn=ignore_sigint if self.recipe.workers else None,
         )
 
     # -- steps -------------------------------------------------------------------
@@ -210,24 +250,33 @@ class Trainer:
         Decided from where the schedule stood when the epoch began, so a run resumed
         mid-epoch trains the rest of it at the same size.
         """
-        if not self.progressive:
+        if not self.recipe.progressive:
             return self.image_size
         st = self.state
         progress = self.schedule.progress(st.step - st.batch, st.epoch_start_s)
         return progressive_size(self.image_size, max(0.0, progress))
 
     def train_one_epoch(self, stop: StopFlag) -> dict | None:
-        """Train the rest of the current epoch; None if Ctrl-C stopped it."""
+        """Train the rest of the current epoch, on what the strategy plans; None if Ctrl-C stopped it."""
         st = self.state
-        frozen = st.epoch < self.freeze_epochs
+        plan = self.strategy.plan_epoch(st.epoch, st.batch, stop)
+        return None if plan is None else self.run_steps(plan, stop)
+
+    def frozen(self, epoch: int) -> bool:
+        """Whether the backbone stays frozen in `epoch` (0-based): the head trains alone."""
+        return epoch < self.recipe.freeze_epochs
+
+    def image_epoch(self, epoch: int, start: int) -> Epoch:
+        """Epoch `epoch`'s augmented photo batches from batch `start` on (FullTraining's source)."""
+        frozen = self.frozen(epoch)
         self._set_trainable(frozen)
-        if st.batch == 0 and self.schedule.timed:  # one clock for all ranks, so they pick the same size
-            st.epoch_start_s = distributed.max_ranks(self.elapsed())
+        if start == 0 and self.schedule.timed:  # one clock for all ranks, so they pick the same size
+            self.state.epoch_start_s = distributed.max_ranks(self.elapsed())
         size = self.epoch_image_size()
         if size != self.train_set.image_size:
             self.train_set.transform = self.train_transform(size)
             self.train_set.image_size = size
-        self.batches.epoch, self.batches.start = st.epoch, st.batch
+        self.batches.epoch, self.batches.start = epoch, start
         batches = (
             (
                 x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last),
@@ -235,8 +284,8 @@ class Trainer:
             )
             for x, y in self._train_loader()
         )
-        phase = ("head only" if frozen else "full") + (f", {size} px" if self.progressive else "")
-        return self.run_steps(batches, self._forward(frozen), self.batches.steps(), phase, stop)
+        phase = ("head only" if frozen else "full") + (f", {size} px" if self.recipe.progressive else "")
+        return Epoch(batches, self._forward(frozen), phase)
 
     def _forward(self, frozen: bool):
         """The module to train through: the model itself, or its DDP wrapper under torchrun."""
@@ -248,16 +297,17 @@ class Trainer:
             self._ddp_frozen = frozen
         return self._ddp
 
-    def run_steps(self, batches, forward, steps: int, phase: str, stop: StopFlag) -> dict | None:
-        """One epoch's optimizer steps over (x, y) batches; `forward(x)` gives logits (B, K).
+    def run_steps(self, plan: Epoch, stop: StopFlag) -> dict | None:
+        """One epoch's optimizer steps over the plan's (x, y) batches; `plan.forward(x)` gives logits (B, K).
 
-        Shared by full training and the head-on-cached-features mode, so both get
+        Shared by every strategy, so full training and the head on cached features get
         the same schedule, mixed precision, bookkeeping and Ctrl-C handling.
         Returns the epoch's training metrics (summed over the ranks), or None if
         Ctrl-C stopped it.
         """
         st = self.state
-        self.reporter.epoch_start(st.epoch, self.cfg.epochs, steps, phase)
+        steps, forward = self.batches.steps(), plan.forward
+        self.reporter.epoch_start(st.epoch, self.cfg.epochs, steps, plan.phase)
         timed = self.schedule.timed
         done = st.partial if st.batch else {}
         # Totals of the batches trained before a resume are the whole job's: only
@@ -265,7 +315,7 @@ class Trainer:
         base = done if self.rank == 0 else {}
         seen, correct, loss_sum = base.get("seen", 0), base.get("correct", 0), base.get("loss_sum", 0.0)
         t0 = time.perf_counter() - done.get("seconds", 0.0)
-        for x, y in batches:
+        for x, y in plan.batches:
             # --minutes: the schedule ends on time, part-way through an epoch if need be;
             # the ranks share one clock, so they set the same rate and stop after the same step.
             elapsed = distributed.max_ranks(self.elapsed()) if timed else 0.0
@@ -332,7 +382,7 @@ class Trainer:
 
     def validate(self, stop: StopFlag) -> dict | None:
         """Validation metrics; in --freeze-backbone mode from the cached features."""
-        cached = self.strategy.val_logits(self)
+        cached = self.strategy.val_logits()
         if cached is not None:
             logits, labels = cached
         elif self.world > 1:
@@ -365,14 +415,15 @@ class Trainer:
         n = len(self.val_set)
         return distributed.interleave([p[0] for p in pieces], n), distributed.interleave([p[1] for p in pieces], n)
 
-    def calibrate(self) -> tuple[float, float]:
-        """Temperature and uncertainty threshold for the current weights, on validation."""
+    def calibrate(self) -> Calibration:
+        """Temperature and uncertainty threshold for the current weights, fitted on validation,
+        with the validation logits they came from (the model card and confusion.png use them)."""
         logits, labels = self.predict_logits(self.val_set)
         if len(labels) < 2:
-            return 1.0, 0.5
+            return Calibration()
         temperature = fit_temperature(logits, labels)
-        self.val_logits = (logits, labels)  # for the model card's validation figures
-        return temperature, confidence_threshold(softmax(logits, temperature), labels)
+        threshold = confidence_threshold(softmax(logits, temperature), labels)
+        return Calibration(temperature, threshold, (logits, labels))
 
     # -- resuming ----------------------------------------------------------------
 
@@ -392,15 +443,6 @@ class Trainer:
         st.batch, st.partial = 0, {}
         st.step = st.epoch * self.batches.steps()
         st.world_size = self.world
-
-
-def _default_workers(device) -> int:
-    # Under torchrun the machine's cores are shared by its processes.
-    cores = max(1, (os.cpu_count() or 2) // distributed.local_world_size())
-    # On a CPU the model needs the cores: decoding is ~5% of a 224 px step, so a
-    # separate decoder process only pays once there are cores to spare. Measured
-    # on 2 cores: 9.6 img/s decoding in-process vs 7.5 with one worker.
-    return min(8, cores) if device.type == "cuda" else min(4, cores // 4)
 
 
 def best_row(st: TrainState) -> dict | None:

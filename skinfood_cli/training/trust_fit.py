@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from skinfood_cli.data.dataset import ImageDataset, eval_transform
 from skinfood_cli.trust import fit_trust, pooled_features
 
 if TYPE_CHECKING:
@@ -22,10 +21,6 @@ if TYPE_CHECKING:
 
 def fit_run_trust(trainer: Trainer, temperature: float) -> dict:
     """`ckpt["trust"]` for the trainer's current weights (see trust/scope.py)."""
-    cfg = trainer.cfg
-    train_set = ImageDataset(
-        trainer.ds.train, eval_transform(trainer.image_size, trainer.mean, trainer.std), trainer.image_size, cfg.seed
-    )
 
     def extract(dataset):
         feats, logits, labels = [], [], []
@@ -42,8 +37,15 @@ def fit_run_trust(trainer: Trainer, temperature: float) -> dict:
             return torch.zeros(0, dim), torch.zeros(0, len(trainer.ds.classes)), torch.zeros(0, dtype=torch.long)
         return torch.cat(feats), torch.cat(logits), torch.cat(labels)
 
-    train_f, train_z, train_y = extract(train_set)
+    train_f, train_z, train_y = extract(trainer.plain_train_set())
     val_f, val_z, val_y = extract(trainer.val_set)
     return fit_trust(
-        train_f, train_z, train_y, val_f, val_z, np.asarray(val_y), temperature=temperature, coverage=cfg.coverage
+        train_f,
+        train_z,
+        train_y,
+        val_f,
+        val_z,
+        np.asarray(val_y),
+        temperature=temperature,
+        coverage=trainer.cfg.coverage,
     )

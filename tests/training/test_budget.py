@@ -7,6 +7,7 @@ import os
 import signal
 
 import pytest
+import yaml
 
 from skinfood_cli.checkpoint import load_checkpoint, save_checkpoint
 from skinfood_cli.errors import UsageError
@@ -170,6 +171,8 @@ def test_a_run_saved_before_these_options_resumes_as_it_began(small_data):
         del ckpt["config"][key]
     for key in ("seconds", "out_of_time", "epochs_done", "epoch_start_s"):
         del ckpt["train_state"][key]
+    for key in ("device", "precision", "workers"):  # before the recipe recorded the machine's settings
+        del ckpt["recipe"][key]
     ckpt["schedule"] = {"phases": ckpt["schedule"]["phases"]}
     save_checkpoint(ckpt, first.last_path)  # atomic: the tensors it holds are mapped from the old file
     more = resume("old", epochs=3)
@@ -178,3 +181,8 @@ def test_a_run_saved_before_these_options_resumes_as_it_began(small_data):
     assert config["select"] == "best" and config["progressive"] is False
     assert config["arch"] == "resnet50" and config["augment"] == "light"  # the study's, as it began
     assert config["backbone_lr_ratio"] is None  # from scratch: one rate, then as now
+    recipe = load_checkpoint(more.last_path)["recipe"]  # settled again, for the machine it goes on on
+    assert (recipe["augment"], recipe["progressive"], recipe["device"]) == ("light", False, "cpu")
+    assert recipe["precision"] in ("fp32", "bf16") and recipe["workers"] >= 0
+    written = yaml.safe_load((more.run_dir / "config.yaml").read_text())["recipe"]
+    assert written == recipe

@@ -1,15 +1,19 @@
-"""TrainConfig is the one source of training defaults; `--config FILE` reads settings, flags win."""
+"""TrainConfig is the one source of training defaults, settle_recipe the one place they are decided;
+`--config FILE` reads settings, flags win; TrainResult prints as docs/usage.md says."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+import math
+import os
+from dataclasses import asdict, fields
+from pathlib import Path
 
 import pytest
 import typer.main
 import yaml
 
 from skinfood_cli.errors import UsageError
-from skinfood_cli.training.config import DEFAULTS, TrainConfig, load_config_file
+from skinfood_cli.training.config import DEFAULTS, TrainConfig, load_config_file, settle_recipe
 from skinfood_cli.training.schedule import Schedule
 
 
@@ -31,7 +35,7 @@ def test_every_train_option_takes_its_default_and_help_from_train_config():
 
 def test_a_config_file_is_read_and_typed_flags_override_it(tmp_path, monkeypatch):
     import skinfood_cli.training.runs as runs
-    from skinfood_cli.training.config import TrainResult
+    from skinfood_cli.training.result import TrainResult
 
     seen = {}
 
@@ -90,3 +94,93 @@ def test_the_schedule_warms_up_decays_and_restarts_per_phase_and_its_state_round
     again = Schedule([])
     again.load_state_dict(sched.state_dict())
     assert [again.multiplier(s) for s in range(40)] == [sched.multiplier(s) for s in range(40)]
+
+
+# --- the recipe: every auto and unset setting, settled once --------------------------------
+
+
+def test_settle_recipe_decides_the_training_rules_and_the_machines_settings():
+    scratch = settle_recipe(TrainConfig(data="photos", pretrained=False, device="cpu", precision="fp32", workers=3))
+    assert asdict(scratch) == {
+        "pretrained": False,
+        "freeze_epochs": 0,
+        "backbone_lr_ratio": 1.0,
+        "progressive": True,
+        "augment": "light",
+        "device": "cpu",
+        "precision": "fp32",
+        "workers": 3,  # given: it stands
+    }
+    pretrained = settle_recipe(TrainConfig(data="photos", device="cpu"))
+    assert (pretrained.freeze_epochs, pretrained.progressive, pretrained.augment) == (1, False, "strong")
+    assert pretrained.precision in ("bf16", "fp32")  # auto: bf16 only where this CPU computes it natively
+    from skinfood_cli.engine import default_workers
+
+    assert pretrained.workers == default_workers("cpu")  # unset: the engine's rule, the same for inference
+    frozen = settle_recipe(TrainConfig(data="photos", device="cpu", freeze_backbone=True, epochs=4))
+    assert (frozen.freeze_epochs, frozen.progressive) == (4, False)  # the head alone, the whole run, one size
+    with pytest.raises(UsageError, match="fp16"):
+        settle_recipe(TrainConfig(data="photos", device="cpu", precision="fp16"))
+
+
+def test_one_worker_rule_serves_training_and_inference(monkeypatch):
+    from skinfood_cli.engine import default_workers
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert default_workers("cuda") == 8 and default_workers("cpu") == 4  # a GPU waits on decoding; a CPU computes
+    assert default_workers("cuda", processes=4) == 4 and default_workers("cpu", processes=4) == 1  # torchrun
+    assert default_workers("cuda", num_items=10, batch_size=32) == 0  # a handful of photos: forking costs more
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert default_workers("cpu") == 0 and default_workers("cuda") == 2
+
+
+# --- what a run returns --------------------------------------------------------------------
+
+
+def test_train_result_prints_its_best_epoch_and_trust_summary_as_docs_usage_says(tmp_path):
+    from skinfood_cli.training import BestEpoch, TrainResult, TrustSummary
+
+    row = {"epoch": 22, "phase": "full", "val_acc": 0.71, "val_macro_f1": 0.69, "val_loss": 0.95, "lr": 1e-5}
+    trust = {  # as trust.fit_trust stores it in best.pt (its tensors left out here)
+        "version": 1,
+        "method": "knn",
+        "threshold": -0.41,
+        "num_val": 90,
+        "conformal": {
+            "rule": "lac",
+            "qhat": 0.93,
+            "coverage": 0.9,
+            "calibration_size": 90,
+            "validation_coverage": 0.91,
+            "validation_mean_set_size": 2.1,
+            "reason": "",
+        },
+    }
+    best = BestEpoch.from_row(row)
+    summary = TrustSummary.from_state(trust)
+    assert best and best.epoch == 22 and best.val_macro_f1 == 0.69
+    assert summary and summary.method == "knn" and summary.conformal and summary.conformal.calibration_size == 90
+    (tmp_path / "best.pt").write_bytes(b"")
+    result = TrainResult(
+        tmp_path, tmp_path / "best.pt", tmp_path / "last.pt", [row], best, temperature=1.07, trust=summary
+    )
+    out = result.to_dict()
+    assert out["validation"] == {"epoch": 22, "accuracy": 0.71, "macro_f1": 0.69, "loss": 0.95}
+    assert out["scope"] == {"method": "knn", "threshold": -0.41}
+    assert out["conformal"] == {
+        "coverage": 0.9,
+        "qhat": 0.93,
+        "calibration_size": 90,
+        "validation_coverage": 0.91,
+        "validation_mean_set_size": 2.1,
+        "reason": None,
+    }
+    assert (out["best"], out["last"], out["threshold"]) == (str(tmp_path / "best.pt"), None, 0.5)
+
+    too_few = {**trust, "conformal": {**trust["conformal"], "qhat": math.inf, "reason": "too few photos"}}
+    full_sets = TrustSummary.from_state(too_few)
+    assert full_sets and full_sets.conformal and full_sets.conformal.reason == "too few photos"
+    interrupted = TrainResult(Path(tmp_path), tmp_path / "b.pt", tmp_path / "l.pt", [], BestEpoch.from_row(None))
+    out = interrupted.to_dict()
+    assert out["validation"] == dict.fromkeys(("epoch", "accuracy", "macro_f1", "loss"))
+    assert out["scope"] is None and out["conformal"] is None and TrustSummary.from_state(None) is None

@@ -126,7 +126,7 @@ def test_sync_bn_needs_gpus_and_keeps_checkpoint_names(cli, tmp_path, as_rank0_o
 def test_resuming_with_another_number_of_processes_restarts_the_epoch(tmp_path):
     from skinfood_cli.data.dataset import discover_dataset
     from skinfood_cli.paths import new_run_dir
-    from skinfood_cli.training import Trainer
+    from skinfood_cli.training import Trainer, settle_recipe
     from skinfood_cli.training.checkpointing import build_payload, restore
 
     data = make_dataset(tmp_path / "d", CLASSES, train_per_class=12, test_per_class=1, size=(40, 32))
@@ -140,13 +140,14 @@ def test_resuming_with_another_number_of_processes_restarts_the_epoch(tmp_path):
         def message(self, text):
             self.said.append(text)
 
-    saved = Trainer(cfg, ds, new_run_dir("two"), Reporter())
+    recipe = settle_recipe(cfg)
+    saved = Trainer(cfg, recipe, ds, new_run_dir("two"), Reporter())
     # As a 2-process job would have left it: in epoch 2, 3 global batches done.
     saved.state.epoch, saved.state.batch, saved.state.step, saved.state.world_size = 1, 3, 7, 2
     saved.state.partial = {"seen": 24, "correct": 9, "loss_sum": 20.0, "seconds": 1.0}
     ckpt = build_payload(saved, resumable=True)
     messages = Messages()
-    again = Trainer(cfg, ds, new_run_dir("one"), messages)
+    again = Trainer(cfg, recipe, ds, new_run_dir("one"), messages)
     restore(again, ckpt)
     st = again.state
     assert (st.epoch, st.batch, st.partial, st.world_size) == (1, 0, {}, 1)

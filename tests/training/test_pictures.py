@@ -6,7 +6,6 @@ import math
 import os
 import signal
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -140,19 +139,20 @@ class Warnings(Reporter):
         self.warnings.append(text)
 
 
-def fake_trainer(run_dir: Path, reporter: Reporter, *, out_of_time: bool = False):
+def the_runs_end(run_dir: Path, reporter: Reporter, *, budget_end: float | None = None) -> dict:
+    """What the loop hands save_run_pictures at the end of a run."""
     logits = np.array([[2.0, 0.1], [0.2, 1.5], [1.0, 0.3]], dtype=np.float32)  # (N, K)
-    state = SimpleNamespace(history=history(3), out_of_time=out_of_time, epochs_done=2.5 if out_of_time else 3.0)
-    return SimpleNamespace(
+    return dict(
         run_dir=run_dir,
-        state=state,
-        val_logits=(logits, np.array([0, 1, 1])),
-        ds=SimpleNamespace(classes=["a", "b"]),
-        reporter=reporter,
+        history=history(3),
+        validation=(logits, np.array([0, 1, 1])),
+        classes=["a", "b"],
+        budget_end=budget_end,
+        warn=reporter.warning,
     )
 
 
-def test_the_loops_call_draws_from_the_trainer(tmp_path, monkeypatch):
+def test_the_loops_call_draws_from_the_runs_history_and_validation_logits(tmp_path, monkeypatch):
     seen = {}
 
     def spy(folder, rows, **kw):
@@ -160,7 +160,7 @@ def test_the_loops_call_draws_from_the_trainer(tmp_path, monkeypatch):
         return []
 
     monkeypatch.setattr(pictures, "write_pictures", spy)
-    save_run_pictures(fake_trainer(tmp_path, Reporter(), out_of_time=True))  # type: ignore[arg-type]
+    save_run_pictures(**the_runs_end(tmp_path, Reporter(), budget_end=2.5))
     assert seen["folder"] == tmp_path and seen["budget_end"] == 2.5
     assert seen["matrix"].tolist() == [[1, 0], [1, 1]] and seen["classes"] == ["a", "b"]
 
@@ -171,11 +171,11 @@ def test_a_failure_to_draw_is_a_warning_not_a_failed_run(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pictures, "write_pictures", broken)
     reporter = Warnings()
-    assert save_run_pictures(fake_trainer(tmp_path, reporter)) == []  # type: ignore[arg-type]
+    assert save_run_pictures(**the_runs_end(tmp_path, reporter)) == []
     assert len(reporter.warnings) == 1 and "No space left on device" in reporter.warnings[0]
 
     monkeypatch.undo()
-    written = save_run_pictures(fake_trainer(tmp_path, reporter))  # type: ignore[arg-type]
+    written = save_run_pictures(**the_runs_end(tmp_path, reporter))
     assert [p.name for p in written] == [CURVES, CONFUSION] and len(reporter.warnings) == 1
 
 

@@ -38,7 +38,7 @@ class Recorder(Reporter):
 @pytest.mark.slow
 def test_learns_a_separable_toy_set(trained):
     best = trained.best
-    assert best["val_acc"] > 0.9, trained.history
+    assert best and best.val_acc > 0.9, trained.history
     ckpt = load_checkpoint(trained.best_path)
     assert ckpt["classes"] == ["acne", "psoriasis", "vitiligo"]
     assert ckpt["image_size"] == 96 and ckpt["config"]["seed"] == 0
@@ -311,10 +311,28 @@ def test_balance_weights_the_loss_by_inverse_frequency(small_data):
         f.unlink()
     from skinfood_cli.data.dataset import discover_dataset
     from skinfood_cli.paths import new_run_dir
-    from skinfood_cli.training import Trainer
+    from skinfood_cli.training import Trainer, settle_recipe
 
     cfg = TrainConfig(data=str(small_data), balance=True, **FAST)
     ds = discover_dataset(small_data, seed=0)
-    trainer = Trainer(cfg, ds, new_run_dir("bal"), Reporter())
+    trainer = Trainer(cfg, settle_recipe(cfg), ds, new_run_dir("bal"), Reporter())
     weight = trainer.criterion.weight
     assert weight[0] > weight[1] == pytest.approx(weight[2])
+
+
+def test_the_trainer_runs_on_the_recipe_it_is_given_not_on_the_config(small_data):
+    from dataclasses import replace
+
+    from skinfood_cli.data.dataset import discover_dataset
+    from skinfood_cli.paths import new_run_dir
+    from skinfood_cli.training import Trainer, settle_recipe
+
+    cfg = TrainConfig(data=str(small_data), **FAST)  # from scratch: no head phase, the machine's precision
+    recipe = replace(settle_recipe(cfg), freeze_epochs=1, precision="fp32", workers=0, progressive=False)
+    trainer = Trainer(cfg, recipe, discover_dataset(small_data, seed=0), new_run_dir("given"), Reporter())
+    steps = trainer.batches.steps()
+    assert trainer.schedule.phases == [(0, steps), (steps, steps)]  # the recipe's head-only epoch, then one more
+    assert trainer.frozen(0) and not trainer.frozen(1)
+    assert (trainer.device.type, trainer.precision.name) == ("cpu", "fp32")
+    assert trainer._train_loader().num_workers == 0
+    assert trainer.epoch_image_size() == 32

@@ -167,5 +167,5 @@ def test_resume_keeps_the_scope_check(trained, tmp_path, monkeypatch, dataset):
     shutil.copytree(trained.run_dir, home / "runs" / "again")
     monkeypatch.setenv("SKINFOOD_HOME", str(home))
     result = resume("again", epochs=int(torch.load(trained.last_path, weights_only=False)["train_state"]["epoch"]) + 1)
-    assert result.trust and result.trust["conformal"]["calibration_size"] > 0
+    assert result.trust and result.trust.conformal and result.trust.conformal.calibration_size > 0
     assert "trust" in torch.load(result.best_path, weights_only=True)
