@@ -23,7 +23,13 @@ class ServeConfig:
     token: str | None = None
     cors_origins: list[str] = field(default_factory=list)
     descriptions: str | None = None
-    max_top_k: int = 10
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * (1 << 20))
+
+
+MAX_TOP_K = 10  # the most alternatives a request may ask for (?top_k=); the API's schema says so
 
 
 SERVE_FIELDS = {f.name: f for f in fields(ServeConfig)}

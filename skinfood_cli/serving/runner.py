@@ -10,7 +10,9 @@ import socket
 import uvicorn
 
 from skinfood_cli.errors import UsageError
-from skinfood_cli.serving.server import ServeConfig, State, create_app
+from skinfood_cli.serving.config import ServeConfig
+from skinfood_cli.serving.server import create_app
+from skinfood_cli.serving.state import State
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
