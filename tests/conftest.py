@@ -8,6 +8,7 @@ tests that need a model share it, read-only.
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from skinfood_cli.data.synthetic import make_dataset
 
@@ -163,3 +165,29 @@ def browser(tmp_path):
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
     yield driver
     driver.quit()
+
+
+# --- HEIC photos, as a phone stores them (tests/data and tests/serving) -------------
+
+ORIENTATION = 0x0112
+ROTATE_90_CW = 6  # EXIF: the stored pixels must be turned 90° clockwise to stand up
+
+
+def heic_bytes(image: Image.Image, orientation: int = ROTATE_90_CW) -> bytes:
+    """`image` as a phone stores it: pixels turned so that `orientation` stands them back up."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    stored = image.transpose(Image.Transpose.ROTATE_90) if orientation == ROTATE_90_CW else image
+    exif = Image.Exif()
+    exif[ORIENTATION] = orientation
+    buf = io.BytesIO()
+    pillow_heif.from_pillow(stored).save(buf, quality=95, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def write_heic_twin(jpeg: Path, folder: Path) -> Path:
+    """A HEIC file (rotated pixels + EXIF orientation) showing the same picture as `jpeg`."""
+    with Image.open(jpeg) as src:
+        upright = src.convert("RGB")
+    path = folder / f"{jpeg.stem}.HEIC"
+    path.write_bytes(heic_bytes(upright))
+    return path

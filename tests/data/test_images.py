@@ -6,39 +6,15 @@ skinfood itself reads them with pi-heif, pillow-heif's decode-only build.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import parse_json
+from conftest import heic_bytes, parse_json, write_heic_twin
 from PIL import Image
 
 from skinfood_cli.data import images
 from skinfood_cli.data.images import is_image_path, load_image
-
-ORIENTATION = 0x0112
-ROTATE_90_CW = 6  # EXIF: the stored pixels must be turned 90° clockwise to stand up
-
-
-def heic_bytes(image: Image.Image, orientation: int = ROTATE_90_CW) -> bytes:
-    """`image` as a phone stores it: pixels turned so that `orientation` stands them back up."""
-    pillow_heif = pytest.importorskip("pillow_heif")
-    stored = image.transpose(Image.Transpose.ROTATE_90) if orientation == ROTATE_90_CW else image
-    exif = Image.Exif()
-    exif[ORIENTATION] = orientation
-    buf = io.BytesIO()
-    pillow_heif.from_pillow(stored).save(buf, quality=95, exif=exif.tobytes())
-    return buf.getvalue()
-
-
-def write_heic_twin(jpeg: Path, folder: Path) -> Path:
-    """A HEIC file (rotated pixels + EXIF orientation) showing the same picture as `jpeg`."""
-    with Image.open(jpeg) as src:
-        upright = src.convert("RGB")
-    path = folder / f"{jpeg.stem}.HEIC"
-    path.write_bytes(heic_bytes(upright))
-    return path
 
 
 def difference(a: Image.Image, b: Image.Image) -> float:

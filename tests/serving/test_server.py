@@ -543,7 +543,7 @@ def test_page_classifies_a_chosen_photo_and_switches_to_korean(server, browser, 
 
 
 def test_heic_upload_is_classified_like_its_jpeg_twin(server, photos, tmp_path):
-    from test_images import write_heic_twin
+    from conftest import write_heic_twin
 
     for jpeg in photos[::8]:  # one a class
         heic = write_heic_twin(jpeg, tmp_path)
