@@ -1,4 +1,4 @@
-"""`skinfood export`: a checkpoint -> one ONNX (or TorchScript) file, verified.
+"""A checkpoint -> one ONNX (or TorchScript) file, verified (`skinfood export` goes through exporting.py).
 
     best.pt -> fp32 module -> torch.onnx.export(dynamo=True) -> best.onnx
             [-> ONNX Runtime static quantisation (QDQ, per-channel) -> best.int8.onnx]
@@ -20,7 +20,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -38,6 +38,9 @@ from skinfood_cli.errors import (
 )
 from skinfood_cli.jsonio import dumps
 from skinfood_cli.weights import sha256_of
+
+if TYPE_CHECKING:
+    from skinfood_cli.hub.publish import HubExport
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 18  # loads in ONNX Runtime >= 1.14 and onnxruntime-web
@@ -81,6 +84,12 @@ class ExportResult:
     verification: Verification
     fp32: ExportResult | None = None  # the fp32 file an int8 export was quantised from
     seconds: float = 0.0
+    card: Path | None = None  # the run's MODEL_CARD.md, copied beside the file (exporting.export)
+
+    @property
+    def passed(self) -> bool:
+        """The file, and the fp32 file under an int8 one, match PyTorch."""
+        return all(r.verification.passed for r in (self.fp32, self) if r is not None)
 
 
 def require_export_extra() -> None:
@@ -183,9 +192,11 @@ def export_model(
     return result
 
 
-def check_passed(result: ExportResult) -> None:
-    """Raise (exit 1) when an export, or the fp32 file under an int8 one, failed verification."""
-    for r in (result.fp32, result):
+def check_passed(result: ExportResult | HubExport) -> None:
+    """Raise (exit 1) when an export failed verification: the file, the fp32 file under an int8 one,
+    or the ONNX file in a hub folder."""
+    file = result if isinstance(result, ExportResult) else result.onnx  # a hub folder: its ONNX file, if any
+    for r in () if file is None else (file.fp32, file):
         if r is not None and not r.verification.passed:
             v = r.verification
             raise SkinfoodError(
@@ -202,7 +213,7 @@ def check_passed(result: ExportResult) -> None:
 def default_output(checkpoint: Path, fmt: str, int8: bool) -> Path:
     """best.pt -> best[.int8].onnx or best[.int8].torchscript, beside the checkpoint."""
     if checkpoint.is_dir():  # a model folder (or a Hub download) as --model
-        from skinfood_cli.backends.hub_folder import default_export_path
+        from skinfood_cli.hub.folder import default_export_path
 
         return default_export_path(checkpoint, fmt, int8)
     suffix = (".int8." if int8 else ".") + fmt

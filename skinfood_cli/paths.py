@@ -18,6 +18,7 @@ from pathlib import Path
 from skinfood_cli.errors import ModelError, UsageError
 
 HOME_ENV = "SKINFOOD_HOME"
+HUB_PREFIX = "hf://"  # a `--model` value that names a Hub model: sources.resolve_model, hub/download.py
 
 
 def open_mode(fd: int) -> None:
@@ -140,7 +141,7 @@ def resolve_model(spec: str | os.PathLike | None) -> Path:
             )
         run = runs[0]
         return run.best if run.best.is_file() else run.last
-    if str(spec).startswith("hf://"):
+    if str(spec).startswith(HUB_PREFIX):
         raise UsageError(f"{spec}: a Hub model is resolved by skinfood_cli.sources.resolve_model, not here")
     path = Path(spec).expanduser()
     if path.is_file():

@@ -1,6 +1,6 @@
 """Where a `--model` value points: a local checkpoint, run or model folder, or a Hub model.
 
-`hf://ORG/NAME[@REVISION]` is downloaded once into the Hugging Face cache (hub.py);
+`hf://ORG/NAME[@REVISION]` is downloaded once into the Hugging Face cache (hub/download.py);
 everything else is on this machine (paths.py). Kept apart from paths.py so that the
 data home's module never imports the Hub client.
 """
@@ -12,13 +12,11 @@ from pathlib import Path
 
 from skinfood_cli import paths
 
-HUB_PREFIX = "hf://"
-
 
 def resolve_model(spec: str | os.PathLike | None) -> Path:
     """A `--model` value -> the checkpoint file or model folder to load."""
-    if spec is not None and str(spec).startswith(HUB_PREFIX):
-        from skinfood_cli.hub import resolve_hub_model
+    if spec is not None and str(spec).startswith(paths.HUB_PREFIX):
+        from skinfood_cli.hub.download import resolve_hub_model
 
         return resolve_hub_model(str(spec))
     return paths.resolve_model(spec)

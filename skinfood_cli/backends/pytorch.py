@@ -93,6 +93,6 @@ class FolderBackend(TorchBackend):
     suffixes: tuple[str, ...] = ()
 
     def load(self, path: Path) -> LoadedModel:
-        from skinfood_cli.backends.hub_folder import load_hub_folder
+        from skinfood_cli.hub.folder import load_hub_folder
 
         return self.from_checkpoint(path, load_hub_folder(path))

@@ -44,7 +44,7 @@ def models(
         _print_run_files(name, fmt)
         return
     from skinfood_cli.cli.output import RecordWriter, console, print_json
-    from skinfood_cli.hub import describe_hub_models
+    from skinfood_cli.hub.download import describe_hub_models
     from skinfood_cli.paths import runs_dir
     from skinfood_cli.store import describe_runs
 

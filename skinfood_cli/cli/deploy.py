@@ -107,39 +107,21 @@ def export(
         skinfood export --format hub --output skin-model/    # then: skinfood push skin-model/ ORG/NAME
     """
     from skinfood_cli.cli.output import console, print_export
+    from skinfood_cli.cli.share import print_hub_export
     from skinfood_cli.errors import UsageError
-    from skinfood_cli.export import check_passed, export_model
-    from skinfood_cli.sources import resolve_model
+    from skinfood_cli.export import check_passed
+    from skinfood_cli.exporting import export as export_to
+    from skinfood_cli.hub.publish import HubExport
 
     if dynamic and batch is not None:
         raise UsageError("--dynamic and --batch N contradict each other: pick one")
     err = console(stderr=True)
-    source = resolve_model(model)
-    if fmt is ExportFormat.hub or with_onnx:  # the portable folder (docs/sharing.md)
-        from skinfood_cli.cli.share import print_hub_export
-        from skinfood_cli.hub_publish import build_hub_folder, default_hub_output
-
-        if fmt is not ExportFormat.hub or int8 or batch is not None or with_preprocessing:
-            raise UsageError(
-                "--format hub writes fp32 weights (and --with-onnx a plain ONNX file): "
-                "--with-onnx goes with --format hub; --int8, --batch and --with-preprocessing don't"
-            )
-        print_hub_export(
-            build_hub_folder(
-                source,
-                output or default_hub_output(source),
-                with_onnx=with_onnx,
-                book=_book(descriptions),
-                verify_images=verify_images,
-                log=lambda msg: err.print(f"[dim]{msg}[/dim]"),
-            )
-        )
-        return
-    result = export_model(
-        source,
+    result = export_to(
+        model,
         fmt=fmt.value,
         output=output,
         int8=int8,
+        with_onnx=with_onnx,
         calibration=calibration,
         calibration_images=calibration_images,
         opset=opset,
@@ -149,12 +131,13 @@ def export(
         book=_book(descriptions),
         log=lambda msg: err.print(f"[dim]{msg}[/dim]"),
     )
+    if isinstance(result, HubExport):
+        check_passed(result)  # a folder whose ONNX file fails is not shown as ready to share
+        print_hub_export(result)
+        return
     print_export(result)
-    from skinfood_cli.model_card import copy_model_card
-
-    card = copy_model_card(source, result.path)
-    if card:
-        err.print(f"[dim]model card: {card}[/dim]")
+    if result.card:
+        err.print(f"[dim]model card: {result.card}[/dim]")
     check_passed(result)
 
 

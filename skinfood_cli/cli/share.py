@@ -42,7 +42,7 @@ def push(
         skinfood predict photo.jpg --model hf://my-lab/skin-resnet50
     """
     from skinfood_cli.cli.output import console
-    from skinfood_cli.hub_publish import push_model
+    from skinfood_cli.hub.publish import push_model
 
     err = console(stderr=True)
     result = push_model(
@@ -59,11 +59,7 @@ def push(
         f"to {result.repo_id}@{result.revision}"
     )
     typer.echo(result.url)
-    err.print(
-        f"[dim]use it anywhere: skinfood predict PHOTO --model hf://{result.repo_id}"
-        f"{'' if result.revision == 'main' else '@' + result.revision}[/dim]",
-        soft_wrap=True,
-    )
+    err.print(f"[dim]use it anywhere: skinfood predict PHOTO --model {result.model_spec}[/dim]", soft_wrap=True)
 
 
 def print_hub_export(result) -> None:

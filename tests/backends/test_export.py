@@ -204,6 +204,40 @@ def test_an_export_that_does_not_match_pytorch_fails(model_path, tmp_path, cli, 
     assert json.loads(out.with_name("wrong.onnx.json").read_text())["verification"]["passed"] is False
 
 
+def test_the_export_call_returns_a_failed_file_for_the_caller_to_judge(model_path, tmp_path, monkeypatch):
+    """exporting.export: the card beside the file, and a mismatch in the result rather than raised."""
+    import torch
+
+    from skinfood_cli.backends import onnx_writer
+    from skinfood_cli.errors import EXIT_SOME_FAILED, SkinfoodError
+    from skinfood_cli.export import ExportResult, check_passed
+    from skinfood_cli.exporting import export
+
+    out = tmp_path / "shipped" / "m.torchscript"
+    good = export(model_path, fmt="torchscript", output=out, verify_images=8)
+    assert isinstance(good, ExportResult) and good.passed and good.path == out and good.precision == "fp32"
+    assert good.card == out.parent / "MODEL_CARD.md" and good.card.is_file()
+    check_passed(good)
+
+    real = onnx_writer.export_module
+
+    def wrong_graph(loaded, with_preprocessing):
+        import copy
+
+        module = copy.deepcopy(real(loaded, with_preprocessing))
+        net = getattr(module, "model", module)
+        with torch.no_grad():
+            net.fc.bias += torch.tensor([0.0, 0.05, 0.0])
+        return module
+
+    monkeypatch.setattr(onnx_writer, "export_module", wrong_graph)
+    bad = export(model_path, output=tmp_path / "wrong.onnx", verify_images=8)
+    assert not bad.passed and bad.verification is not None and not bad.verification.passed
+    with pytest.raises(SkinfoodError, match=r"verification failed: wrong\.onnx") as caught:
+        check_passed(bad)
+    assert caught.value.exit_code == EXIT_SOME_FAILED
+
+
 def test_bad_onnx_files_as_model_exit_2_with_one_line(tmp_path, cli, dataset):
     from onnx import TensorProto, helper
 

@@ -77,7 +77,7 @@ def checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def folder(checkpoint, tmp_path_factory) -> Path:
-    from skinfood_cli.backends.hub_folder import write_hub_folder
+    from skinfood_cli.hub.folder import write_hub_folder
 
     return write_hub_folder(checkpoint, tmp_path_factory.mktemp("hub") / "tiny").path
 
@@ -249,13 +249,51 @@ def test_truncated_weights_exit_2_with_one_line(cli, folder, tmp_path, photos):
 
 
 def test_truncated_weights_fail_in_safetensors_too(folder, tmp_path):
-    from skinfood_cli.backends.hub_folder import load_weights
     from skinfood_cli.errors import ModelError
+    from skinfood_cli.hub.folder import load_weights
 
     cut = tmp_path / "model.safetensors"
     cut.write_bytes((folder / "model.safetensors").read_bytes()[:5000])
     with pytest.raises(ModelError, match="not a valid safetensors file"):
         load_weights(cut, None)
+
+
+def test_the_export_call_says_what_the_folder_holds(checkpoint, tmp_path):
+    from skinfood_cli.exporting import export
+    from skinfood_cli.hub.publish import HubExport
+
+    out = tmp_path / "shared"
+    result = export(checkpoint, fmt="hub", output=out)
+    assert isinstance(result, HubExport)
+    assert (result.path, result.format, result.precision) == (out, "hub", "fp32")
+    assert result.passed and result.onnx is None and result.verification is None
+    assert result.card == out / "README.md" and result.card.read_text().startswith("---\n")
+    assert result.folder.files == ["README.md", "config.json", "model.safetensors"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"fmt": "onnx", "with_onnx": True},
+        {"fmt": "hub", "int8": True},
+        {"fmt": "hub", "batch": 2},
+        {"fmt": "hub", "with_preprocessing": True},
+    ],
+)
+def test_the_export_call_refuses_what_a_folder_cannot_carry(checkpoint, tmp_path, options):
+    from skinfood_cli.errors import UsageError
+    from skinfood_cli.exporting import export
+
+    with pytest.raises(UsageError, match="--with-onnx goes with --format hub; --int8, --batch and"):
+        export(checkpoint, output=tmp_path / "out", **options)
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_with_onnx_but_not_hub_exits_2_with_one_line(cli, checkpoint, tmp_path):
+    r = cli("export", "--model", checkpoint, "--with-onnx", "--output", tmp_path / "out")
+    assert r.exit_code == 2 and r.stdout == ""
+    assert "--with-onnx goes with --format hub" in error_line(r)
+    assert not (tmp_path / "out").exists()
 
 
 # --- a stand-in for the Hub (tests/fakehub.py) ----------------------------------------------
@@ -518,3 +556,34 @@ def test_export_hub_with_onnx_adds_the_verified_file(cli, checkpoint, tmp_path):
         "model.onnx.json",
         "model.safetensors",
     ]
+
+
+@pytest.mark.slow
+def test_a_folder_whose_onnx_file_fails_verification_exits_1_and_prints_nothing(cli, checkpoint, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from skinfood_cli.backends import onnx_writer
+
+    real = onnx_writer.export_module
+
+    def wrong_graph(loaded, with_preprocessing):
+        import copy
+
+        module = copy.deepcopy(real(loaded, with_preprocessing))
+        net = getattr(module, "model", module)
+        with torch.no_grad():
+            net.fc.bias += torch.tensor([0.0, 0.5, 0.0])
+        return module
+
+    monkeypatch.setattr(onnx_writer, "export_module", wrong_graph)
+    out = tmp_path / "shared"
+    r = cli("export", "--format", "hub", "--with-onnx", "--model", checkpoint, "--output", out, "--verify-images", "8")
+    assert r.exit_code == 1 and r.stdout == ""
+    assert "verification failed: model.onnx (fp32)" in r.stderr and "do not ship it" in r.stderr
+
+    from skinfood_cli.exporting import export
+
+    result = export(checkpoint, fmt="hub", with_onnx=True, output=out, verify_images=8)  # the core does not raise
+    assert not result.passed and result.verification is not None and not result.verification.passed
+    assert result.onnx is not None and result.onnx.path == out / "model.onnx"

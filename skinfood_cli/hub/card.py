@@ -81,6 +81,3 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return "?" if value is None else str(value)
-
-
-# --- reading -------------------------------------------------------------------------

@@ -1,7 +1,10 @@
-"""Publishing a model: build the portable folder (hub_folder.py) and upload it with huggingface_hub.
+"""Publishing a model: build the portable folder (folder.py) and upload it with huggingface_hub.
 
-`build_hub_folder` is also `skinfood export --format hub`; `push_model` is `skinfood push`.
-The token comes from HF_TOKEN or `hf auth login`; skinfood never stores it.
+    RUN or DIR -> portable folder [+ verified model.onnx] -> create_repo -> upload_folder
+
+`build_hub_folder` is also `skinfood export --format hub` (through `exporting.export`);
+`push_model` is `skinfood push`. The token comes from HF_TOKEN or `hf auth login`;
+skinfood never stores it.
 """
 
 from __future__ import annotations
@@ -15,20 +18,52 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from skinfood_cli.errors import HubError, UsageError, first_line
-from skinfood_cli.hub import DEFAULT_REVISION, endpoint, is_network_error, parse_repo_id, require_hub
+from skinfood_cli.hub.download import (
+    DEFAULT_REVISION,
+    endpoint,
+    hub_spec,
+    is_network_error,
+    parse_repo_id,
+    require_hub,
+)
+from skinfood_cli.hub.folder import CARD_FILE, ONNX_FILE, HubFolder, describe_folder, is_hub_folder, write_hub_folder
 
 if TYPE_CHECKING:
-    from skinfood_cli.backends.hub_folder import HubFolder
-    from skinfood_cli.export import ExportResult
+    from skinfood_cli.export import ExportResult, Verification
 
 
 @dataclass
 class HubExport:
-    """A folder built for the Hub, and the ONNX export in it, if any."""
+    """A folder built for the Hub, and the ONNX export in it, if any.
+
+    `path`, `format`, `precision`, `verification`, `passed` and `card` read as an
+    `export.ExportResult`'s do, so a caller of `exporting.export` needs no branch for them.
+    """
 
     folder: HubFolder
     onnx: ExportResult | None
     seconds: float
+
+    format = "hub"
+    precision = "fp32"  # safetensors weights (and a plain fp32 ONNX file)
+
+    @property
+    def path(self) -> Path:
+        return self.folder.path
+
+    @property
+    def verification(self) -> Verification | None:
+        """The ONNX file's check against PyTorch; None without one (the weights are checked byte for byte)."""
+        return None if self.onnx is None else self.onnx.verification
+
+    @property
+    def passed(self) -> bool:
+        return self.onnx is None or self.onnx.passed
+
+    @property
+    def card(self) -> Path | None:
+        """The folder's README.md: the model card."""
+        return self.folder.path / CARD_FILE if CARD_FILE in self.folder.files else None
 
 
 @dataclass
@@ -40,6 +75,11 @@ class PushResult:
     size_bytes: int
     commit_url: str | None
 
+    @property
+    def model_spec(self) -> str:
+        """What `--model` takes to use it: hf://ORG/NAME[@REVISION]."""
+        return hub_spec(self.repo_id, self.revision)
+
 
 def build_hub_folder(
     source: str | os.PathLike,
@@ -49,17 +89,21 @@ def build_hub_folder(
     book=None,
     repo_id: str | None = None,
     verify_images: int | None = None,
+    check: bool = True,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> HubExport:
     """The portable folder for `source` (a checkpoint or a folder), with the verified ONNX file if asked.
 
+    Args:
+        check: raise when the ONNX file fails verification (as `export.check_passed`);
+            False returns the result, with `passed` False, for the caller to decide.
+
     Raises:
         ModelError: the source does not load.
         MissingExtraError: `with_onnx` without the export extra.
-        SkinfoodError (exit 1): the ONNX export does not match PyTorch.
+        SkinfoodError (exit 1): model.safetensors does not read back as the checkpoint's weights;
+            with `check`, the ONNX export does not match PyTorch.
     """
-    from skinfood_cli.backends.hub_folder import ONNX_FILE, write_hub_folder
-
     started = time.perf_counter()
     if with_onnx:
         from skinfood_cli.export import require_export_extra
@@ -69,7 +113,6 @@ def build_hub_folder(
     folder = write_hub_folder(source, output, book=book, repo_id=repo_id)
     onnx = None
     if with_onnx:
-        from skinfood_cli.backends.hub_folder import describe_folder
         from skinfood_cli.export import VERIFY_IMAGES, check_passed, export_model
 
         onnx = export_model(
@@ -80,7 +123,8 @@ def build_hub_folder(
             log=log,
             verify_images=VERIFY_IMAGES if verify_images is None else verify_images,
         )
-        check_passed(onnx)
+        if check:
+            check_passed(onnx)
         folder = describe_folder(Path(output), folder.weights_sha256)
     return HubExport(folder, onnx, time.perf_counter() - started)
 
@@ -123,7 +167,6 @@ def push_model(
         MissingExtraError: huggingface_hub is not installed.
         HubError: not logged in, no write access, no network.
     """
-    from skinfood_cli.backends.hub_folder import is_hub_folder
     from skinfood_cli.paths import resolve_model
 
     repo_id = parse_repo_id(repo_id)
@@ -176,8 +219,6 @@ def push_model(
 
 def _has_onnx(source: Path) -> bool:
     """A folder that already carries an ONNX file keeps it (re-exported and verified) when pushed."""
-    from skinfood_cli.backends.hub_folder import ONNX_FILE
-
     return source.is_dir() and (source / ONNX_FILE).is_file()
 
 

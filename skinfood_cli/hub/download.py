@@ -1,8 +1,9 @@
-"""Sharing models through the Hugging Face Hub: `--model hf://ORG/NAME[@REVISION]` and `skinfood push`.
+"""Using a model by name: `--model hf://ORG/NAME[@REVISION]`, and what is in the Hugging Face cache.
 
     hf://ORG/NAME@REV -> model_info (files, LFS sha256) -> config.json (is it ours? which version?)
                       -> model.safetensors into the Hugging Face cache -> sha256 checked -> folder
-    RUN or DIR        -> portable folder (backends/hub_folder.py) -> create_repo -> upload_folder
+
+(The way up, `skinfood push`, is publish.py; the folder format, folder.py.)
 
 Downloads go through `huggingface_hub` and its cache, so HF_HOME, HF_HUB_CACHE,
 HF_ENDPOINT, HF_HUB_OFFLINE and HF_TOKEN mean what they mean for every other
@@ -17,7 +18,6 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from skinfood_cli.errors import (
     HubError,
@@ -26,12 +26,9 @@ from skinfood_cli.errors import (
     UsageError,
     first_line,
 )
-
-if TYPE_CHECKING:
-    pass
+from skinfood_cli.paths import HUB_PREFIX
 
 HUB_INSTALL = 'pip install ".[hub]" in the skinfood checkout'
-SCHEME = "hf://"
 DEFAULT_REVISION = "main"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -47,7 +44,7 @@ def require_hub():
 
 def parse_repo_id(text: str) -> str:
     """ORG/NAME (or hf://ORG/NAME) -> ORG/NAME; UsageError for anything else."""
-    repo_id = text.removeprefix(SCHEME)
+    repo_id = text.removeprefix(HUB_PREFIX)
     parts = repo_id.split("/")
     if len(parts) != 2 or not all(_NAME.fullmatch(p) and len(p) <= 96 for p in parts):
         raise UsageError(f"{text!r} is not a Hub repository name: give ORG/NAME (letters, digits, . _ -)")
@@ -56,12 +53,17 @@ def parse_repo_id(text: str) -> str:
 
 def parse_hub_spec(spec: str) -> tuple[str, str]:
     """hf://ORG/NAME[@REVISION] -> (ORG/NAME, REVISION or "main")."""
-    if not spec.startswith(SCHEME):
+    if not spec.startswith(HUB_PREFIX):
         raise UsageError(f"{spec!r} is not a Hub model: write hf://ORG/NAME[@REVISION]")
-    name, _, revision = spec[len(SCHEME) :].partition("@")
-    if "@" in spec[len(SCHEME) :] and not revision:
+    name, _, revision = spec[len(HUB_PREFIX) :].partition("@")
+    if "@" in spec[len(HUB_PREFIX) :] and not revision:
         raise UsageError(f"{spec!r}: nothing after @; give a branch, tag or commit, or leave out the @")
     return parse_repo_id(name), revision or DEFAULT_REVISION
+
+
+def hub_spec(repo_id: str, revision: str = DEFAULT_REVISION) -> str:
+    """(ORG/NAME, REVISION) -> what `--model` takes: hf://ORG/NAME, with @REVISION unless it is main."""
+    return f"{HUB_PREFIX}{repo_id}" + ("" if revision == DEFAULT_REVISION else f"@{revision}")
 
 
 # --- using a model by name -------------------------------------------------------------
@@ -139,7 +141,7 @@ def _from_cache(spec: str, repo_id: str, revision: str, why: str) -> Path:
 
 
 def _check_config(path: Path, spec: str) -> None:
-    from skinfood_cli.backends.hub_folder import read_config
+    from skinfood_cli.hub.folder import read_config
 
     try:
         read_config(path.parent)
@@ -291,7 +293,7 @@ def describe_hub_models() -> list[dict]:
                 continue
             refs = sorted(rev.refs)
             ref = DEFAULT_REVISION if DEFAULT_REVISION in refs else (refs[0] if refs else rev.commit_hash)
-            name = f"{SCHEME}{repo.repo_id}" + ("" if ref == DEFAULT_REVISION else f"@{ref}")
+            name = hub_spec(repo.repo_id, ref)
             metrics: dict = config["metrics"] if isinstance(config.get("metrics"), dict) else {}
             classes = [str(c) for c in config.get("classes") or []]
             rows.append(

@@ -11,6 +11,8 @@
 command downstream (engine, export, serve) sees no difference between a `.pt`
 and a folder. Local paths (the dataset's folder, validation file names) stay on
 the trainer's machine: file names of clinical photos can identify people.
+backends/pytorch.py loads folders through this module, so it imports nothing of
+`backends` at the top (tensor_tree.py only inside the functions that need it).
 """
 
 from __future__ import annotations
@@ -23,9 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from skinfood_cli.backends.hub_card import model_card
-from skinfood_cli.backends.tensor_tree import PREFIX, join_tensors, split_tensors
 from skinfood_cli.errors import ModelError, UsageError, first_line
+from skinfood_cli.hub.card import model_card
 from skinfood_cli.jsonio import dumps, plain
 
 CONFIG_FILE = "config.json"
@@ -86,6 +87,8 @@ def write_hub_folder(
         UsageError: `output` is a file, or a non-empty folder that is not a skinfood folder.
         SkinfoodError (exit 1): the folder written does not read back as the same weights.
     """
+    from skinfood_cli.backends.tensor_tree import split_tensors
+
     source, output = Path(source), Path(output)
     if output.exists() and not output.is_dir():
         raise UsageError(f"--output {output} is a file: give a folder")
@@ -281,6 +284,7 @@ def load_hub_folder(folder: str | os.PathLike) -> dict:
         ModelError: a missing, foreign, tampered or newer config.json; a missing,
             truncated or altered model.safetensors; weights that don't fit the classes.
     """
+    from skinfood_cli.backends.tensor_tree import PREFIX, join_tensors
     from skinfood_cli.checkpoint import FORMAT, validate_checkpoint
 
     folder = Path(folder)
