@@ -168,11 +168,13 @@ def confidence_threshold(
     """The lowest confidence above which validation answers are right `target_precision` of the time.
 
     Below it a prediction is flagged uncertain. Clamped to [floor, ceiling];
-    with too few validation photos to say, 0.5.
+    with too few validation photos to say, the default threshold.
     """
+    from skinfood_cli.checkpoint import DEFAULT_THRESHOLD
+
     probs = np.asarray(probs)
     if len(probs) < min_examples:
-        return 0.5
+        return DEFAULT_THRESHOLD
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == np.asarray(labels)
     order = np.argsort(-confidence)

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from skinfood_cli.checkpoint import DEFAULT_THRESHOLD
 from skinfood_cli.errors import ModelError, UsageError, first_line
 from skinfood_cli.hub.card import model_card
 from skinfood_cli.jsonio import dumps, plain
@@ -308,7 +309,7 @@ def load_hub_folder(folder: str | os.PathLike) -> dict:
         mean=[float(v) for v in config["mean"]],
         std=[float(v) for v in config["std"]],
         display_names=config.get("display_names"),
-        threshold=float(config.get("threshold", 0.5)),
+        threshold=float(config.get("threshold", DEFAULT_THRESHOLD)),
     )
     if config.get("trust") is not None:
         try:
