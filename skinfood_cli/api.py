@@ -17,9 +17,13 @@ prints; a file that is not a photo becomes a record with `error` set.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+# evaluate's report: one type for the command and the API (EvaluationReport is its older name here)
+from skinfood_cli.evaluation.report import ClassScores, EvalReport
+from skinfood_cli.evaluation.report import EvalReport as EvaluationReport
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,7 +32,7 @@ if TYPE_CHECKING:
     from skinfood_cli.engine import Engine
     from skinfood_cli.prediction import Prediction
 
-__all__ = ["ClassScores", "EvaluationReport", "Explanation", "SkinModel", "load_model"]
+__all__ = ["ClassScores", "EvalReport", "EvaluationReport", "Explanation", "SkinModel", "load_model"]
 
 
 def load_model(
@@ -166,7 +170,7 @@ class SkinModel:
         seed: int = 0,
         skip_unknown: bool = False,
         by_skin_tone: bool = False,
-    ) -> EvaluationReport:
+    ) -> EvalReport:
         """Score the model on held-out photos, as `skinfood evaluate --format json` does.
 
         Args:
@@ -177,19 +181,21 @@ class SkinModel:
             by_skin_tone: add the per-skin-tone table (`report["by_skin_tone"]`).
 
         Unlike the command, it writes nothing (no model card update, no report files).
+        The report is `evaluation.evaluate_model`'s, the command's own.
         """
-        from skinfood_cli.breakdown import add_leak_check, add_skin_tone
-        from skinfood_cli.evaluation import evaluate, resolve_eval_set
+        from skinfood_cli.evaluation import evaluate_model
 
-        engine = self.engine
-        eval_set = resolve_eval_set(
-            engine.model.meta, engine.classes, os.fspath(data) if data else None, split, skip_unknown
+        return evaluate_model(
+            self.engine,
+            data=data,
+            split=split,
+            skip_unknown=skip_unknown,
+            top_k=top_k,
+            bootstrap=bootstrap,
+            seed=seed,
+            by_skin_tone=by_skin_tone,
+            update_card=False,
         )
-        result = evaluate(engine, eval_set, top_k=top_k, bootstrap=bootstrap, seed=seed)
-        add_leak_check(result, engine.model.meta, bootstrap=bootstrap, seed=seed)
-        if by_skin_tone:
-            add_skin_tone(result, bootstrap=bootstrap, seed=seed)
-        return EvaluationReport.from_result(result)
 
     def explain(self, photo, *, target_class: str | None = None, top_k: int = 3) -> Explanation:
         """Grad-CAM for one photo (a path or a PIL image): where the model found its evidence.
@@ -247,73 +253,6 @@ class SkinModel:
 def _is_image(value) -> bool:
     """A PIL image (checked by duck type: importing PIL for an isinstance check is not needed)."""
     return hasattr(value, "getbands") and hasattr(value, "size")
-
-
-@dataclass(frozen=True)
-class ClassScores:
-    """One class's row of the per-class table."""
-
-    precision: float
-    recall: float
-    f1: float
-    support: int
-    never_predicted: bool
-
-
-@dataclass(frozen=True)
-class EvaluationReport:
-    """What `evaluate` found, with attribute access; `report["key"]` reaches every JSON key.
-
-    `to_dict()` is what `skinfood evaluate --format json` prints; `predictions`
-    holds one row per photo (path, true, predicted, confidence, correct, ...).
-    """
-
-    accuracy: float
-    balanced_accuracy: float
-    macro_f1: float
-    top_k: int
-    top_k_accuracy: float
-    loss: float
-    ece: float
-    num_images: int
-    classes: list[str]
-    per_class: dict[str, ClassScores]
-    confusion_matrix: list[list[int]]
-    ci: dict  # metric -> [low, high], 95% bootstrap
-    most_confused: list
-    unreadable: list[dict]
-    result: dict = field(repr=False)
-
-    @classmethod
-    def from_result(cls, result: dict) -> EvaluationReport:
-        """Wrap `evaluation.evaluate`'s dict (not copied: the report reads it)."""
-        return cls(
-            accuracy=float(result["accuracy"]),
-            balanced_accuracy=float(result["balanced_accuracy"]),
-            macro_f1=float(result["macro_f1"]),
-            top_k=int(result["top_k"]),
-            top_k_accuracy=float(result["top_k_accuracy"]),
-            loss=float(result["loss"]),
-            ece=float(result["ece"]),
-            num_images=int(result["num_images"]),
-            classes=list(result["classes"]),
-            per_class={name: ClassScores(**row) for name, row in result["per_class"].items()},
-            confusion_matrix=result["confusion_matrix"],
-            ci=result["ci"],
-            most_confused=result["most_confused"],
-            unreadable=result["unreadable"],
-            result=result,
-        )
-
-    @property
-    def predictions(self) -> list[dict]:
-        return self.result["predictions"]
-
-    def __getitem__(self, key: str) -> Any:
-        return self.result[key]
-
-    def to_dict(self) -> dict:
-        return {k: v for k, v in self.result.items() if k != "predictions"}
 
 
 @dataclass

@@ -1,22 +1,24 @@
 """Evaluation figures on parts of a test set: by estimated skin tone, and without leaked photos.
 
-Both work on the per-photo rows `evaluation.evaluate` returns ("predictions":
-path, true, predicted), so no photo goes through the model twice; each part
-gets the same metrics and bootstrap intervals as the whole (metrics.py).
+Both work on the per-photo rows an evaluation scored (`EvalReport.predictions`:
+path, true, predicted), so no photo goes through the model twice; each part gets
+the same metrics and bootstrap intervals as the whole (metrics.py).
 """
 
 from __future__ import annotations
 
 import csv
+import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import numpy as np
-
-from skinfood_cli import metrics as M
 
 
 def subset_metrics(y, pred, num_classes: int, *, bootstrap: int = 1000, seed: int = 0) -> dict:
     """Count, accuracy, balanced accuracy and macro-F1 with 95% bootstrap intervals."""
+    import numpy as np
+
+    from skinfood_cli import metrics as M
+
     y, pred = np.asarray(y, dtype=np.int64), np.asarray(pred, dtype=np.int64)
     if not len(y):
         return {"count": 0, "accuracy": None, "balanced_accuracy": None, "macro_f1": None, "ci": {}}
@@ -31,6 +33,8 @@ def subset_metrics(y, pred, num_classes: int, *, bootstrap: int = 1000, seed: in
 
 def skin_tone_table(y, pred, itas, num_classes: int, *, bootstrap: int = 1000, seed: int = 0) -> dict:
     """Per Del Bino group (and "unknown"): the photos' count and scores; the counts add up to len(y)."""
+    import numpy as np
+
     from skinfood_cli.data.skin_tone import GROUP_NAMES, NOTE, group_range, ita_group
 
     y, pred = np.asarray(y, dtype=np.int64), np.asarray(pred, dtype=np.int64)
@@ -48,56 +52,95 @@ def skin_tone_table(y, pred, itas, num_classes: int, *, bootstrap: int = 1000, s
     return {"note": NOTE, "groups": rows, "total": len(y)}
 
 
-def _arrays(result: dict):
-    index = {c: i for i, c in enumerate(result["classes"])}
-    rows = result["predictions"]
+@dataclass(frozen=True)
+class SubsetScores:
+    """`subset_metrics` of a part of the scored photos (accuracy etc. None when it is empty)."""
+
+    count: int
+    accuracy: float | None
+    balanced_accuracy: float | None
+    macro_f1: float | None
+    ci: dict  # metric -> [low, high], 95% bootstrap
+
+
+@dataclass(frozen=True)
+class LeakedPhoto:
+    path: str
+    distance: int  # difference-hash bits to its nearest training photo
+
+
+@dataclass(frozen=True)
+class LeakCheck:
+    """Scored photos with a near copy among the model's training photos, and the scores without them."""
+
+    threshold: int  # of 256 difference-hash bits
+    count: int
+    photos: list[LeakedPhoto]  # nearest first
+    without: SubsetScores
+
+    def to_dict(self) -> dict:
+        """The `leaks` object of `evaluate --format json`."""
+        return asdict(self)
+
+
+def _arrays(rows: list[dict], classes: list[str]):
+    import numpy as np
+
+    index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[r["true"]] for r in rows], dtype=np.int64)
     pred = np.array([index[r["predicted"]] for r in rows], dtype=np.int64)
-    return rows, y, pred
+    return y, pred
 
 
-def add_skin_tone(result: dict, *, bootstrap: int = 1000, seed: int = 0, workers: int | None = None) -> dict:
-    """Put `by_skin_tone` (skin_tone_table of every scored photo) into an evaluate result."""
+def skin_tone_breakdown(
+    rows: list[dict], classes: list[str], *, bootstrap: int = 1000, seed: int = 0, workers: int | None = None
+) -> dict:
+    """`skin_tone_table` of every scored photo (`rows`: evaluate's per-photo rows), each photo's ITA measured."""
     from skinfood_cli.data.hash_cache import collect_facts
 
-    rows, y, pred = _arrays(result)
+    y, pred = _arrays(rows, classes)
     facts, _ = collect_facts([r["path"] for r in rows], workers=workers)
     itas = [None if f.error else f.ita for f in facts]
-    result["by_skin_tone"] = skin_tone_table(y, pred, itas, len(result["classes"]), bootstrap=bootstrap, seed=seed)
-    return result
+    return skin_tone_table(y, pred, itas, len(classes), bootstrap=bootstrap, seed=seed)
 
 
-def add_leak_check(
-    result: dict, meta: dict, *, bootstrap: int = 1000, seed: int = 0, workers: int | None = None
-) -> dict:
-    """Put `leaks` into an evaluate result: scored photos with a near copy among the model's
-    training photos (recorded in its checkpoint), and the metrics without them.
+def leak_check(
+    rows: list[dict],
+    classes: list[str],
+    meta: dict,
+    *,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    workers: int | None = None,
+) -> LeakCheck | None:
+    """Scored photos (`rows`) with a near copy among the model's training photos (recorded in its
+    checkpoint), and the metrics without them.
 
-    Models that record no training hashes (older runs, exported files) get no `leaks` key.
+    None for models that record no training hashes (older runs, exported files).
     """
+    import numpy as np
+
     from skinfood_cli.data.check import DEFAULT_THRESHOLD
     from skinfood_cli.data.leaks import find_training_copies
 
     data = meta.get("data") or {}
     hashes = data.get("train_hashes")
     if not hashes:
-        return result
+        return None
     threshold = int((data.get("leaks") or {}).get("threshold", DEFAULT_THRESHOLD))
-    rows, y, pred = _arrays(result)
+    y, pred = _arrays(rows, classes)
     found = find_training_copies([r["path"] for r in rows], hashes, threshold, workers=workers)
     keep = np.array([r["path"] not in found for r in rows], dtype=bool)
-    result["leaks"] = {
-        "threshold": threshold,
-        "count": len(found),
-        "photos": [{"path": p, "distance": d} for p, d in sorted(found.items(), key=lambda kv: (kv[1], kv[0]))],
-        "without": subset_metrics(y[keep], pred[keep], len(result["classes"]), bootstrap=bootstrap, seed=seed),
-    }
-    return result
+    return LeakCheck(
+        threshold=threshold,
+        count=len(found),
+        photos=[LeakedPhoto(p, d) for p, d in sorted(found.items(), key=lambda kv: (kv[1], kv[0]))],
+        without=SubsetScores(**subset_metrics(y[keep], pred[keep], len(classes), bootstrap=bootstrap, seed=seed)),
+    )
 
 
-def write_skin_tone_csv(result: dict, folder: str | Path) -> Path | None:
-    """skin_tone.csv in a report folder, when the result has a skin-tone table."""
-    table = result.get("by_skin_tone")
+def write_skin_tone_csv(table: dict | None, folder: str | os.PathLike) -> Path | None:
+    """skin_tone.csv in a report folder from a `skin_tone_table` (nothing without one)."""
     if not table:
         return None
     path = Path(folder) / "skin_tone.csv"

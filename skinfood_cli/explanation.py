@@ -27,6 +27,9 @@ HEATMAP_NOTE = {
     "ko": "히트맵은 모델이 주목한 곳입니다. 근거가 아닌 힌트일 뿐이며, 그림자·털·배경에 반응할 수 있습니다.",
 }
 MAX_SIDE = 1024
+# What an explain record adds to the prediction record (prediction.Prediction's fields):
+# the class the heatmap is for, and where the picture was written (None for an input that failed).
+EXPLAIN_FIELDS = ("explained_label", "heatmap")
 
 
 @dataclass
@@ -272,7 +275,11 @@ def explain_items(
     output_dir: str | Path,
     threshold: float | None = None,
 ):
-    """Yield (Prediction record dict with `heatmap`, GradCam or None) per input, in order."""
+    """Yield (record, GradCam or None) per input, in order.
+
+    A record is the Prediction's fields and EXPLAIN_FIELDS (`explained_label`, `heatmap`);
+    an input that failed has `error` set and the rest empty.
+    """
     from skinfood_cli.data.images import load_image_file
     from skinfood_cli.data.quality import photo_quality
     from skinfood_cli.errors import ImageError, UsageError
@@ -286,13 +293,14 @@ def explain_items(
     threshold = engine.model.threshold if threshold is None else threshold
     used: set = set()
     for item in items:
-        if item.error is not None:
-            yield {**Prediction(item.path, error=item.error).to_dict(), "heatmap": None}, None
-            continue
-        try:
-            loaded = load_image_file(item.path)
-        except ImageError as exc:
-            yield {**Prediction(item.path, error=str(exc)).to_dict(), "heatmap": None}, None
+        error = item.error
+        if error is None:
+            try:
+                loaded = load_image_file(item.path)
+            except ImageError as exc:
+                error = str(exc)
+        if error is not None:
+            yield {**Prediction(item.path, error=error).to_dict(), **dict.fromkeys(EXPLAIN_FIELDS)}, None
             continue
         record, result, picture = explain_image(
             engine,

@@ -416,6 +416,143 @@ def test_no_model_at_all_says_to_train_one(cli):
     assert r.stdout.strip() == ""
 
 
+# --- one core call: evaluate_model -> EvalReport ------------------------------------------------
+
+# The keys of `evaluate --format json`, in the order it prints them (leaks and by_skin_tone when present).
+JSON_KEYS = [
+    "model",
+    "data",
+    "split",
+    "num_images",
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "ci",
+    "top_k",
+    "top_k_accuracy",
+    "loss",
+    "ece",
+    "temperature",
+    "classes",
+    "confusion_matrix",
+    "per_class",
+    "most_confused",
+    "trust",
+    "unreadable",
+    "skipped_unknown",
+]
+
+
+def scores_dict() -> dict:
+    """A small result in the shape `evaluation.evaluate` returns (two classes, three photos)."""
+    row = {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2, "never_predicted": False}
+    return {
+        "model": "/runs/x/best.pt",
+        "data": "/data",
+        "split": "test",
+        "num_images": 3,
+        "accuracy": 2 / 3,
+        "balanced_accuracy": 0.75,
+        "macro_f1": 2 / 3,
+        "ci": {"accuracy": [0.3, 1.0]},
+        "top_k": 2,
+        "top_k_accuracy": 1.0,
+        "loss": 0.5,
+        "ece": 0.1,
+        "temperature": 1.2,
+        "classes": ["a", "b"],
+        "confusion_matrix": [[1, 1], [0, 1]],
+        "per_class": {"a": row, "b": {**row, "precision": 0.5, "recall": 1.0, "support": 1}},
+        "most_confused": [{"true": "a", "predicted": "b", "count": 1}],
+        "trust": {"scope_check": False},
+        "unreadable": [{"path": "/data/bad.jpg", "error": "not an image file"}],
+        "skipped_unknown": {"c": 2},
+        "predictions": [{"path": "/data/a/1.jpg", "true": "a", "predicted": "a"}],
+    }
+
+
+def test_eval_report_to_dict_is_the_json_object_in_its_order():
+    from skinfood_cli.breakdown import LeakCheck, LeakedPhoto, SubsetScores
+    from skinfood_cli.evaluation import ClassScores, EvalReport
+
+    scores = scores_dict()
+    report = EvalReport.from_scores(scores)
+    assert list(report.to_dict()) == JSON_KEYS
+    assert report.to_dict() == {k: v for k, v in scores.items() if k != "predictions"}
+    assert report.per_class["b"] == ClassScores(0.5, 1.0, 2 / 3, 1, False)
+    assert report["skipped_unknown"] == report.skipped_unknown == {"c": 2}
+    assert report["predictions"] is report.predictions
+    assert (report.leaks, report.by_skin_tone, report.files, report.card_path) == (None, None, [], None)
+    with pytest.raises(KeyError):
+        report["leaks"]  # a model that records no training photos: no leak check, no key
+
+    leaks = LeakCheck(7, 1, [LeakedPhoto("/data/a/1.jpg", 3)], SubsetScores(2, 0.5, 0.5, 0.4, {}))
+    tones = {"note": "rough", "groups": [], "total": 3}
+    both = EvalReport.from_scores(scores, leaks=leaks, by_skin_tone=tones)
+    assert list(both.to_dict()) == [*JSON_KEYS, "leaks", "by_skin_tone"]
+    assert both["leaks"] == {
+        "threshold": 7,
+        "count": 1,
+        "photos": [{"path": "/data/a/1.jpg", "distance": 3}],
+        "without": {"count": 2, "accuracy": 0.5, "balanced_accuracy": 0.5, "macro_f1": 0.4, "ci": {}},
+    }
+    assert both["by_skin_tone"] == tones
+
+
+def test_the_api_report_is_the_core_report():
+    from skinfood_cli import api
+    from skinfood_cli.evaluation import ClassScores, EvalReport
+
+    assert api.EvaluationReport is EvalReport and api.ClassScores is ClassScores
+
+
+@pytest.mark.slow
+def test_evaluate_model_is_the_whole_command_in_one_call(cli, installed_run, tmp_path):
+    """The command's JSON, its report files and its card update are evaluate_model's."""
+    from skinfood_cli import load_model
+    from skinfood_cli.breakdown import LeakCheck
+    from skinfood_cli.evaluation import ClassScores, evaluate_model
+    from skinfood_cli.jsonio import dumps
+    from skinfood_cli.model_card import CARD_NAME
+
+    best = installed_run / "best.pt"
+    args = ["--model", best, "--precision", "fp32", "--bootstrap", "50", "--format", "json"]
+    r = cli("evaluate", *args, "--report", tmp_path / "by-cli")
+    assert r.exit_code == 0, r.stderr
+    printed = json.loads(r.stdout)
+    assert list(printed) == [*JSON_KEYS, "leaks", "by_skin_tone"]  # the card is due: it gets the skin tones
+    assert f"test figures written into {installed_run / CARD_NAME}" in " ".join(r.stderr.split())
+    assert "report written:" in r.stderr
+
+    card = installed_run / CARD_NAME
+    card.write_text("stale\n")
+    engine = load_model(best, precision="fp32").engine
+    report = evaluate_model(engine, bootstrap=50, report_dir=tmp_path / "by-core")
+    assert json.loads(dumps(report.to_dict())) == printed
+    assert report.card_path == card and f"### Test ({NUM_TEST} photos)" in card.read_text()
+    assert [f.name for f in report.files] == [
+        "metrics.json",
+        "confusion.csv",
+        "predictions.csv",
+        "confusion.png",
+        "index.html",
+        "skin_tone.csv",
+    ]
+    assert all(f.parent == tmp_path / "by-core" for f in report.files)
+    assert json.loads((tmp_path / "by-core" / "metrics.json").read_text()) == printed
+    for name in ("predictions.csv", "confusion.csv", "skin_tone.csv"):
+        assert (tmp_path / "by-core" / name).read_bytes() == (tmp_path / "by-cli" / name).read_bytes(), name
+    assert isinstance(report.leaks, LeakCheck) and report.leaks.count == 0
+    assert all(isinstance(s, ClassScores) for s in report.per_class.values())
+    assert len(report.predictions) == report.num_images == NUM_TEST
+
+    # No card update asked for: the card is left as it is, and the skin tones come only when asked for.
+    card.write_text("stale\n")
+    quiet = evaluate_model(engine, bootstrap=0, update_card=False)
+    assert quiet.card_path is None and quiet.by_skin_tone is None and quiet.files == []
+    assert card.read_text() == "stale\n"
+
+
 # --- held-out-only folders: DIR/test/<class>/ or DIR/val/<class>/ ---------------------------------
 
 

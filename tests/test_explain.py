@@ -276,6 +276,43 @@ def test_json_over_a_folder_with_a_broken_file(cli, model_path, dataset, tmp_pat
     assert "could not be explained" in r.stderr
 
 
+def test_json_records_are_predicts_records_and_the_heatmap(cli, model_path, tmp_path):
+    """explain --format json: each record has every key predict --format json gives (the photo-quality
+    hints included), the same answer, then the class the heatmap is for and where the picture went."""
+    from dataclasses import fields
+
+    from skinfood_cli.cli.output import EXPLAIN_COLUMNS, RECORD_COLUMNS
+    from skinfood_cli.prediction import Prediction
+
+    assert sorted(RECORD_COLUMNS) == sorted(f.name for f in fields(Prediction))
+    assert [*RECORD_COLUMNS[:-1], "explained_label", "heatmap", "error"] == EXPLAIN_COLUMNS
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    save_photo(folder / "a_acne.jpg", "acne", seed=31)
+    dark = save_photo(folder / "b_dark.jpg", "vitiligo", seed=32)
+    with Image.open(dark) as img:
+        Image.eval(img, lambda v: v // 8).save(dark, quality=92)
+    (folder / "c_broken.jpg").write_text("not really a photo\n", encoding="utf-8")
+    base = ["--model", model_path, "--format", "json", "--precision", "fp32"]
+    predicted = json.loads(cli("predict", folder, *base).stdout)
+    r = cli("explain", folder, *base[:-2], "--output-dir", tmp_path / "out")
+    assert r.exit_code == 1, r.stderr  # the broken file
+    explained = json.loads(r.stdout)
+    assert [e["path"] for e in explained] == [p["path"] for p in predicted]
+    for e, p in zip(explained, predicted):
+        assert list(e) == EXPLAIN_COLUMNS
+        numbers = ("confidence", "top_k", "scope_score")  # one photo through Grad-CAM vs a batch: last digits
+        assert {k: v for k, v in e.items() if k not in (*numbers, "explained_label", "heatmap")} == {
+            k: v for k, v in p.items() if k not in numbers
+        }
+        if p["confidence"] is not None:
+            assert e["confidence"] == pytest.approx(p["confidence"], abs=1e-4)
+    good, darkened, broken = explained
+    assert "dark" in darkened["quality"] and "dark" not in good["quality"]
+    assert good["explained_label"] == good["label"] and Path(good["heatmap"]).is_file()
+    assert broken["error"] and broken["explained_label"] is None and broken["heatmap"] is None
+
+
 @pytest.mark.parametrize("spelling", ["same", "dotted"])
 def test_output_equal_to_the_input_is_refused(cli, model_path, tmp_path, monkeypatch, spelling):
     photo = save_photo(tmp_path / "photo.jpg")

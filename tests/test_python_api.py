@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ from conftest import parse_json
 from PIL import Image
 
 from skinfood_cli.errors import ModelError, UsageError
+from skinfood_cli.jsonio import dumps
 from skinfood_cli.prediction import Prediction
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "python.md"
@@ -179,7 +181,14 @@ def test_evaluate_returns_the_figures_evaluate_json_prints(cli, installed_run, d
         assert scores.recall == pytest.approx(printed["per_class"][name]["recall"])
     assert report["confusion_matrix"] == printed["confusion_matrix"] == report.confusion_matrix
     assert len(report.predictions) == 24 and {"path", "true", "predicted"} <= set(report.predictions[0])
-    assert set(report.to_dict()) <= set(printed)
+    # the command's own report, less the skin-tone table it adds for the run's card (the API writes no card)
+    assert json.loads(dumps(report.to_dict())) == {k: v for k, v in printed.items() if k != "by_skin_tone"}
+    assert report.leaks is not None and report.leaks.count == printed["leaks"]["count"] == 0
+    assert report.files == [] and report.card_path is None
+    card = installed_run / "MODEL_CARD.md"
+    before = card.read_text()
+    assert model.evaluate(dataset, bootstrap=0, by_skin_tone=True).by_skin_tone["total"] == 24
+    assert card.read_text() == before
 
 
 def test_explain_gives_a_heatmap_an_overlay_and_the_record(model, photos):

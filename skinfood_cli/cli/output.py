@@ -11,6 +11,7 @@ import os
 import sys
 from typing import IO
 
+from skinfood_cli.explanation import EXPLAIN_FIELDS
 from skinfood_cli.jsonio import dumps
 
 MACHINE_FORMATS = ("json", "jsonl", "csv", "tsv")
@@ -31,6 +32,8 @@ RECORD_COLUMNS = [
     "quality",
     "error",
 ]
+# `explain`'s records: a prediction record, then which class the heatmap is for and where it went.
+EXPLAIN_COLUMNS = [*(c for c in RECORD_COLUMNS if c != "error"), *EXPLAIN_FIELDS, "error"]
 
 _consoles: dict = {}
 

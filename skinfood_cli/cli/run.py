@@ -193,53 +193,44 @@ def evaluate(
 
         skinfood evaluate --ood not-skin/ --ood other-conditions/
     """
-    from skinfood_cli.cli.output import RecordWriter, note, print_json, warn
-    from skinfood_cli.cli.reporting import BatchProgress
-    from skinfood_cli.evaluation import evaluate as run_evaluation
-    from skinfood_cli.evaluation import resolve_eval_set, write_report
+    from skinfood_cli.cli.breakdown_view import print_breakdowns, print_card_update, warn_leaks
+    from skinfood_cli.cli.evaluation_view import EvaluationProgress, print_evaluation, warn_unreadable
+    from skinfood_cli.cli.output import RecordWriter, note, print_json
+    from skinfood_cli.evaluation import evaluate_model
 
     engine = _load_engine(model, device, precision, batch_size, workers)
-    eval_set = resolve_eval_set(
-        engine.model.meta, engine.classes, str(data) if data else None, split.value, skip_unknown
-    )
-    _warn_no_scope_check(engine)
-    for name, count in eval_set.unknown.items():
-        warn(f"left out {count} photo(s) of class {name!r}, which the model does not know")
-    with BatchProgress(len(eval_set.samples), "evaluating") as bar:
-        result = run_evaluation(
+    with EvaluationProgress(engine) as progress:
+        result = evaluate_model(
             engine,
-            eval_set,
+            data=data,
+            split=split.value,
+            skip_unknown=skip_unknown,
             top_k=top_k,
             bootstrap=bootstrap,
             seed=seed,
-            progress=bar.advance,
-            ood=[str(p) for p in ood or []],
+            by_skin_tone=by is GroupBy.skin_tone,
+            ood=ood or (),
+            report_dir=report,
+            progress=progress,
         )
-    for item in result["unreadable"]:
-        warn(f"skipped {item['path']}: {item['error']}")
-    from skinfood_cli.cli.breakdown_view import add_breakdowns, update_card, write_breakdown_files
-
-    add_breakdowns(result, engine.model, by_skin_tone=by is GroupBy.skin_tone, bootstrap=bootstrap, seed=seed)
-    if report:
-        files = write_report(result, report, engine=engine)
-        files += write_breakdown_files(result, report)
-        note(f"report written: {', '.join(str(f) for f in files)}")
+    warn_unreadable(result)
+    warn_leaks(result)
+    if result.files:
+        note(f"report written: {', '.join(str(f) for f in result.files)}")
     if fmt is TableFormat.json:
-        print_json({k: v for k, v in result.items() if k != "predictions"})
+        print_json(result.to_dict())
     elif fmt is TableFormat.csv:
         writer = RecordWriter("csv", sys.stdout, ["class", "precision", "recall", "f1", "support"])
-        for name, s in result["per_class"].items():
-            writer.write({"class": name, **{k: s[k] for k in ("precision", "recall", "f1", "support")}})
+        for name, s in result.per_class.items():
+            writer.write(
+                {"class": name, "precision": s.precision, "recall": s.recall, "f1": s.f1, "support": s.support}
+            )
         writer.close()
     else:
-        from skinfood_cli.cli.evaluation_view import print_evaluation
-
         print_evaluation(result, normalize=normalize)
-        from skinfood_cli.cli.breakdown_view import print_breakdowns
-
         print_breakdowns(result, by_skin_tone=by is GroupBy.skin_tone)
-    update_card(engine.model, result)
-    if result["unreadable"]:
+    print_card_update(result)
+    if result.unreadable:
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
@@ -270,7 +261,7 @@ def explain(
 
         skinfood explain photo.jpg --class psoriasis --output why.png
     """
-    from skinfood_cli.cli.output import RecordWriter, print_explanation, warn
+    from skinfood_cli.cli.output import EXPLAIN_COLUMNS, RecordWriter, print_explanation, warn
     from skinfood_cli.errors import UsageError
     from skinfood_cli.explanation import HEATMAP_NOTE, explain_items
     from skinfood_cli.prediction import NOT_A_DIAGNOSIS, expand_inputs
@@ -294,29 +285,11 @@ def explain(
         output_dir=output_dir,
     )
     failed = 0
-    writer = RecordWriter(fmt.value, sys.stdout) if fmt is not ExplainFormat.human else None
+    writer = RecordWriter(fmt.value, sys.stdout, EXPLAIN_COLUMNS) if fmt is not ExplainFormat.human else None
     for record, _cam in records:
         failed += record["error"] is not None
         if writer:
-            writer.write(
-                {
-                    k: record.get(k)
-                    for k in (
-                        "path",
-                        "label",
-                        "disease_name",
-                        "confidence",
-                        "uncertain",
-                        "top_k",
-                        "in_scope",
-                        "scope_score",
-                        "prediction_set",
-                        "explained_label",
-                        "heatmap",
-                        "error",
-                    )
-                }
-            )
+            writer.write({k: record[k] for k in EXPLAIN_COLUMNS})
         else:
             print_explanation(record, book, language, HEATMAP_NOTE[language])
     if writer:
