@@ -117,3 +117,13 @@ def test_typer_and_rich_are_imported_only_by_the_cli_layer():
     )
     assert outside == []
     assert not (PACKAGE / "output.py").exists()
+
+
+def test_every_package_is_listed_for_the_wheel():
+    # pyproject.toml lists the packages by hand (descriptions/ is mapped in from outside the
+    # tree); a new subpackage missing there installs from a checkout but not from the wheel.
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    present = {_module_name(p) for p in PACKAGE.rglob("__init__.py")}
+    assert present - listed == set()
