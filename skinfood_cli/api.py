@@ -6,6 +6,7 @@
     records = model.predict("photos/")       # [Prediction]: the records `predict --format json` prints
     report = model.evaluate("dermnet/")      # the figures `evaluate` prints (.accuracy, .per_class, ...)
     why = model.explain("photo.jpg")         # Grad-CAM: .heatmap (H, W), .overlay, .prediction
+    made = model.export("skin.onnx")         # the verified file `export` writes (.path, .verification, .passed)
 
 Nothing here decides anything of its own: the model is found by `sources.resolve_model`,
 loaded by `engine.load_model` and run by one `Engine`; records come from `prediction`,
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from skinfood_cli.engine import Engine
+    from skinfood_cli.export import ExportResult
+    from skinfood_cli.hub.publish import HubExport
     from skinfood_cli.prediction import Prediction
 
 __all__ = ["ClassScores", "EvalReport", "EvaluationReport", "Explanation", "SkinModel", "load_model"]
@@ -196,6 +199,29 @@ class SkinModel:
             by_skin_tone=by_skin_tone,
             update_card=False,
         )
+
+    def export(
+        self,
+        output: str | os.PathLike | None = None,
+        *,
+        fmt: str = "onnx",
+        int8: bool = False,
+        verify_images: int = 200,
+    ) -> ExportResult | HubExport:
+        """Write the model as an ONNX or TorchScript file, or a hub folder, verified, as `skinfood export` does.
+
+        Args:
+            output: the file (or, for "hub", the folder) to write; None: beside the checkpoint.
+            fmt: "onnx", "torchscript" or "hub".
+            int8: an 8-bit copy, calibrated on the run's training photos (files only).
+
+        Returns the command's own result: `.path`, `.verification` (`.agreement`,
+        `.max_abs_diff` against PyTorch fp32), `.passed`, `.card`. A file that fails its
+        verification is returned with `passed` False, not raised: the command exits 1 there.
+        """
+        from skinfood_cli.exporting import export
+
+        return export(self.path, fmt=fmt, output=output, int8=int8, verify_images=verify_images, book=self.book)
 
     def explain(self, photo, *, target_class: str | None = None, top_k: int = 3) -> Explanation:
         """Grad-CAM for one photo (a path or a PIL image): where the model found its evidence.

@@ -57,10 +57,16 @@ def page_blocks() -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", PAGE.read_text(encoding="utf-8"), re.DOTALL | re.MULTILINE)
 
 
-def test_the_page_runs_block_by_block_against_the_session_model(model_path, photos, dataset):
+def test_the_page_runs_block_by_block_against_the_session_model(model_path, photos, dataset, tmp_path):
     blocks = page_blocks()
     assert len(blocks) >= 6
-    given = {"MODEL": model_path, "PHOTOS": photos, "PHOTO": sorted(photos.iterdir())[0], "DATA": dataset}
+    given = {
+        "MODEL": model_path,
+        "PHOTOS": photos,
+        "PHOTO": sorted(photos.iterdir())[0],
+        "DATA": dataset,
+        "OUT": tmp_path / "exports",
+    }
     first = blocks[0]
     for name, value in given.items():
         first, count = re.subn(rf'^{name} = "[^"]*"', f"{name} = {str(value)!r}", first, flags=re.MULTILINE)
@@ -78,6 +84,8 @@ def test_the_page_runs_block_by_block_against_the_session_model(model_path, phot
     records = namespace["records"]
     assert len(records) == len(list(photos.iterdir())) and all(isinstance(r, Prediction) for r in records)
     assert "accuracy" in printed and "macro-F1 95% interval" in printed
+    made = namespace["made"]  # the export block: the command's verified file, where the page said
+    assert made.path == tmp_path / "exports" / "skin.onnx" and made.path.is_file() and made.passed
     assert isinstance(namespace["why"].overlay, Image.Image)
     assert "Not a diagnosis" in printed
     assert "error: no model file or run named 'no-such-run'" in printed
