@@ -29,7 +29,7 @@ OPTIONAL_KINDS: dict[str, type] = {
 }
 AUGMENTS = ("auto", "light", "strong")
 # What the help says of a setting whose default `settle_recipe` decides, rather than restate its rule.
-SETTLED = "default: settled per run, see docs/recipe.md"
+SETTLED = "default: chosen for each run, see docs/recipe.md"
 
 
 def _opt(default: Any, help: str) -> Any:
