@@ -206,7 +206,7 @@ class SkinModel:
         *,
         fmt: str = "onnx",
         int8: bool = False,
-        verify_images: int = 200,
+        verify_images: int | None = None,
     ) -> ExportResult | HubExport:
         """Write the model as an ONNX or TorchScript file, or a hub folder, verified, as `skinfood export` does.
 
@@ -214,14 +214,17 @@ class SkinModel:
             output: the file (or, for "hub", the folder) to write; None: beside the checkpoint.
             fmt: "onnx", "torchscript" or "hub".
             int8: an 8-bit copy, calibrated on the run's training photos (files only).
+            verify_images: photos to check the file on (None: as many as `skinfood export`).
 
         Returns the command's own result: `.path`, `.verification` (`.agreement`,
         `.max_abs_diff` against PyTorch fp32), `.passed`, `.card`. A file that fails its
         verification is returned with `passed` False, not raised: the command exits 1 there.
         """
+        from skinfood_cli.export import VERIFY_IMAGES
         from skinfood_cli.exporting import export
 
-        return export(self.path, fmt=fmt, output=output, int8=int8, verify_images=verify_images, book=self.book)
+        photos = VERIFY_IMAGES if verify_images is None else verify_images
+        return export(self.path, fmt=fmt, output=output, int8=int8, verify_images=photos, book=self.book)
 
     def explain(self, photo, *, target_class: str | None = None, top_k: int = 3) -> Explanation:
         """Grad-CAM for one photo (a path or a PIL image): where the model found its evidence.
