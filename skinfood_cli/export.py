@@ -45,7 +45,11 @@ if TYPE_CHECKING:
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 18  # loads in ONNX Runtime >= 1.14 and onnxruntime-web
 FP32_TOLERANCE = 1e-4  # max |p_export - p_torch| over all classes and photos
-INT8_AGREEMENT = 0.99  # top-1 agreement of an int8 export with PyTorch fp32
+INT8_AGREEMENT = 0.99  # top-1 agreement of an int8 export with PyTorch fp32, near-ties aside:
+# a photo whose two likeliest conditions are within TIE_BAND in fp32 changes top-1 with any
+# change of arithmetic (bf16 or int8 alike); counting it would measure the model's indecision,
+# not the file's fidelity. Such photos are reported, as the scope check's near-cut ones are.
+TIE_BAND = 0.05
 SCOPE_TOLERANCE = 1e-4  # fp32: max |s_export - s_torch| / max(1, |s_torch|) of the scope score
 # (with the 1 at least 1/scale: a validation spread of a few photos can be tiny, and float32 noise
 # in the raw score, divided by it, must not fail an export that computes the same thing)
@@ -65,12 +69,21 @@ class Verification:
     images: int
     source: str  # "validation split" or "generated images"
     max_abs_diff: float  # of calibrated probabilities
-    agreement: float  # top-1
+    agreement: float  # top-1, every photo
     passed: bool
     criterion: str
     # The scope score output (None: the model has no scope check).
     scope_max_rel_diff: float | None = None
     scope_agreement: float | None = None
+    # int8: top-1 agreement on the photos whose fp32 top two are TIE_BAND or more apart.
+    decisive_agreement: float | None = None
+    near_ties: int = 0  # photos set aside from it
+
+    def agreement_text(self) -> str:
+        """'97.8%', or with near-ties set aside '97.8%, 100.0% with 2 near-tie(s) aside'."""
+        if self.decisive_agreement is None or not self.near_ties:
+            return f"{self.agreement:.1%}"
+        return f"{self.agreement:.1%}, {self.decisive_agreement:.1%} with {self.near_ties} near-tie(s) aside"
 
 
 @dataclass
@@ -201,7 +214,7 @@ def check_passed(result: ExportResult | HubExport) -> None:
             v = r.verification
             raise SkinfoodError(
                 f"verification failed: {r.path.name} ({r.precision}) does not match PyTorch: {v.criterion} "
-                f"not met (max |Δp| {v.max_abs_diff:.2e}, top-1 agreement {v.agreement:.1%} on {v.images} "
+                f"not met (max |Δp| {v.max_abs_diff:.2e}, top-1 agreement {v.agreement_text()} on {v.images} "
                 f"{v.source}); the file is kept for inspection, do not ship it",
                 exit_code=EXIT_SOME_FAILED,
             )
@@ -360,6 +373,7 @@ def verify(loaded, path: Path, photos: _Photos, *, int8: bool) -> Verification:
     reference = Engine(loaded, device="cpu", precision="fp32")
     run = _file_runner(path)
     diffs, agree, total = [], 0, 0
+    decisive, decisive_agree = 0, 0
     scope_diffs, scope_agree = [], 0
     unit = max(1.0, 1.0 / (float((loaded.trust or {}).get("scale", 1.0)) or 1.0))  # see SCOPE_TOLERANCE
     for images in photos.batches():
@@ -367,7 +381,12 @@ def verify(loaded, path: Path, photos: _Photos, *, int8: bool) -> Verification:
         p_ref = reference.probabilities(logits)
         p_exp, s_exp = run(images)
         diffs.append(float(np.abs(p_ref - p_exp).max()))
-        agree += int((p_ref.argmax(1) == p_exp.argmax(1)).sum())
+        same = p_ref.argmax(1) == p_exp.argmax(1)
+        top2 = np.sort(p_ref, axis=1)[:, -2:]  # every model has two classes or more
+        clear = (top2[:, 1] - top2[:, 0]) >= TIE_BAND
+        agree += int(same.sum())
+        decisive += int(clear.sum())
+        decisive_agree += int((same & clear).sum())
         total += len(images)
         if s_ref is not None:
             if s_exp is None:  # the export lost the scope output: fail loudly
@@ -379,8 +398,11 @@ def verify(loaded, path: Path, photos: _Photos, *, int8: bool) -> Verification:
     scoped = bool(scope_diffs)
     scope_diff = max(scope_diffs) if scoped else None
     scope_agreement = scope_agree / total if scoped and total else None
+    # Every photo a near-tie (a barely trained model): nothing decisive to compare, so all count.
+    decisive_agreement = decisive_agree / decisive if decisive else agreement
     if int8:
-        passed, criterion = agreement >= INT8_AGREEMENT, f"top-1 agreement >= {INT8_AGREEMENT:.0%}"
+        passed = decisive_agreement >= INT8_AGREEMENT
+        criterion = f"top-1 agreement >= {INT8_AGREEMENT:.0%} (near-ties, top two within {TIE_BAND:g}, aside)"
         if scoped:
             passed = passed and (scope_agreement or 0.0) >= SCOPE_AGREEMENT
             criterion += (
@@ -400,6 +422,8 @@ def verify(loaded, path: Path, photos: _Photos, *, int8: bool) -> Verification:
         criterion=criterion,
         scope_max_rel_diff=scope_diff,
         scope_agreement=scope_agreement,
+        decisive_agreement=decisive_agreement if int8 else None,
+        near_ties=total - decisive if int8 else 0,
     )
 
 

@@ -330,7 +330,7 @@ def print_export(result) -> None:
         out.print(f"[bold]{escape(str(r.path))}[/bold]  {r.precision}, {r.size_bytes / 1e6:.1f} MB")
         out.print(
             f"  {mark} against PyTorch fp32 on {v.images} {v.source}: max |Δp| {v.max_abs_diff:.1e}, "
-            f"top-1 agreement {v.agreement:.1%} (needs {v.criterion})"
+            f"top-1 agreement {v.agreement_text()} (needs {v.criterion})"
         )
         out.print(f"  sha256 {r.sha256}")
         if r.sidecar:
