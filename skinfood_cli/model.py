@@ -34,7 +34,7 @@ class PrecisionChoice(str, Enum):
     fp16 = "fp16"
 
 
-def build_model(num_classes: int, backbone_state: dict | None = None, arch: str = DEFAULT_ARCH):
+def build_model(num_classes: int, backbone_state: dict | None = None, arch: str = DEFAULT_ARCH, training: bool = False):
     """The `arch` network (timm) with a fresh `num_classes`-way head.
 
     Args:
@@ -42,6 +42,8 @@ def build_model(num_classes: int, backbone_state: dict | None = None, arch: str 
         backbone_state: ImageNet weights in timm's parameter names (weights.py maps
             them); their 1000-way head is dropped since the head is new.
         arch: a name from archs.ARCHS.
+        training: add the arch's training regularisation (`Arch.training_kwargs`:
+            dropout, stochastic depth). Inert in eval mode; no parameters of its own.
 
     Raises:
         WeightsError: `backbone_state` does not fit the architecture.
@@ -53,7 +55,7 @@ def build_model(num_classes: int, backbone_state: dict | None = None, arch: str 
     # padding included). From scratch, zeroing the last BatchNorm of each residual
     # block starts it as the identity, which trains markedly faster (Goyal et al.,
     # 2017); pretrained weights overwrite it anyway.
-    kwargs: dict[str, Any] = dict(spec.create_kwargs)
+    kwargs: dict[str, Any] = dict(spec.create_kwargs) | (dict(spec.training_kwargs) if training else {})
     if spec.foldable_batchnorm:
         kwargs["zero_init_last"] = backbone_state is None
     model: Any = timm.create_model(spec.timm_name, pretrained=False, exportable=True, **kwargs)

@@ -43,6 +43,21 @@ def test_every_arch_builds_with_a_fresh_head_and_its_features(name):
     assert f"{spec.classifier}.weight" in model.state_dict()
 
 
+def test_lite_regularisation_acts_in_training_and_leaves_predictions_alone():
+    """Dropout and stochastic depth, as the weights were trained: only while training, no parameters."""
+    torch.manual_seed(0)
+    trained = build_model(4, arch="efficientnet-lite0", training=True)
+    plain = build_model(4, arch="efficientnet-lite0")
+    plain.load_state_dict(trained.state_dict())  # a checkpoint of the training model loads as is
+    assert trained.drop_rate == 0.2 and plain.drop_rate == 0.0
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(trained.eval()(x), plain.eval()(x))
+        trained.train()
+        assert not torch.equal(trained(x), trained(x))  # a different part of the network dropped each pass
+    assert build_model(4, arch="resnet50", training=True).drop_rate == 0.0  # its recipe was measured without
+
+
 def test_unknown_arch_is_a_usage_error_naming_the_choices():
     with pytest.raises(UsageError, match="efficientnet-lite0"):
         get_arch("resnet18")

@@ -287,7 +287,7 @@ def train_transform(image_size: int, mean, std, strength: str = "light"):
 
     if strength == "strong":
         steps = [
-            T.RandomResizedCrop(image_size, scale=(0.35, 1.0)),
+            SquashedResizedCrop(image_size, scale=(0.35, 1.0)),
             T.RandomHorizontalFlip(),
             T.RandomVerticalFlip(),
             T.TrivialAugmentWide(),
@@ -300,6 +300,37 @@ def train_transform(image_size: int, mean, std, strength: str = "light"):
             T.RandomCrop(image_size, padding=10),
         ]
     return T.Compose([*steps, T.ToTensor(), T.Normalize(mean, std)])
+
+
+class SquashedResizedCrop:
+    """A random resized crop in the geometry evaluation sees: the photo squashed to a square.
+
+    Evaluation resizes the whole photo to image_size x image_size, so a 4:3 photo is
+    seen 3/4 as wide as it is. torchvision's RandomResizedCrop draws crops whose
+    aspect ratio is spread around 1 *in the photo*, which trains on undistorted
+    shapes and tests on squashed ones. Spreading the ratio around the photo's own
+    aspect instead gives exactly the crops of "squash to a square, then a random
+    resized crop" (the same areas, the same ratios around the squashed shape), but
+    cut from the full-resolution photo rather than a small square copy of it.
+    """
+
+    def __init__(self, size: int, scale: tuple[float, float] = (0.35, 1.0), ratio=(3 / 4, 4 / 3)):
+        self.size = (size, size)
+        self.scale = scale
+        self.ratio = ratio
+
+    def __call__(self, image):
+        from torchvision.transforms import RandomResizedCrop
+        from torchvision.transforms import functional as F
+
+        width, height = F.get_image_size(image)
+        aspect = width / height
+        ratio = (self.ratio[0] * aspect, self.ratio[1] * aspect)
+        top, left, h, w = RandomResizedCrop.get_params(image, list(self.scale), list(ratio))
+        return F.resized_crop(image, top, left, h, w, list(self.size), antialias=True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size}, scale={self.scale}, ratio={self.ratio})"
 
 
 class ImageDataset:

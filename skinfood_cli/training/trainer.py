@@ -106,7 +106,7 @@ class Trainer:
         self.image_size: int = cfg.image_size or self.arch.image_size  # TrainConfig settles it; this tells mypy
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
-        self.model = build_model(len(ds.classes), backbone_state, self.arch.name)
+        self.model = build_model(len(ds.classes), backbone_state, self.arch.name, training=True)
         if cfg.sync_bn and self.world > 1:
             # Batch statistics over the global batch, at the price of one all-reduce
             # per BatchNorm layer (53 in ResNet50) per step: worth it when a GPU
