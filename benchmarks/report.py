@@ -395,6 +395,13 @@ def _errors(level: dict) -> str:
     return str(sum(level["errors"].values())) if level["errors"] else "0"
 
 
+RECIPE_LABELS = {
+    "plain": "plain script, every training photo",
+    "plain-same": "plain script, the photos skinfood trained on",
+    "skinfood": "skinfood",
+}
+
+
 def _recipe_section(r: dict) -> list[str]:
     """benchmarks/recipe.py: mean ± sd over seeds of each recipe's test scores."""
     lines = [
@@ -409,7 +416,8 @@ def _recipe_section(r: dict) -> list[str]:
         epochs = sum(run.get("epochs", 0) for run in runs) / len(runs)
         speed = sum(run.get("images_per_s") or 0 for run in runs) / len(runs)
         cells = [f"{rec[k]['mean']:.3f} ± {rec[k]['sd']:.3f}" for k in ("accuracy", "macro_f1", "balanced_accuracy")]
-        lines.append(f"| {name} | {len(runs)} | {epochs:.1f} | {speed:.1f} | " + " | ".join(cells) + " |")
+        label = RECIPE_LABELS.get(name, name)
+        lines.append(f"| {label} | {len(runs)} | {epochs:.1f} | {speed:.1f} | " + " | ".join(cells) + " |")
     lines.append("")
     return lines
 

@@ -108,3 +108,33 @@ def test_without_the_export_extra_the_onnx_rows_are_skipped_with_one_line(capsys
     assert sum("skipped (extra not installed)" in line for line in out.splitlines()) == 2
     assert "PyTorch x86 int8" in out and "ONNX fp32" not in out
     assert not {"onnx_int8_speedup", "onnx_int8_agreement"} & set(run.failed_bars(figures))
+
+
+def test_the_plain_script_can_be_given_exactly_the_photos_a_skinfood_run_trained_on(tmp_path):
+    """recipe.py --same-photos: the run's validation split and left-out leaks are not in the tree."""
+    import torch
+    from PIL import Image
+
+    recipe = _load("recipe")
+    data = tmp_path / "data"
+    for split, names in (("train", ["a1", "a2", "a3", "a4"]), ("test", ["t1"])):
+        for cls in ("acne", "eczema"):
+            (data / split / cls).mkdir(parents=True)
+            for name in names:
+                Image.new("RGB", (8, 8), (120, 80, 60)).save(data / split / cls / f"{name}.jpg")
+    run = tmp_path / "run"
+    run.mkdir()
+    held = {"root": str(data), "val_files": ["train/acne/a1.jpg", "train/eczema/a2.jpg"]}
+    torch.save({"data": {**held, "leaks": {"dropped": ["train/acne/a3.jpg"]}}}, run / "last.pt")
+
+    tree = recipe.skinfood_training_photos(run, tmp_path / "same")
+
+    trained = sorted(p.relative_to(tree).as_posix() for p in (tree / "train").rglob("*.jpg"))
+    assert trained == [
+        "train/acne/a2.jpg",
+        "train/acne/a4.jpg",
+        "train/eczema/a1.jpg",
+        "train/eczema/a3.jpg",
+        "train/eczema/a4.jpg",
+    ]
+    assert sorted(p.name for p in (tree / "test").rglob("*.jpg")) == ["t1.jpg", "t1.jpg"]
