@@ -113,7 +113,7 @@ def skinfood_training_photos(run: Path, out: Path) -> Path:
 
     from skinfood_cli.data.dataset import discover_dataset
 
-    data = torch.load(run / "last.pt", map_location="cpu", weights_only=False)["data"]
+    data = torch.load(run / "last.pt", map_location="cpu", weights_only=True)["data"]  # plain types: run no code
     root = Path(data["root"])
     ds = discover_dataset(root, val_files=data["val_files"])
     left_out = {(root.resolve() / key).resolve() for key in data.get("leaks", {}).get("dropped", [])}
