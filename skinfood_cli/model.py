@@ -19,7 +19,16 @@ from typing import Any
 from skinfood_cli.archs import DEFAULT_ARCH, IMAGENET_MEAN, IMAGENET_STD, get_arch
 from skinfood_cli.errors import UsageError, WeightsError
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "build_model", "head", "head_prefix", "pooled_features"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "build_model",
+    "head",
+    "head_prefix",
+    "pooled_features",
+    "scope_stage",
+    "staged_features",
+]
 
 DEVICE_ENV = "SKINFOOD_DEVICE"
 DEVICES = "auto, cpu, cuda, cuda:N or mps"  # what --device and $SKINFOOD_DEVICE take
@@ -93,6 +102,23 @@ def pooled_features(model, x):
     """(features (B, D), logits (B, K)): one forward that keeps the pooled pre-logit features."""
     features = model.forward_head(model.forward_features(x), pre_logits=True)
     return features, head(model)(features)
+
+
+def scope_stage(model) -> int:
+    """The feature stage whose statistics the scope check reads: the one before the last.
+
+    An index into timm's `feature_info` (and `forward_intermediates`): the stride-16
+    stage of every backbone here (ResNet50's layer3, EfficientNet-Lite's blocks.4).
+    """
+    return len(model.feature_info) - 2
+
+
+def staged_features(model, x, stage: int):
+    """(features (B, D), logits (B, K), stage (B, C, h, w)): `pooled_features` that also keeps
+    feature stage `stage`'s output, in the same single forward (timm's `forward_intermediates`)."""
+    final, (kept,) = model.forward_intermediates(x, indices=[stage])
+    features = model.forward_head(final, pre_logits=True)
+    return features, head(model)(features), kept
 
 
 def fold_batchnorm(model):

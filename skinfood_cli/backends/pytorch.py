@@ -58,18 +58,18 @@ class TorchBackend(Backend):
 
         scoped = None
         if model.trust and "score" in model.trust:
-            from skinfood_cli.trust import ScopedClassifier, pooled_features
+            from skinfood_cli.trust import ScopedClassifier
 
             scoped = ScopedClassifier(module, model.trust).to(device).eval()
 
             def forward_scoped(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-                # The network runs under autocast; the scope score is computed from its pooled
-                # features in fp32 (a bf16 distance in 1280 or 2048 dimensions is too coarse).
+                # The network runs under autocast; the scope score is computed from its outputs
+                # in fp32 (a bf16 distance in 1280 or 2048 dimensions is too coarse).
                 with torch.inference_mode():
                     with resolved.autocast(device):
                         x = batch.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-                        features, logits = pooled_features(module, x)
-                    scope = scoped.scope_from(features.float(), logits.float())
+                        logits, features, stage = scoped.network(x)
+                    scope = scoped.scope_from(features, logits, stage)
                 return logits.float().cpu(), scope.float().cpu()
 
         return Runner(

@@ -82,9 +82,12 @@ def quantize_module(module, batches: Iterable, example):
         from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
 
         custom = PrepareCustomConfig().set_non_traceable_module_classes(_shape_dependent_layers())
+        mapping = get_mapping(recipe)
+        for kind in _fp32_modules():
+            mapping.set_object_type(kind, None)
         prepared = prepare_fx(
             copy.deepcopy(module).eval().float(),
-            get_mapping(recipe),
+            mapping,
             example_inputs=(example,),
             prepare_custom_config=custom,
         )
@@ -96,6 +99,14 @@ def quantize_module(module, batches: Iterable, example):
         if not seen:
             raise UsageError("int8 needs calibration photos, and none of them could be read")
         return convert_fx(prepared).eval()
+
+
+def _fp32_modules() -> list:
+    """The scope check's modules stay fp32, as in the ONNX int8 file: its inputs are unit-length
+    vectors compared by distance, which int8 rounding of a few hundred numbers would blur."""
+    from skinfood_cli.trust import ScopeInputs, Score
+
+    return [ScopeInputs, *Score.__subclasses__()]
 
 
 def _shape_dependent_layers() -> list:

@@ -21,8 +21,12 @@ from skinfood_cli.trust.scope import (
     NO_SCOPE_CHECK,
     TRUST_VERSION,
     ScopedClassifier,
+    ScopeInputs,
     fit_trust,
     pooled_features,
+    scope_inputs,
+    stage_statistics,
+    staged_features,
 )
 from skinfood_cli.trust.scores import (
     KNN,
@@ -31,9 +35,11 @@ from skinfood_cli.trust.scores import (
     Mahalanobis,
     MaxSoftmax,
     Score,
+    WhitenedMahalanobis,
     fit_score,
     in_scope_threshold,
     ledoit_wolf,
+    ledoit_wolf_shrinkage,
     score_from_state,
 )
 
@@ -48,8 +54,10 @@ __all__ = [
     "Energy",
     "Mahalanobis",
     "MaxSoftmax",
+    "ScopeInputs",
     "ScopedClassifier",
     "Score",
+    "WhitenedMahalanobis",
     "aps_scores",
     "auroc",
     "calibrate",
@@ -58,8 +66,12 @@ __all__ = [
     "fit_trust",
     "in_scope_threshold",
     "ledoit_wolf",
+    "ledoit_wolf_shrinkage",
     "pooled_features",
     "prediction_sets",
+    "scope_inputs",
     "score_from_state",
     "set_metrics",
+    "stage_statistics",
+    "staged_features",
 ]

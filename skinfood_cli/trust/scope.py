@@ -1,14 +1,24 @@
 """The scope check and prediction sets a checkpoint carries, and the module that computes them.
 
 `fit_trust` runs once at the end of training, on best.pt's weights: it fits the
-out-of-scope score on the training photos' pooled features, sets its cut so
-that `keep` (95%) of the validation photos stay in scope, and calibrates the
+out-of-scope score on the training photos' scope inputs, sets its cut so that
+`keep` (95%) of the validation photos stay in scope, and calibrates the
 conformal sets on validation. Its result is one plain dict, `ckpt["trust"]`:
 
     version, method, score (the fitted state), threshold, scale, keep, num_train,
-    num_val, conformal (qhat, coverage, calibration_size, validation_coverage, ...)
+    num_val, stage, conformal (qhat, coverage, calibration_size, validation_coverage, ...)
 
-`ScopedClassifier(model, trust)` wraps the ResNet50 so one forward gives the
+The scope inputs (`scope_inputs`) are the pooled pre-logit features beside the
+per-channel mean and spread of an earlier feature stage (`stage`, model.scope_stage),
+each scaled to unit length. The pooled features are what fine-tuning sharpens for
+telling conditions apart, and on their own they let some non-skin pictures through
+(84-95% flagged across three fine-tuned EfficientNet-Lite0 models); the stage
+statistics are texture and colour statistics, which fine-tuning changes less and
+which set a page of text or a chessboard far from any skin photo (96-100% flagged
+together, other skin conditions separated no worse: docs/trust.md). `stage`
+absent (models trained before) means the pooled features alone.
+
+`ScopedClassifier(model, trust)` wraps the network so one forward gives the
 logits AND the scope score, in torch: the same module is what predict runs and
 what ONNX and TorchScript export, so every backend computes the same number.
 
@@ -24,13 +34,16 @@ import math
 import torch
 from torch import nn
 
-from skinfood_cli.model import pooled_features
+from skinfood_cli.model import pooled_features, staged_features
 from skinfood_cli.trust.conformal import calibrate
 from skinfood_cli.trust.scores import fit_score, in_scope_threshold, score_from_state
 
-TRUST_VERSION = 1
-# Chosen by benchmarks/trust.py on dermnet-dev (docs/trust.md): with Mahalanobis, the
-# best at separating non-skin pictures, and unlike it stable under int8 exports.
+TRUST_VERSION = 2  # 2: scope inputs include an earlier stage's statistics (`stage`)
+# Chosen by benchmarks/trust.py on dermnet-dev (docs/trust.md). On the scope inputs of three
+# fine-tuned EfficientNet-Lite0 models Mahalanobis separated other skin conditions a little
+# better (0.701-0.748 against 0.697-0.728), but int8 noise lands in the directions it weighs
+# most: on the test suite's from-scratch ResNet50 its int8 scores fell by 0.4-2 validation
+# spreads and the export failed its check. kNN's cosine distances stay stable under int8.
 DEFAULT_METHOD = "knn"
 KEEP = 0.95
 NO_SCOPE_CHECK = (
@@ -39,23 +52,59 @@ NO_SCOPE_CHECK = (
 )
 
 
+def stage_statistics(stage):
+    """(B, C, h, w) feature map -> (B, 2C): each channel's mean and standard deviation over positions, fp32."""
+    x = stage.float()
+    mean = x.mean(dim=(2, 3))
+    spread = (x - mean[:, :, None, None]).pow(2).mean(dim=(2, 3)).sqrt()
+    return torch.cat([mean, spread], dim=1)
+
+
+def scope_inputs(features, stage=None):
+    """What the scope score reads: pooled features (B, D), or with a stage map (B, C, h, w) the
+    pooled features and the stage's statistics, each scaled to unit length, side by side (B, D + 2C)."""
+    if stage is None:
+        return features.float()
+    pooled = nn.functional.normalize(features.float(), dim=1)
+    return torch.cat([pooled, nn.functional.normalize(stage_statistics(stage), dim=1)], dim=1)
+
+
+class ScopeInputs(nn.Module):
+    """`scope_inputs` as a module, so an int8 export can leave it in fp32 (backends/quantize.py):
+    unit-length vectors of a few hundred int8-rounded numbers would be too coarse to compare."""
+
+    def forward(self, features, stage=None):
+        return scope_inputs(features, stage)
+
+
 class ScopedClassifier(nn.Module):
     """(B, 3, S, S) images -> (logits (B, K), scope_score (B,)): the network plus its scope check."""
 
     def __init__(self, model, trust: dict):
         super().__init__()
         self.model = model
+        self.inputs = ScopeInputs()
         self.score = score_from_state(trust["score"])
         self.threshold = float(trust["threshold"])
         self.scale = float(trust.get("scale", 1.0)) or 1.0
+        stage = trust.get("stage")
+        self.stage = None if stage is None else int(stage)
 
     def forward(self, x):
-        features, logits = pooled_features(self.model, x)
-        return logits, self.scope_from(features, logits)
+        logits, features, stage = self.network(x)
+        return logits, self.scope_from(features, logits, stage)
 
-    def scope_from(self, features, logits):
-        """(B,) scope scores from pooled features (B, D) and logits (B, K): >= 0 is in scope."""
-        raw = self.score(features.float(), logits.float())
+    def network(self, x):
+        """(logits, pooled features, stage map or None): the one forward pass the score reads."""
+        if self.stage is None:
+            features, logits = pooled_features(self.model, x)
+            return logits, features, None
+        features, logits, stage = staged_features(self.model, x, self.stage)
+        return logits, features, stage
+
+    def scope_from(self, features, logits, stage=None):
+        """(B,) scope scores from `network`'s outputs, computed in fp32: >= 0 is in scope."""
+        raw = self.score(self.inputs(features, stage), logits.float())
         return (raw - self.threshold) / self.scale
 
 
@@ -71,15 +120,17 @@ def fit_trust(
     coverage: float = 0.9,
     method: str = DEFAULT_METHOD,
     keep: float = KEEP,
+    stage: int | None = None,
 ) -> dict:
     """Fit the scope score and the conformal sets; returns the checkpoint's `trust` dict.
 
     Args:
         train_features, train_logits, train_labels: (N, D), (N, K), (N,) for the training photos
-            (eval-mode transforms, not augmented).
+            (eval-mode transforms, not augmented); the features are `scope_inputs`.
         val_features, val_logits, val_labels: the same for the validation photos.
         temperature: the fitted softmax temperature (used by the logit scores and the sets).
         coverage: the share of photos whose set should hold the true condition.
+        stage: the feature stage whose statistics the inputs include, or None for pooled features alone.
     """
     from skinfood_cli.metrics import softmax
 
@@ -110,5 +161,6 @@ def fit_trust(
         "keep": keep,
         "num_train": len(train_labels),
         "num_val": len(val_labels),
+        **({"stage": int(stage)} if stage is not None else {}),
         "conformal": cal.state(),
     }

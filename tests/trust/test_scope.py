@@ -36,6 +36,33 @@ def old_checkpoint(trained, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def pooled_scope_checkpoint(trained, dataset, tmp_path_factory) -> Path:
+    """The session model with a scope check as skinfood fitted it before stage statistics: kNN on the
+    pooled features alone, and no `stage` in its trust dict."""
+    from skinfood_cli.checkpoint import model_from_checkpoint
+    from skinfood_cli.data.dataset import eval_transform, gather
+    from skinfood_cli.data.images import load_image
+    from skinfood_cli.trust import fit_trust, pooled_features
+
+    ckpt = torch.load(trained.best_path, weights_only=True)
+    model = model_from_checkpoint(ckpt).eval()
+    transform = eval_transform(int(ckpt["image_size"]), ckpt["mean"], ckpt["std"])
+    samples = gather(dataset / "train", list(ckpt["classes"]))
+    x = torch.stack([transform(load_image(path)) for path, _ in samples])
+    y = torch.tensor([label for _, label in samples])
+    with torch.no_grad():
+        f, z = pooled_features(model, x)
+    train, val = slice(0, None, 2), slice(1, None, 2)
+    trust = fit_trust(
+        f[train], z[train], y[train], f[val], z[val], y[val], temperature=float(ckpt["temperature"]), method="knn"
+    )
+    ckpt["trust"] = {**trust, "version": 1}
+    path = tmp_path_factory.mktemp("pooled-scope") / "pooled.pt"
+    torch.save(ckpt, path)
+    return path
+
+
 def _records(cli, *args) -> list[dict]:
     done = cli("predict", *args, "--format", "json")
     assert done.exit_code == 0, done.stderr
@@ -49,6 +76,28 @@ def test_checkpoint_carries_the_scope_check_and_calibrated_sets(trained):
     assert trust["num_val"] == trust["conformal"]["calibration_size"] > 0
     assert trust["conformal"]["coverage"] == 0.9
     assert 0.0 <= trust["conformal"]["validation_coverage"] <= 1.0
+    # The score reads the pooled features beside the stride-16 stage's channel statistics.
+    from skinfood_cli.checkpoint import model_from_checkpoint
+    from skinfood_cli.model import scope_stage
+
+    model = model_from_checkpoint(ckpt)
+    assert trust["stage"] == scope_stage(model)
+    channels = model.feature_info[trust["stage"]]["num_chs"]
+    assert trust["score"]["bank"].shape == (trust["num_train"], model.num_features + 2 * channels)
+
+
+def test_a_scope_check_from_before_stage_statistics_predicts_and_exports_as_it_did(
+    cli, pooled_scope_checkpoint, non_skin, tmp_path
+):
+    pytest.importorskip("onnxruntime")
+    from skinfood_cli.export import export_model
+
+    records = _records(cli, non_skin, "--model", pooled_scope_checkpoint, "--precision", "fp32")
+    assert all(isinstance(r["scope_score"], float) for r in records) and any(not r["in_scope"] for r in records)
+    result = export_model(pooled_scope_checkpoint, fmt="onnx", output=tmp_path / "p.onnx", verify_images=8)
+    assert result.verification.passed and result.verification.scope_max_rel_diff <= 1e-4
+    for a, b in zip(_records(cli, non_skin, "--model", tmp_path / "p.onnx"), records):
+        assert a["scope_score"] == pytest.approx(b["scope_score"], rel=1e-4, abs=1e-4)
 
 
 def test_non_skin_pictures_are_flagged_more_than_the_models_own_test_photos(cli, model_path, dataset, non_skin):

@@ -15,6 +15,7 @@ from skinfood_cli.trust import (
     Mahalanobis,
     MaxSoftmax,
     ScopedClassifier,
+    WhitenedMahalanobis,
     auroc,
     calibrate,
     conformal_quantile,
@@ -24,8 +25,11 @@ from skinfood_cli.trust import (
     ledoit_wolf,
     pooled_features,
     prediction_sets,
+    scope_inputs,
     score_from_state,
     set_metrics,
+    stage_statistics,
+    staged_features,
 )
 
 
@@ -65,6 +69,23 @@ def test_mahalanobis_uses_the_shared_covariance_not_euclid():
     score = Mahalanobis.fit(x, torch.zeros(400, dtype=torch.long), 1)
     s = score(torch.tensor([[3.0, 0.0], [0.0, 3.0]]), torch.zeros(2, 1))
     assert s[0] > s[1] + 10
+
+
+@pytest.mark.parametrize(("n", "d"), [(200, 16), (40, 120)])  # more photos than numbers, and fewer
+def test_mahalanobis_in_the_eigenbasis_is_the_whitened_distance_and_old_states_still_score(n, d):
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(n, d, generator=g) * torch.linspace(0.05, 2.0, d)
+    y = torch.arange(n) % 3
+    score = Mahalanobis.fit(x, y, 3)
+    assert score.basis.shape == (d, min(d, n - 3))  # the directions the class-centred photos span
+    # The state skinfood stored before: the full whitening of the same shrunk covariance.
+    means = torch.stack([x[y == c].mean(0) for c in range(3)]).double()
+    eigvals, eigvecs = torch.linalg.eigh(ledoit_wolf(x.double() - means[y]))
+    whiten = eigvecs / eigvals.sqrt()
+    old = score_from_state({"method": "mahalanobis", "whiten": whiten, "means": means @ whiten})
+    assert isinstance(old, WhitenedMahalanobis)
+    probe = x[:9] + torch.randn(9, d, generator=g)
+    torch.testing.assert_close(score(probe, None), old(probe, None), rtol=1e-4, atol=1e-3)
 
 
 def test_ledoit_wolf_makes_a_wide_covariance_invertible():
@@ -206,3 +227,50 @@ def test_fit_trust_and_scoped_classifier_agree_on_the_cut():
         logits, scope = scoped(x[16:])
     torch.testing.assert_close(logits, z[16:])
     assert (scope >= 0).float().mean() >= 0.85  # the cut keeps 95% of these (validation) photos
+
+
+def test_stage_statistics_are_each_channels_mean_and_spread():
+    stage = torch.zeros(2, 3, 4, 4)
+    stage[0, 0] = 2.0  # flat: mean 2, spread 0
+    stage[1, 1, :, :2] = 1.0  # half the positions at 1: mean 0.5, spread 0.5
+    stats = stage_statistics(stage.to(torch.bfloat16))
+    assert stats.dtype == torch.float32 and stats.shape == (2, 6)
+    torch.testing.assert_close(stats[0], torch.tensor([2.0, 0, 0, 0, 0, 0]))
+    torch.testing.assert_close(stats[1], torch.tensor([0, 0.5, 0, 0, 0.5, 0]))
+    assert torch.isfinite(stage_statistics(torch.randn(1, 3, 1, 1))).all()  # one position: spread 0, not NaN
+
+
+def test_scope_inputs_weigh_pooled_features_and_stage_statistics_equally():
+    features, stage = torch.randn(5, 8) * 100, torch.randn(5, 3, 4, 4) * 0.01
+    inputs = scope_inputs(features, stage)
+    assert inputs.shape == (5, 8 + 6)
+    torch.testing.assert_close(inputs[:, :8].norm(dim=1), torch.ones(5))
+    torch.testing.assert_close(inputs[:, 8:].norm(dim=1), torch.ones(5))
+    torch.testing.assert_close(scope_inputs(features), features)  # models fitted before: pooled alone
+
+
+@pytest.mark.parametrize("arch", ["resnet50", "efficientnet-lite0"])
+def test_a_staged_scope_check_reads_one_forward_and_an_old_one_reads_pooled_features(arch):
+    from skinfood_cli.model import build_model, scope_stage
+
+    torch.manual_seed(0)
+    model = build_model(3, arch=arch).eval()
+    stage = scope_stage(model)
+    x = torch.rand(24, 3, 64, 64)
+    with torch.no_grad():
+        f, z, kept = staged_features(model, x, stage)
+        torch.testing.assert_close(z, model(x))  # the same forward as the classifier's
+    assert kept.shape[1] == model.feature_info[stage]["num_chs"] and kept.shape[-1] == 64 // 16  # stride 16
+    y = torch.arange(3).repeat(8)
+    staged = fit_trust(scope_inputs(f[:16], kept[:16]), z[:16], y[:16], scope_inputs(f[16:], kept[16:]), z[16:],
+                       y[16:], stage=stage)  # fmt: skip
+    pooled = fit_trust(f[:16], z[:16], y[:16], f[16:], z[16:], y[16:])  # a trust dict from before: no stage
+    assert staged["stage"] == stage and "stage" not in pooled
+    assert staged["score"]["bank"].shape == (16, model.num_features + 2 * kept.shape[1])
+    for trust, inputs in ((staged, scope_inputs(f, kept)), (pooled, f)):
+        scoped = ScopedClassifier(model, trust).eval()
+        with torch.no_grad():
+            logits, scope = scoped(x)
+            expected = (score_from_state(trust["score"])(inputs, z) - trust["threshold"]) / trust["scale"]
+        torch.testing.assert_close(logits, z)
+        torch.testing.assert_close(scope, expected)
