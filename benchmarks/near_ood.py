@@ -6,7 +6,8 @@ benchmarks/trust.py compares the four scores skinfood ships; none reaches the is
 AUROC >= 0.70 on photos of conditions the model was not trained on. This tries the
 scores the literature proposes for that "near" case on the same features, so the
 question "would another score have done it?" has a measured answer. Prints AUROC of
-in-scope test photos against the near and the far (not skin) sets; nothing is saved.
+in-scope test photos against the near and the far (not skin) sets, on the pooled
+features and (for caches that hold them) on skinfood's scope inputs; nothing is saved.
 """
 
 from __future__ import annotations
@@ -66,11 +67,14 @@ def scores(train: np.ndarray, labels: np.ndarray) -> dict:
 
 def main() -> None:
     cache = np.load(sys.argv[1] if len(sys.argv) > 1 else "/tmp/trust6.npz")
-    train, test, near, far = (cache[f"{s}_f"].astype(np.float64) for s in ("train", "test", "near", "far"))
-    print(f"{'score':42} {'AUROC other conditions':>24} {'AUROC not skin':>16}")
-    for name, score in scores(train, cache["train_y"]).items():
-        s = score(test)
-        print(f"{name:42} {auroc(s, score(near)):>24.3f} {auroc(s, score(far)):>16.3f}")
+    for kind, label in (("f", "pooled features"), ("s", "scope inputs (pooled + stage statistics)")):
+        if f"train_{kind}" not in cache:
+            continue  # a cache written before the scope inputs
+        train, test, near, far = (cache[f"{s}_{kind}"].astype(np.float64) for s in ("train", "test", "near", "far"))
+        print(f"{'score, on ' + label:58} {'AUROC other conditions':>24} {'AUROC not skin':>16}")
+        for name, score in scores(train, cache["train_y"]).items():
+            s = score(test)
+            print(f"{name:58} {auroc(s, score(near)):>24.3f} {auroc(s, score(far)):>16.3f}")
 
 
 if __name__ == "__main__":

@@ -4,12 +4,18 @@
         --model $SKINFOOD_HOME/runs/trust6/best.pt --data /tmp/d6 \\
         --near /tmp/trust-near --far /tmp/trust-far --out benchmarks/results/trust.json
 
---data is the dataset the model was trained on (its train/val split is rebuilt
-from the checkpoint); --near holds photos of skin conditions the model was not
-trained on, --far pictures that are not skin (benchmarks/non_skin.py writes
-one). Every method is fitted on the training photos' pooled features, its cut
-set so 95% of the validation photos stay in scope, and then scored on test,
-near and far. AUROC is in-scope test photos against each out-of-scope set.
+--data is the dataset the model was trained on (its train/val split and the
+training copies it left out are rebuilt from the checkpoint); --near holds photos
+of skin conditions the model was not trained on, --far pictures that are not skin
+(benchmarks/non_skin.py writes one). Every method is fitted on the training
+photos' pooled features (or, for the rows saying so, skinfood's scope inputs: the
+pooled features beside an earlier stage's statistics), its cut set so 95% of the
+validation photos stay in scope, and then scored on test, near and far. AUROC is
+in-scope test photos against each out-of-scope set.
+
+--refit OUT.pt writes a copy of the model whose scope check and sets are fitted
+again by today's rule, so `skinfood evaluate --ood` can compare the rules on the
+same weights.
 """
 
 from __future__ import annotations
@@ -34,39 +40,50 @@ from skinfood_cli.data.dataset import (
 )
 from skinfood_cli.data.images import is_image_path, load_image
 from skinfood_cli.metrics import softmax
+from skinfood_cli.model import scope_stage
 from skinfood_cli.trust import (
+    DEFAULT_METHOD,
     KEEP,
     auroc,
     calibrate,
     fit_score,
+    fit_trust,
     in_scope_threshold,
-    pooled_features,
     prediction_sets,
+    scope_inputs,
     set_metrics,
+    staged_features,
 )
 
+# (method, options, inputs): "f" the pooled features, "s" skinfood's scope inputs (the default).
 CANDIDATES = [
-    ("max_softmax", {}),
-    ("energy", {}),
-    ("mahalanobis", {}),
-    ("knn", {"k": 1}),
-    ("knn", {"k": 5}),
-    ("knn", {"k": 10}),
-    ("knn", {"k": 20}),
+    ("max_softmax", {}, "f"),
+    ("energy", {}, "f"),
+    ("mahalanobis", {}, "f"),
+    ("knn", {"k": 1}, "f"),
+    ("knn", {"k": 5}, "f"),
+    ("knn", {"k": 10}, "f"),
+    ("knn", {"k": 20}, "f"),
+    ("mahalanobis", {}, "s"),
+    ("knn", {"k": 5}, "s"),
+    ("knn", {"k": 10}, "s"),
+    ("knn", {"k": 20}, "s"),
 ]
 
 
 def extract(model, paths: list[str], image_size: int, mean, std, batch: int = 32):
-    """(features (N, 2048), logits (N, K)) for `paths`, fp32, eval mode."""
+    """(pooled features (N, D), logits (N, K), scope inputs (N, D + 2C)) for `paths`, fp32, eval mode."""
     transform = eval_transform(image_size, mean, std)
-    feats, logits = [], []
+    stage = scope_stage(model)
+    feats, logits, inputs = [], [], []
     with torch.inference_mode():
         for i in range(0, len(paths), batch):
             x = torch.stack([transform(load_image(p, draft_size=image_size)) for p in paths[i : i + batch]])
-            f, z = pooled_features(model, x)
+            f, z, kept = staged_features(model, x, stage)
             feats.append(f.float())
             logits.append(z.float())
-    return torch.cat(feats).numpy(), torch.cat(logits).numpy()
+            inputs.append(scope_inputs(f, kept))
+    return torch.cat(feats).numpy(), torch.cat(logits).numpy(), torch.cat(inputs).numpy()
 
 
 def images_in(folder: str) -> list[str]:
@@ -84,33 +101,36 @@ def load_splits(args, ckpt, model) -> dict:
         seed=ckpt["config"]["seed"],
         val_files=ckpt["data"].get("val_files"),
     )
+    root = Path(args.data).resolve()
+    left_out = {(root / key).resolve() for key in ckpt["data"].get("leaks", {}).get("dropped", [])}
+    train = [(p, y) for p, y in ds.train if Path(p).resolve() not in left_out]  # as training fitted it
     test_root = Path(args.data) / "test"
     test = gather(test_root, list(ckpt["classes"])) if test_root.is_dir() else []
     assert list_class_folders(test_root) == list(ckpt["classes"]) or not test
     size, mean, std = int(ckpt["image_size"]), ckpt["mean"], ckpt["std"]
     out = {}
-    for name, samples in (("train", ds.train), ("val", ds.val), ("test", test)):
+    for name, samples in (("train", train), ("val", ds.val), ("test", test)):
         t0 = time.perf_counter()
-        out[f"{name}_f"], out[f"{name}_z"] = extract(model, [p for p, _ in samples], size, mean, std)
+        out[f"{name}_f"], out[f"{name}_z"], out[f"{name}_s"] = extract(model, [p for p, _ in samples], size, mean, std)
         out[f"{name}_y"] = np.array([y for _, y in samples], np.int64)
         print(f"{name}: {len(samples)} photos in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
     for name, folder in (("near", args.near), ("far", args.far)):
         paths = images_in(folder)
-        out[f"{name}_f"], out[f"{name}_z"] = extract(model, paths, size, mean, std)
+        out[f"{name}_f"], out[f"{name}_z"], out[f"{name}_s"] = extract(model, paths, size, mean, std)
         print(f"{name}: {len(paths)} pictures", file=sys.stderr)
     if cache:
         np.savez(cache, **out)
     return out
 
 
-def measure(method: str, kw: dict, d: dict, temperature: float) -> dict:
+def measure(method: str, kw: dict, inputs: str, d: dict, temperature: float) -> dict:
     t = torch.as_tensor
-    score = fit_score(method, t(d["train_f"]), t(d["train_z"]), t(d["train_y"]), temperature=temperature, **kw)
+    score = fit_score(method, t(d[f"train_{inputs}"]), t(d["train_z"]), t(d["train_y"]), temperature=temperature, **kw)
     with torch.no_grad():
-        s = {k: score(t(d[f"{k}_f"]), t(d[f"{k}_z"])).double().numpy() for k in ("val", "test", "near", "far")}
+        s = {k: score(t(d[f"{k}_{inputs}"]), t(d[f"{k}_z"])).double().numpy() for k in ("val", "test", "near", "far")}
     cut = in_scope_threshold(s["val"], KEEP)
     return {
-        "method": method + (f" k={kw['k']}" if "k" in kw else ""),
+        "method": method + (f" k={kw['k']}" if "k" in kw else "") + (" +stage" if inputs == "s" else ""),
         "auroc_far": auroc(s["test"], s["far"]),
         "auroc_near": auroc(s["test"], s["near"]),
         "flagged_far": float(np.mean(s["far"] < cut)),
@@ -118,6 +138,21 @@ def measure(method: str, kw: dict, d: dict, temperature: float) -> dict:
         "flagged_test": float(np.mean(s["test"] < cut)),
         "flagged_val": float(np.mean(s["val"] < cut)),
     }
+
+
+def refit(ckpt: dict, d: dict, temperature: float, out: Path) -> None:
+    """Save `ckpt` with `trust` fitted as `skinfood train` fits it today (scope inputs, DEFAULT_METHOD, 95% kept)."""
+    from skinfood_cli.checkpoint import save_checkpoint
+
+    t = torch.as_tensor
+    stage = scope_stage(model_from_checkpoint(ckpt))
+    trust = fit_trust(
+        t(d["train_s"]), t(d["train_z"]), t(d["train_y"]), t(d["val_s"]), t(d["val_z"]), d["val_y"],
+        temperature=temperature, coverage=float(ckpt["config"].get("coverage", 0.9)),
+        method=DEFAULT_METHOD, stage=stage,
+    )  # fmt: skip
+    save_checkpoint({**ckpt, "trust": trust}, out)
+    print(f"wrote {out}: scope check on {trust['num_train']} training photos, stage {stage}", file=sys.stderr)
 
 
 def main() -> None:
@@ -129,13 +164,16 @@ def main() -> None:
     parser.add_argument("--coverage", type=float, default=0.9)
     parser.add_argument("--cache", help="an .npz to keep the extracted features in between runs")
     parser.add_argument("--out")
+    parser.add_argument("--refit", help="write a copy of --model with its scope check and sets fitted by today's rule")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     ckpt = load_checkpoint(args.model)
     model = model_from_checkpoint(ckpt).eval()
     d = load_splits(args, ckpt, model)
     temperature = float(ckpt.get("temperature", 1.0))
-    rows = [measure(m, kw, d, temperature) for m, kw in CANDIDATES]
+    rows = [measure(m, kw, inputs, d, temperature) for m, kw, inputs in CANDIDATES]
+    if args.refit:
+        refit(ckpt, d, temperature, Path(args.refit))
     val_p, test_p = softmax(d["val_z"], temperature), softmax(d["test_z"], temperature)
     cal = calibrate(val_p, d["val_y"], args.coverage)  # skinfood's rule (LAC)
     coverage, size = set_metrics(test_p, d["test_y"], cal.qhat, cal.rule)
@@ -161,12 +199,12 @@ def main() -> None:
         "conformal_aps": {**aps.state(), "test_coverage": aps_coverage, "test_mean_set_size": aps_size},
     }
     print(
-        f"{'method':<14} {'AUROC far':>9} {'AUROC near':>10} {'flag far':>8} {'flag near':>9} "
+        f"{'method':<20} {'AUROC far':>9} {'AUROC near':>10} {'flag far':>8} {'flag near':>9} "
         f"{'flag test':>9} {'flag val':>8}"
     )
     for r in rows:
         print(
-            f"{r['method']:<14} {r['auroc_far']:9.3f} {r['auroc_near']:10.3f} {r['flagged_far']:8.1%} "
+            f"{r['method']:<20} {r['auroc_far']:9.3f} {r['auroc_near']:10.3f} {r['flagged_far']:8.1%} "
             f"{r['flagged_near']:9.1%} {r['flagged_test']:9.1%} {r['flagged_val']:8.1%}"
         )
     c = result["conformal"]
