@@ -102,14 +102,12 @@ class Mahalanobis(Score):
         centred = x - means[y]
         n, d = centred.shape
         shrinkage, mu = ledoit_wolf_shrinkage(centred)
-        _, singular, vt = torch.linalg.svd(centred, full_matrices=False)  # S = V diag(singular^2 / n) V^T
-        variances = singular**2 / n
+        variances, basis = _sample_eigen(centred)
         keep = variances > variances.max().clamp_min(1e-300) * 1e-10  # the directions S spans
-        basis, variances = vt[keep].T, variances[keep]
-        floor = shrinkage * mu if basis.shape[1] < d else 0.0
+        basis, variances = basis[:, keep], variances[keep]
         shrunk = ((1 - shrinkage) * variances + shrinkage * mu).clamp_min(1e-12)
-        if basis.shape[1] < d:
-            floor = max(floor, 1e-12)  # no shrinkage and a singular S: a tiny floor, as inverting would need
+        # Directions S doesn't span get the shrunk floor (tiny without shrinkage, as inverting would).
+        floor = 0.0 if basis.shape[1] == d else max(shrinkage * mu, 1e-12)
         return cls(means, basis, shrunk.rsqrt(), floor)
 
     def forward(self, features, logits):
@@ -161,19 +159,30 @@ class KNN(Score):
         return -(2 - 2 * kth).clamp_min(0).sqrt()
 
 
+def _sample_eigen(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues (r,) and eigenvectors (D, r) of S = X^T X / n, from the smaller of the n x n
+    and D x D Gram matrices: a few hundred photos of 4096 numbers, or 20,000 photos, stay cheap."""
+    n, d = x.shape
+    if n >= d:
+        return torch.linalg.eigh(x.T @ x / n)
+    values, u = torch.linalg.eigh(x @ x.T / n)  # X X^T / n = U diag(values) U^T
+    vectors = x.T @ u / (values.clamp_min(1e-300) * n).sqrt()  # v = X^T u / sqrt(n lambda)
+    return values, vectors
+
+
 def ledoit_wolf_shrinkage(centred: torch.Tensor) -> tuple[float, float]:
     """Ledoit-Wolf (2004)'s optimal shrinkage s and target scale mu for centred rows (n, D).
 
     The shrunk covariance is (1 - s) S + s mu I, with S = X^T X / n and mu = tr(S) / D. Computed
-    from the n x n Gram matrix, so a D of thousands costs no D x D matrix.
+    from the smaller of the n x n and D x D Gram matrices.
     """
     x = centred.double()
     n, d = x.shape
     norms2 = (x * x).sum(1)  # |x_i|^2
     trace = float(norms2.sum()) / n
     mu = trace / d
-    gram = x @ x.T
-    s_frob2 = float((gram**2).sum()) / n**2  # |S|_F^2 = |X X^T|_F^2 / n^2
+    gram = x @ x.T if n <= d else x.T @ x  # the smaller one: |X X^T|_F = |X^T X|_F
+    s_frob2 = float((gram**2).sum()) / n**2  # |S|_F^2
     delta = s_frob2 - 2 * mu * trace + d * mu**2  # |S - mu I|_F^2
     beta = float((norms2**2).sum()) / n**2 - s_frob2 / n
     shrinkage = min(max(beta, 0.0), delta) / delta if delta > 0 else 1.0
