@@ -14,7 +14,7 @@ each scaled to unit length. The pooled features are what fine-tuning sharpens fo
 telling conditions apart, and on their own they let some non-skin pictures through
 (84-95% flagged across three fine-tuned EfficientNet-Lite0 models); the stage
 statistics are texture and colour statistics, which fine-tuning changes less and
-which set a page of text or a chessboard far from any skin photo (96-100% flagged
+which set a page of text or a chessboard far from any skin photo (92-100% flagged
 together, other skin conditions separated no worse: docs/trust.md). `stage`
 absent (models trained before) means the pooled features alone.
 
