@@ -112,14 +112,15 @@ def skinfood_training_photos(run: Path, out: Path) -> Path:
     import torch
 
     from skinfood_cli.data.dataset import discover_dataset
+    from skinfood_cli.data.leaks import left_out
 
     data = torch.load(run / "last.pt", map_location="cpu", weights_only=True)["data"]  # plain types: run no code
     root = Path(data["root"])
     ds = discover_dataset(root, val_files=data["val_files"])
-    left_out = {(root.resolve() / key).resolve() for key in data.get("leaks", {}).get("dropped", [])}
+    dropped = left_out(data.get("leaks"), root)
     for split, samples in (("train", ds.train), ("test", ds.test)):
         for path, label in samples:
-            if split == "train" and Path(path).resolve() in left_out:
+            if split == "train" and Path(path).resolve() in dropped:
                 continue
             link = out / split / ds.classes[label] / Path(path).name
             link.parent.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,7 @@ from skinfood_cli.data.dataset import (
     list_class_folders,
 )
 from skinfood_cli.data.images import is_image_path, load_image
+from skinfood_cli.data.leaks import left_out
 from skinfood_cli.metrics import softmax
 from skinfood_cli.model import scope_stage
 from skinfood_cli.trust import (
@@ -101,9 +102,8 @@ def load_splits(args, ckpt, model) -> dict:
         seed=ckpt["config"]["seed"],
         val_files=ckpt["data"].get("val_files"),
     )
-    root = Path(args.data).resolve()
-    left_out = {(root / key).resolve() for key in ckpt["data"].get("leaks", {}).get("dropped", [])}
-    train = [(p, y) for p, y in ds.train if Path(p).resolve() not in left_out]  # as training fitted it
+    dropped = left_out(ckpt["data"].get("leaks"), args.data)
+    train = [(p, y) for p, y in ds.train if Path(p).resolve() not in dropped]  # as training fitted it
     test_root = Path(args.data) / "test"
     test = gather(test_root, list(ckpt["classes"])) if test_root.is_dir() else []
     assert list_class_folders(test_root) == list(ckpt["classes"]) or not test
@@ -140,12 +140,12 @@ def measure(method: str, kw: dict, inputs: str, d: dict, temperature: float) -> 
     }
 
 
-def refit(ckpt: dict, d: dict, temperature: float, out: Path) -> None:
+def refit(ckpt: dict, model, d: dict, temperature: float, out: Path) -> None:
     """Save `ckpt` with `trust` fitted as `skinfood train` fits it today (scope inputs, DEFAULT_METHOD, 95% kept)."""
     from skinfood_cli.checkpoint import save_checkpoint
 
     t = torch.as_tensor
-    stage = scope_stage(model_from_checkpoint(ckpt))
+    stage = scope_stage(model)
     trust = fit_trust(
         t(d["train_s"]), t(d["train_z"]), t(d["train_y"]), t(d["val_s"]), t(d["val_z"]), d["val_y"],
         temperature=temperature, coverage=float(ckpt["config"].get("coverage", 0.9)),
@@ -173,7 +173,7 @@ def main() -> None:
     temperature = float(ckpt.get("temperature", 1.0))
     rows = [measure(m, kw, inputs, d, temperature) for m, kw, inputs in CANDIDATES]
     if args.refit:
-        refit(ckpt, d, temperature, Path(args.refit))
+        refit(ckpt, model, d, temperature, Path(args.refit))
     val_p, test_p = softmax(d["val_z"], temperature), softmax(d["test_z"], temperature)
     cal = calibrate(val_p, d["val_y"], args.coverage)  # skinfood's rule (LAC)
     coverage, size = set_metrics(test_p, d["test_y"], cal.qhat, cal.rule)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from skinfood_cli.data.leaks import left_out
 from skinfood_cli.training import Reporter, TrainConfig
 from skinfood_cli.training.prepare import prepare_data
 
@@ -41,6 +42,7 @@ def test_leaks_drop_leaves_the_training_copy_out_and_says_so(dataset, tmp_path):
     ds = prepare_data(TrainConfig(data=str(root), leaks="drop"), said)
     trained_on = {Path(p).relative_to(root).as_posix() for p, _ in ds.train}
     assert key not in trained_on and ds.leaks.dropped == [key]
+    assert left_out(ds.leaks.record(), root) == {(root / key).resolve()}  # what benchmarks rebuild from a run
     assert any("left 1 training photo(s) out" in line for line in said.lines), said.lines
     assert len(ds.leaks.train_hashes) == len(ds.train)
     assert ds.leaks.record()["pairs"][0]["other"].endswith("/copied.jpg")

@@ -11,7 +11,9 @@ test photos that have a copy among them even when given another folder.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 POLICIES = ("drop", "keep")
 
@@ -53,6 +55,13 @@ class LeakScreen:
             f"{others} val/test photo(s) have a near copy among {trains} training photo(s) "
             f"(within {self.threshold} of 256 bits): {what}"
         )
+
+
+def left_out(record: dict | None, root: str | os.PathLike) -> set[Path]:
+    """The training photos a run's leak screen left out (`LeakScreen.record()`, as the checkpoint
+    keeps it under data.leaks), as resolved paths under the dataset `root`."""
+    base = Path(root).resolve()
+    return {(base / key).resolve() for key in (record or {}).get("dropped", [])}
 
 
 def screen_dataset(
