@@ -399,6 +399,8 @@ RECIPE_LABELS = {
     "plain": "plain script, every training photo",
     "plain-same": "plain script, the photos skinfood trained on",
     "skinfood": "skinfood",
+    "skinfood-val15": "skinfood holding out 15% of train/ (the default before)",
+    "plain-same-val15": "plain script, the photos skinfood trained on when it held out 15%",
 }
 
 

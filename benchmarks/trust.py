@@ -16,6 +16,12 @@ in-scope test photos against each out-of-scope set.
 --refit OUT.pt writes a copy of the model whose scope check and sets are fitted
 again by today's rule, so `skinfood evaluate --ood` can compare the rules on the
 same weights.
+
+--calibration-sizes 45,60,90 asks how much the validation split's size matters: the
+validation and test photos (both unseen in training) are pooled, and 1,000 times a
+random n of them calibrate the sets and the scope cut (the default score) while the
+rest measure coverage, set size and the share flagged, the non-skin share with the
+same cut. The spread over draws is what a split of n photos costs.
 """
 
 from __future__ import annotations
@@ -155,6 +161,45 @@ def refit(ckpt: dict, model, d: dict, temperature: float, out: Path) -> None:
     print(f"wrote {out}: scope check on {trust['num_train']} training photos, stage {stage}", file=sys.stderr)
 
 
+def calibration_noise(d: dict, temperature: float, coverage: float, sizes: list[int], draws: int = 1000) -> list[dict]:
+    """Coverage, set size and flagged shares when n pooled held-out photos calibrate (see the docstring)."""
+    t = torch.as_tensor
+    score = fit_score(DEFAULT_METHOD, t(d["train_s"]), t(d["train_z"]), t(d["train_y"]), temperature=temperature)
+    with torch.no_grad():
+        s = {k: score(t(d[f"{k}_s"]), t(d[f"{k}_z"])).double().numpy() for k in ("val", "test", "far")}
+    pooled = np.concatenate([s["val"], s["test"]])
+    probs = softmax(np.concatenate([d["val_z"], d["test_z"]]), temperature)
+    labels = np.concatenate([d["val_y"], d["test_y"]])
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in sizes:
+        got: dict[str, list[float]] = {"coverage": [], "size": [], "flagged": [], "flagged_far": []}
+        for _ in range(draws):
+            order = rng.permutation(len(labels))
+            cal, rest = order[:n], order[n:]
+            sets = calibrate(probs[cal], labels[cal], coverage)
+            cov, size = set_metrics(probs[rest], labels[rest], sets.qhat, sets.rule)
+            cut = in_scope_threshold(pooled[cal], KEEP)
+            got["coverage"].append(cov)
+            got["size"].append(size)
+            got["flagged"].append(float(np.mean(pooled[rest] < cut)))
+            got["flagged_far"].append(float(np.mean(s["far"] < cut)))
+        a = {k: np.array(v) for k, v in got.items()}
+        rows.append(
+            {
+                "n": n,
+                "draws": draws,
+                **{f"{k}_mean": float(v.mean()) for k, v in a.items()},
+                **{f"{k}_sd": float(v.std()) for k, v in a.items()},
+                "p_coverage_outside_85_95": float(np.mean((a["coverage"] < 0.85) | (a["coverage"] > 0.95))),
+                "p_size_over_2_5": float(np.mean(a["size"] > 2.5)),
+                "p_flagged_over_10": float(np.mean(a["flagged"] > 0.10)),
+                "p_flagged_far_under_90": float(np.mean(a["flagged_far"] < 0.90)),
+            }
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True)
@@ -165,6 +210,9 @@ def main() -> None:
     parser.add_argument("--cache", help="an .npz to keep the extracted features in between runs")
     parser.add_argument("--out")
     parser.add_argument("--refit", help="write a copy of --model with its scope check and sets fitted by today's rule")
+    parser.add_argument(
+        "--calibration-sizes", help="comma-separated validation sizes n to calibrate on, from pooled held-out photos"
+    )
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     ckpt = load_checkpoint(args.model)
@@ -215,6 +263,16 @@ def main() -> None:
         f"singletons {c['test_singletons']:.1%}; test accuracy {result['test_accuracy']:.3f}"
     )
     print(f"  (APS, the rule before: test coverage {aps_coverage:.3f}, mean set size {aps_size:.2f})")
+    if args.calibration_sizes:
+        sizes = [int(n) for n in args.calibration_sizes.split(",")]
+        result["calibration_sizes"] = calibration_noise(d, temperature, args.coverage, sizes)
+        for r in result["calibration_sizes"]:
+            print(
+                f"calibrated on {r['n']:>3} photos: coverage {r['coverage_mean']:.3f} ± {r['coverage_sd']:.3f} "
+                f"(outside 0.85-0.95: {r['p_coverage_outside_85_95']:.0%}), set size {r['size_mean']:.2f}, "
+                f"flagged {r['flagged_mean']:.1%} (over 10%: {r['p_flagged_over_10']:.0%}), "
+                f"non-skin flagged {r['flagged_far_mean']:.1%} (under 90%: {r['p_flagged_far_under_90']:.0%})"
+            )
     import report  # benchmarks/report.py: provenance, and the generated benchmarks/README.md
 
     result["run"] = report.provenance("trust", sys.argv[1:])

@@ -138,3 +138,31 @@ def test_the_plain_script_can_be_given_exactly_the_photos_a_skinfood_run_trained
         "train/eczema/a4.jpg",
     ]
     assert sorted(p.name for p in (tree / "test").rglob("*.jpg")) == ["t1.jpg", "t1.jpg"]
+
+
+def test_calibration_sizes_show_the_spread_that_fewer_validation_photos_cost():
+    """trust.py --calibration-sizes: sets and cut still hit their targets on average; fewer photos, more spread."""
+    import numpy as np
+
+    trust = _load("trust")
+    rng = np.random.default_rng(0)
+
+    def photos(n: int, far: bool = False) -> tuple:
+        labels = rng.integers(0, 3, n)
+        centres = np.eye(3, 8, k=5 if far else 0) * 3  # pictures that are not skin lie along other axes
+        inputs = (centres[labels] + rng.normal(0, 0.7, (n, 8))).astype(np.float32)
+        logits = (np.eye(3)[labels] * 2 + rng.normal(0, 1, (n, 3))).astype(np.float32)
+        return inputs, logits, labels
+
+    d = {}
+    for split, n in (("train", 300), ("val", 150), ("test", 250), ("far", 100)):
+        d[f"{split}_s"], d[f"{split}_z"], d[f"{split}_y"] = photos(n, far=split == "far")
+
+    small, large = trust.calibration_noise(d, 1.0, 0.9, [20, 200], draws=200)
+
+    for row in (small, large):
+        assert 0.86 < row["coverage_mean"] < 0.96
+        assert 0.01 < row["flagged_mean"] < 0.12
+        assert row["flagged_far_mean"] > 0.9  # pictures far from every condition are flagged
+    assert small["coverage_sd"] > large["coverage_sd"]
+    assert small["p_coverage_outside_85_95"] > large["p_coverage_outside_85_95"]

@@ -1,11 +1,11 @@
 """Issue #27: every surface of skinfood, on the smallest models `skinfood train` accepts.
 
-Small data used to break surfaces: a conformal quantile that six validation photos
+Small data used to break surfaces: a conformal quantile that a handful of validation photos
 can't calibrate is +inf in the checkpoint and null in JSON, and `predict` through a
 model folder crashed on the null while `GET /v1/model` answered 500 on the inf. This
 sweep trains three tiny models once each (64 px, one or two epochs, generated photos):
 
-    smallest                  ResNet50 from scratch, ~6 validation photos: qhat is +inf
+    smallest                  ResNet50 from scratch, 3 validation photos: qhat is +inf
     lite0-pretrained-no-val   EfficientNet-Lite0 with its packaged ImageNet weights and
                               no validation split at all (val metrics NaN)
     balanced-frozen-resumed   --balance --freeze-backbone, then `train --resume` to 2 epochs
@@ -179,7 +179,7 @@ class Model:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    """Three classes of 14 training and 3 test photos (48x40): ~6 validation photos at --val-fraction 0.15."""
+    """Three classes of 14 training and 3 test photos (48x40): one validation photo each by default."""
     from skinfood_cli.data.synthetic import make_dataset
 
     return make_dataset(
@@ -276,14 +276,14 @@ def test_training_finishes_and_says_why_the_sets_are_full(model):
     if len(model.trained) > 1:
         assert "resuming" in last.stderr, said(last)
     assert model.conformal, "best.pt has no conformal prediction sets"
-    if model.sets_are_full:  # six (or no) validation photos can't calibrate 90%: said, not hidden
+    if model.sets_are_full:  # three (or no) validation photos can't calibrate 90%: said, not hidden
         assert "cannot calibrate" in last.stderr, said(last)
     strict_json_files(model.run_dir)  # whatever JSON a run writes is strict
 
 
 def test_too_few_validation_photos_leave_qhat_infinite(model):
     """The point of the sweep: each model carries an infinite qhat (null in JSON) through every surface."""
-    assert model.sets_are_full, model.conformal  # ~6 validation photos (0 for lite0) can't calibrate 90%
+    assert model.sets_are_full, model.conformal  # 3 validation photos (0 for lite0) can't calibrate 90%
 
 
 def test_models_lists_the_run(model, monkeypatch):

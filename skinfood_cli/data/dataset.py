@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from skinfood_cli.data import DEFAULT_VAL_FRACTION
 from skinfood_cli.data.images import is_image_path, load_image
 from skinfood_cli.errors import DataError, ImageError
 
@@ -164,7 +165,7 @@ def discover_dataset(
     root: str | os.PathLike,
     *,
     classes: list[str] | None = None,
-    val_fraction: float = 0.15,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
     seed: int = 0,
     val_files: list[str] | None = None,
 ) -> Dataset:

@@ -13,6 +13,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from skinfood_cli.data import DEFAULT_VAL_FRACTION
 from skinfood_cli.errors import UsageError
 from skinfood_cli.model import DEVICES
 
@@ -82,7 +83,9 @@ class TrainConfig:
         "Training augmentation: light (flips, small turns and shifts), strong (random crops, flips and "
         f"TrivialAugment's colour and shape changes), or auto ({SETTLED}).",
     )
-    val_fraction: float = _opt(0.15, "Share of train held out for validation when there is no val/ folder.")
+    val_fraction: float = _opt(
+        DEFAULT_VAL_FRACTION, "Share of train held out for validation when there is no val/ folder."
+    )
     seed: int = _opt(0, "Seed for the split, initialisation and shuffling.")
     classes: list[str] | None = _opt(None, "Comma-separated class folders to use.")
     pretrained: bool = _opt(True, "Start from the backbone's ImageNet weights.")

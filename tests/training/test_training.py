@@ -217,6 +217,18 @@ def test_split_is_stratified_and_seeded(small_data):
     assert not set(a.val) & set(a.train)
 
 
+def test_without_a_val_folder_a_tenth_of_each_class_calibrates_and_the_rest_trains(tmp_path):
+    # The split only calibrates (temperature, sets, scope cut): every photo beyond that trains.
+    from skinfood_cli.data.dataset import discover_dataset
+    from skinfood_cli.data.synthetic import make_dataset
+
+    data = make_dataset(tmp_path / "d", ["a", "b"], train_per_class=30, test_per_class=1, size=(24, 20))
+    ds = discover_dataset(data)
+    assert [sum(1 for _, label in ds.val if label == k) for k in range(2)] == [3, 3]
+    assert len(ds.train) == 54
+    assert TrainConfig(data=str(data)).val_fraction == 0.1  # `skinfood train` holds out the same share
+
+
 def test_freeze_backbone_runs_the_backbone_in_the_first_epoch_only(small_data, monkeypatch):
     from torchvision.models.resnet import ResNet
 
