@@ -15,6 +15,7 @@ or background (the study saw vitiligo predictions led by exactly those).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -243,6 +244,28 @@ def _wrap(draw, text: str, font_, width: int) -> list[str]:
         else:
             line = trial
     return lines + ([line] if line else [])
+
+
+def check_output(output: str | os.PathLike | None) -> None:
+    """Refuse, before any work, an --output that can't be written as a picture.
+
+    Raises:
+        UsageError: a folder (that is --output-dir's job), or a name without a picture's extension.
+    """
+    if output is None:
+        return
+    from PIL import Image
+
+    from skinfood_cli.errors import UsageError
+
+    path = Path(output)
+    if path.is_dir():
+        raise UsageError(f"--output {path} is a folder: use --output-dir {path}, or name a file like {path}/why.png")
+    if path.suffix.lower() not in Image.registered_extensions():
+        raise UsageError(
+            f"--output {path} has no picture extension: name a file like {path.with_suffix('.png')} "
+            "(or use --output-dir for a folder)"
+        )
 
 
 def output_path_for(source: str, output: str | None, output_dir: str | Path, used: set) -> Path:

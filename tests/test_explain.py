@@ -325,6 +325,18 @@ def test_output_equal_to_the_input_is_refused(cli, model_path, tmp_path, monkeyp
     assert photo.read_bytes() == before
 
 
+@pytest.mark.parametrize("kind", ["folder", "no-extension", "text-extension"])
+def test_an_output_that_is_not_a_picture_file_is_refused_before_any_work(cli, tmp_path, kind):
+    photo = save_photo(tmp_path / "photo.jpg")
+    output = {"folder": tmp_path, "no-extension": tmp_path / "why", "text-extension": tmp_path / "why.txt"}[kind]
+    # No model exists: the option is refused before one is loaded.
+    r = cli("explain", photo, "--model", tmp_path / "missing.pt", "--output", output)
+    assert r.exit_code == 2, r.stdout
+    assert len(r.stderr.strip().splitlines()) == 1 and "--output" in r.stderr, r.stderr
+    assert ("--output-dir" in r.stderr) and "Traceback" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg"]  # nothing written
+
+
 def test_class_option_explains_that_class(engine, book, tmp_path):
     from skinfood_cli.explanation import explain_items
     from skinfood_cli.prediction import InputItem

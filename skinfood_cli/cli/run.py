@@ -263,13 +263,14 @@ def explain(
     """
     from skinfood_cli.cli.output import EXPLAIN_COLUMNS, RecordWriter, print_explanation, warn
     from skinfood_cli.errors import UsageError
-    from skinfood_cli.explanation import HEATMAP_NOTE, explain_items
+    from skinfood_cli.explanation import HEATMAP_NOTE, check_output, explain_items
     from skinfood_cli.prediction import NOT_A_DIAGNOSIS, expand_inputs
 
     language = _lang(lang)
     items = expand_inputs(inputs, recursive=recursive)
     if output and len(items) > 1:
         raise UsageError(f"--output names one file but there are {len(items)} inputs: use --output-dir")
+    check_output(output)
     book = _book(descriptions)
     engine = _load_engine(model, device, Precision.fp32)
     _warn_missing_descriptions(engine.classes, book)
