@@ -68,7 +68,7 @@ class TorchBackend(Backend):
                 with torch.inference_mode():
                     with resolved.autocast(device):
                         x = batch.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-                        logits, features, stage = scoped.network(x)
+                        features, logits, stage = scoped.network(x)
                     scope = scoped.scope_from(features, logits, stage)
                 return logits.float().cpu(), scope.float().cpu()
 

@@ -91,16 +91,15 @@ class ScopedClassifier(nn.Module):
         self.stage = None if stage is None else int(stage)
 
     def forward(self, x):
-        logits, features, stage = self.network(x)
+        features, logits, stage = self.network(x)
         return logits, self.scope_from(features, logits, stage)
 
     def network(self, x):
-        """(logits, pooled features, stage map or None): the one forward pass the score reads."""
+        """(pooled features, logits, stage map or None), in `staged_features`' order: the one
+        forward pass the score reads."""
         if self.stage is None:
-            features, logits = pooled_features(self.model, x)
-            return logits, features, None
-        features, logits, stage = staged_features(self.model, x, self.stage)
-        return logits, features, stage
+            return (*pooled_features(self.model, x), None)
+        return staged_features(self.model, x, self.stage)
 
     def scope_from(self, features, logits, stage=None):
         """(B,) scope scores from `network`'s outputs, computed in fp32: >= 0 is in scope."""
