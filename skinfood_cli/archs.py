@@ -70,9 +70,9 @@ class Arch:
     classifier: str  # the head's module name (timm's pretrained_cfg["classifier"])
     weights: WeightsSource
     imagenet_top1: float  # published ImageNet-1k top-1 of these weights, for the README
-    # Whether model.fold_batchnorm knows this network's conv -> BN pairs (ResNet's
-    # explicit conv{i}/bn{i}); others run unfolded, which costs speed, not accuracy.
-    foldable_batchnorm: bool = False
+    # timm's zero_init_last (ResNet only): from scratch, each residual block's last BN
+    # starts at zero, so the block starts as the identity.
+    zero_init_last: bool = False
     # Leading convolutions an int8 ONNX export keeps in fp32. EfficientNet-Lite's first
     # stages hold fine detail in wide activation ranges, which per-tensor uint8 keeps
     # poorly. A fine-tuned lite0 quantised whole agreed with fp32 on 97.7% of 128 test
@@ -81,7 +81,14 @@ class Arch:
     # their validation photos (10 failed one: 98.8% with near-ties aside); on 256 test
     # photos they then agree on 99.6-100% of the photos that are not near-ties, at about
     # 8% less speed than with 10.
+    # The same goes for TorchScript int8 (backends/quantize.py): quantised whole, seed 0's
+    # logits kept 22 dB SQNR and 2 of 253 test photos changed class; with these 16 in
+    # fp32, 31 dB and none (seed 1: 30 dB, one photo).
     int8_fp32_leading_convs: int = 0
+    # PyTorch's int8 kernels for TorchScript: "x86" picks fbgemm or oneDNN per op, and
+    # sends strided depthwise convolutions to fbgemm kernels that ran lite0 at a third of
+    # fp32's speed (23 vs 68 img/s); oneDNN's run its int8 file at about 2x fp32.
+    torchscript_int8_engine: str = "x86"
     create_kwargs: tuple[tuple[str, object], ...] = ()
     # Regularisation while training (dropout before the head, stochastic depth): what the
     # weights were trained with. Inert in eval mode, so predictions and exports ignore it.
@@ -109,6 +116,7 @@ def _lite(i: int, size: int, sha256: str, top1: float, dropout: float) -> Arch:
         ),
         imagenet_top1=top1,
         int8_fp32_leading_convs=16,
+        torchscript_int8_engine="onednn",
         # TensorFlow's EfficientNet-Lite training: dropout 0.2 (0.3 from lite2), drop connect 0.2.
         training_kwargs=(("drop_rate", dropout), ("drop_path_rate", 0.2)),
     )
@@ -132,7 +140,7 @@ ARCHS: dict[str, Arch] = {
                 licence="BSD-3-Clause",
             ),
             imagenet_top1=80.86,  # torchvision ResNet50_Weights.IMAGENET1K_V2
-            foldable_batchnorm=True,
+            zero_init_last=True,
         ),
         # Top-1 as Google published them for the TensorFlow checkpoints (EfficientNet-Lite README).
         _lite(0, 224, "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 75.1, dropout=0.2),

@@ -20,7 +20,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
@@ -163,20 +163,21 @@ def export_model(
     meta = export_metadata(loaded, book, file_format=ONNX_FORMAT, with_preprocessing=with_preprocessing, batch=batch)
     output = Path(output) if output else default_output(loaded.path, fmt, int8)
     output.parent.mkdir(parents=True, exist_ok=True)
-    photos = verification_photos(loaded, verify_images)
+    # int8's calibration photos first: the check then runs on photos the calibration didn't see.
+    cal = calibration_photos(loaded, calibration, calibration_images) if int8 else []
+    photos = verification_photos(loaded, verify_images, calibrated_on=cal)
 
     if fmt == "torchscript":
         meta = {**meta, "format": TORCHSCRIPT_FORMAT, "precision": "int8" if int8 else "fp32"}
-        cal = None
         if int8:
-            from skinfood_cli.backends.quantize import ENGINE, activation_bits
+            from skinfood_cli.backends.quantize import activation_bits
 
-            cal = calibration_photos(loaded, calibration, calibration_images)
-            meta.update(quantized_engine=ENGINE, activation_bits=activation_bits())
-            log(f"quantising to int8 (PyTorch FX, {ENGINE} kernels, per-channel) on {len(cal)} calibration photos")
+            engine = loaded.arch.torchscript_int8_engine
+            meta.update(quantized_engine=engine, activation_bits=activation_bits())
+            log(f"quantising to int8 (PyTorch FX, {engine} kernels, per-channel) on {len(cal)} calibration photos")
         log(f"tracing to TorchScript: {output}")
         writer_for("torchscript").write(
-            loaded, output, meta, calibration=None if cal is None else _calibration_batches(loaded, cal)
+            loaded, output, meta, calibration=_calibration_batches(loaded, cal) if int8 else None
         )
         log(f"verifying against PyTorch fp32 on {photos.count} {photos.source}")
         result = _finish(output, meta["precision"], meta, verify(loaded, output, photos, int8=int8), None)
@@ -189,7 +190,6 @@ def export_model(
         fp32 = _finish(target, "fp32", meta, verify(loaded, target, photos, int8=False), None)
         result = fp32
         if int8 and fp32.verification.passed:
-            cal = calibration_photos(loaded, calibration, calibration_images)
             log(f"quantising to int8 (QDQ, per-channel) on {len(cal)} calibration photos: {output}")
             writer.quantise(
                 target,
@@ -352,16 +352,24 @@ class _Photos:
         yield from _readable_chunks(self.paths, self.image_size, size)
 
 
-def verification_photos(loaded, limit: int) -> _Photos:
-    """The run's validation split when it is on disk, else generated images."""
+def verification_photos(loaded, limit: int, calibrated_on: Sequence[str] = ()) -> _Photos:
+    """Up to `limit` of the run's photos: its validation split, topped up from its training split
+    (not int8's calibration photos); generated images when neither is on disk. A tenth of a few
+    hundred photos is ~60, on which a 99% bar would let no photo change class."""
     from skinfood_cli.evaluation import resolve_eval_set
 
-    with contextlib.suppress(SkinfoodError, OSError):
-        paths = [p for p, _ in resolve_eval_set(loaded.meta, loaded.classes, None, "val").samples]
-        if paths:
-            paths = _spread(paths, limit)
-            return _Photos(paths, len(paths), "validation photos", loaded.image_size)
-    return _Photos(None, max(8, min(limit, 64)), "generated images", loaded.image_size)
+    def split(name: str) -> list[str]:
+        with contextlib.suppress(SkinfoodError, OSError):
+            return [p for p, _ in resolve_eval_set(loaded.meta, loaded.classes, None, name).samples]
+        return []
+
+    val = _spread(split("val"), limit)
+    seen = set(calibrated_on)
+    train = _spread([p for p in split("train") if p not in seen], limit - len(val)) if len(val) < limit else []
+    if not val and not train:
+        return _Photos(None, max(8, min(limit, 64)), "generated images", loaded.image_size)
+    source = " and ".join(name for name, part in (("validation", val), ("training", train)) if part)
+    return _Photos(val + train, len(val) + len(train), f"{source} photos", loaded.image_size)
 
 
 def verify(loaded, path: Path, photos: _Photos, *, int8: bool) -> Verification:

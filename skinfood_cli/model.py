@@ -14,7 +14,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Callable
 
 from skinfood_cli.archs import DEFAULT_ARCH, IMAGENET_MEAN, IMAGENET_STD, get_arch
 from skinfood_cli.errors import UsageError, WeightsError
@@ -65,7 +65,7 @@ def build_model(num_classes: int, backbone_state: dict | None = None, arch: str 
     # block starts it as the identity, which trains markedly faster (Goyal et al.,
     # 2017); pretrained weights overwrite it anyway.
     kwargs: dict[str, Any] = dict(spec.create_kwargs) | (dict(spec.training_kwargs) if training else {})
-    if spec.foldable_batchnorm:
+    if spec.zero_init_last:
         kwargs["zero_init_last"] = backbone_state is None
     model: Any = timm.create_model(spec.timm_name, pretrained=False, exportable=True, **kwargs)
     # A fresh head with PyTorch's default Linear init (+-1/sqrt(D)), as torchvision's and
@@ -121,33 +121,76 @@ def staged_features(model, x, stage: int):
     return features, head(model)(features), kept
 
 
-def fold_batchnorm(model):
-    """Fold every BatchNorm into the convolution before it, in place, for inference.
+def fold_batchnorm(model, which: Callable[[Any], bool] | None = None):
+    """Fold every BatchNorm into the convolution that feeds it, in place, for inference.
 
     In eval mode BN is an affine map, so conv -> BN equals one conv with scaled
     weights and a bias: one pass over each activation instead of two (~10%
-    faster on a CPU). The module tree keeps its names (`layer4` stays hookable
-    for Grad-CAM). Only for eval: a folded model can't be trained.
+    faster on a CPU), and the form int8 needs (quantising a conv's output before
+    a BN that rescales its channels by up to 100x throws most of them away).
+
+    The pairs are found by data flow, not by names (`conv_consumers`), so every
+    backbone folds the same way: ResNet's conv{i}/bn{i}, EfficientNet's
+    conv_pw/bn1, TF "same"-padding convs. A BN that also applies an activation
+    (timm's BatchNormAct2d) leaves that activation in its place. The module
+    tree keeps its names (Grad-CAM's layer stays hookable). `which(bn)` picks
+    the BNs to fold (default: all). Only for eval: a folded model can't be trained.
     """
     import torch
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-    def fold(parent, conv_name: str, bn_name: str) -> None:
-        conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
-        if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
-            setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
-            setattr(parent, bn_name, torch.nn.Identity())
-
     model.eval()
-    fold(model, "conv1", "bn1")
-    for module in model.modules():
-        for i in (1, 2, 3):
-            if hasattr(module, f"conv{i}") and hasattr(module, f"bn{i}") and module is not model:
-                fold(module, f"conv{i}", f"bn{i}")
-        downsample = getattr(module, "downsample", None)
-        if isinstance(downsample, torch.nn.Sequential) and len(downsample) == 2:
-            fold(downsample, "0", "1")
+    _, pairs = conv_consumers(model, (torch.nn.BatchNorm2d,))
+    names = {module: name for name, module in model.named_modules()}
+    for conv, bn in pairs:
+        if not bn.track_running_stats or (which is not None and not which(bn)):
+            continue
+        replace_module(model, names[conv], fuse_conv_bn_eval(conv, bn))
+        rest = [m for m in (getattr(bn, "drop", None), getattr(bn, "act", None)) if m is not None]
+        replace_module(model, names[bn], torch.nn.Sequential(*rest) if rest else torch.nn.Identity())
     return model
+
+
+def conv_consumers(model, kinds: tuple, image_size: int = 64) -> tuple[list, list]:
+    """(every Conv2d in the order they run, [(conv, consumer)]) for consumers of the `kinds`
+    whose input is exactly a convolution's output, from one forward of a blank image.
+
+    Identity modules pass the tensor itself on, so a consumer behind them still counts.
+    """
+    import torch
+
+    made: dict[int, torch.nn.Module] = {}  # id(output tensor) -> the conv that made it
+    order: list = []
+    pairs: list = []
+
+    def after_conv(conv, _inputs, output):
+        made[id(output)] = conv
+        order.append(conv)
+
+    def before_consumer(consumer, inputs):
+        conv = made.get(id(inputs[0]))
+        if conv is not None:
+            pairs.append((conv, consumer))
+
+    hooks = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            hooks.append(module.register_forward_hook(after_conv))
+        elif isinstance(module, kinds):
+            hooks.append(module.register_forward_pre_hook(before_consumer))
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, 3, image_size, image_size, device=next(model.parameters()).device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return order, pairs
+
+
+def replace_module(model, name: str, module) -> None:
+    """Put `module` where the submodule called `name` ("blocks.1.0.conv_dw") is."""
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
 
 
 def resolve_device(spec: str | None = None):

@@ -46,9 +46,7 @@ class TorchBackend(Backend):
 
     def place(self, model: LoadedModel, device: torch.device, device_spec: str | None, precision: str | None) -> Runner:
         resolved = resolve_precision(precision, device)
-        module = model.module.eval()
-        if model.arch.foldable_batchnorm:
-            module = fold_batchnorm(module)
+        module = fold_batchnorm(model.module.eval())
         module = module.to(device, memory_format=torch.channels_last)
 
         def forward(batch: torch.Tensor) -> torch.Tensor:

@@ -62,22 +62,40 @@ def activation_bits() -> int:
     return 8 if has_vnni else 7
 
 
-def quantize_module(module, batches: Iterable, example):
+def quantize_module(module, batches: Iterable, example, *, engine: str = ENGINE, fp32_leading_convs: int = 0):
     """An int8 copy of the fp32 `module` (eval mode), calibrated on `batches` of (B, 3, S, S).
 
     Activation ranges come from histograms of the calibration batches (chosen to
     minimise the quantisation error, not just min/max), so they should be photos
-    like the ones the model will see (the run's training split).
+    like the ones the model will see (the run's training split). `engine` is the
+    kernels the file will run on (`Arch.torchscript_int8_engine`), and the first
+    `fp32_leading_convs` convolutions to run stay fp32 (`Arch.int8_fp32_leading_convs`).
+
+    Before FX sees it, the network is put in the form int8 needs:
+    - BatchNorms FX can't fuse itself (timm's BatchNormAct2d, which hides its
+      activation inside) are folded into their convolutions;
+    - TF "same" padding, which FX can't trace, becomes a fixed ZeroPad2d at the
+      example's size (the file is traced at that size anyway);
+    - a convolution that feeds ReLU6 is calibrated on its output clamped to
+      [0, 6]: FX fuses conv + ReLU but not ReLU6, and a range taken before the
+      clamp (-80..90 behind a folded BN) leaves 13 levels for [0, 6]. The int8
+      conv then saturates at 0 and 6, which is ReLU6 (TFLite does the same).
     """
     import copy
 
     import torch
 
+    from skinfood_cli.model import conv_consumers, fold_batchnorm
+
     get_mapping, prepare_fx, convert_fx = require_quantization()
-    torch.backends.quantized.engine = ENGINE
+    torch.backends.quantized.engine = engine
     # Both recipes: histogram-calibrated uint8 activations, per-channel int8
     # weights; "onednn"'s keeps all 8 activation bits, "x86"'s keeps 7.
     recipe = "onednn" if activation_bits() == 8 else ENGINE
+    net = fold_batchnorm(copy.deepcopy(module).eval().float(), which=lambda bn: type(bn) is not torch.nn.BatchNorm2d)
+    net = _static_same_padding(net, example.shape[-1])
+    order, relu6_convs = conv_consumers(net, (torch.nn.ReLU6,))
+    names = {m: name for name, m in net.named_modules()}
     with _quiet():
         from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
 
@@ -85,12 +103,10 @@ def quantize_module(module, batches: Iterable, example):
         mapping = get_mapping(recipe)
         for kind in _fp32_modules():
             mapping.set_object_type(kind, None)
-        prepared = prepare_fx(
-            copy.deepcopy(module).eval().float(),
-            mapping,
-            example_inputs=(example,),
-            prepare_custom_config=custom,
-        )
+        for name in _leading_region(net, order, fp32_leading_convs, example.shape[-1]):
+            mapping.set_module_name(name, None)
+        prepared = prepare_fx(net, mapping, example_inputs=(example,), prepare_custom_config=custom)
+        _clamp_observers(prepared, {names[conv] for conv, _ in relu6_convs}, 0.0, 6.0)
         seen = 0
         with torch.inference_mode():
             for batch in batches:
@@ -99,6 +115,126 @@ def quantize_module(module, batches: Iterable, example):
         if not seen:
             raise UsageError("int8 needs calibration photos, and none of them could be read")
         return convert_fx(prepared).eval()
+
+
+def _leading_region(net, order: list, n: int, image_size: int) -> list[str]:
+    """Names of the largest modules that run entirely before the (n+1)th convolution: the
+    first `n` convolutions with their activations and the residual adds between them, so
+    that region stays fp32 as one piece (one conversion to int8 at its end, not one per layer)."""
+    import torch
+
+    if n <= 0:
+        return []
+    last = order[n - 1] if n <= len(order) else None
+    ran: list = []
+    done = {"yes": False}
+
+    def record(module, _inputs, _output):
+        if not done["yes"]:
+            ran.append(module)
+        if module is last:
+            done["yes"] = True
+
+    leaves = [m for m in net.modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(record) for m in leaves]
+    try:
+        with torch.inference_mode():
+            net(torch.zeros(1, 3, image_size, image_size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    early = set(ran)
+    names: list[str] = []
+    for name, module in net.named_modules():
+        if not name or any(name.startswith(f"{done_name}.") for done_name in names):
+            continue
+        inside = [m for m in module.modules() if not list(m.children())]
+        if inside and all(m in early for m in inside):
+            names.append(name)
+    return names
+
+
+def _static_same_padding(net, image_size: int):
+    """timm's Conv2dSame (TF "same" padding computed from the input's size) -> ZeroPad2d + Conv2d
+    with the padding it computes at `image_size`, which FX can trace and quantise."""
+    import torch
+
+    from skinfood_cli.model import replace_module
+
+    try:
+        from timm.layers.conv2d_same import Conv2dSame
+        from timm.layers.padding import pad_same_arg
+    except ImportError:
+        return net
+    sizes: dict = {}
+    hooks = [
+        m.register_forward_pre_hook(lambda conv, inputs: sizes.__setitem__(conv, list(inputs[0].shape[-2:])))
+        for m in net.modules()
+        if isinstance(m, Conv2dSame)
+    ]
+    try:
+        with torch.inference_mode():
+            net(torch.zeros(1, 3, image_size, image_size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    names = {m: name for name, m in net.named_modules()}
+    for conv, size in sizes.items():
+        plain = torch.nn.Conv2d(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            0,
+            conv.dilation,
+            conv.groups,
+            bias=conv.bias is not None,
+        )
+        plain.load_state_dict(conv.state_dict())
+        left, right, top, bottom = pad_same_arg(size, list(conv.kernel_size), list(conv.stride), list(conv.dilation))
+        replace_module(net, names[conv], torch.nn.Sequential(torch.nn.ZeroPad2d((left, right, top, bottom)), plain))
+    return net
+
+
+def _clamp_observers(prepared, modules: set[str], low: float, high: float) -> None:
+    """Make the output observers of the `modules` (names in `prepared`) record their input clamped."""
+    from torch.ao.quantization.observer import HistogramObserver
+
+    clamped_histogram = _clamped_histogram()
+    for node in prepared.graph.nodes:
+        if node.op != "call_module" or node.target not in modules:
+            continue
+        for user in node.users:
+            observer = prepared.get_submodule(user.target) if user.op == "call_module" else None
+            # Only an output that goes nowhere but the activation: a second reader would see clipped values.
+            if isinstance(observer, HistogramObserver) and len(user.users) == 1:
+                clamped = clamped_histogram(
+                    low,
+                    high,
+                    dtype=observer.dtype,
+                    qscheme=observer.qscheme,
+                    reduce_range=observer.reduce_range,
+                    quant_min=observer.quant_min,
+                    quant_max=observer.quant_max,
+                )
+                setattr(prepared, user.target, clamped)
+
+
+def _clamped_histogram():
+    from torch.ao.quantization.observer import HistogramObserver
+
+    class ClampedHistogram(HistogramObserver):
+        """A histogram of the tensor after an activation clamps it to [low, high]."""
+
+        def __init__(self, low: float, high: float, **kwargs):
+            super().__init__(**kwargs)
+            self.low, self.high = low, high
+
+        def forward(self, x):
+            super().forward(x.clamp(self.low, self.high))
+            return x
+
+    return ClampedHistogram
 
 
 def _fp32_modules() -> list:
@@ -110,8 +246,8 @@ def _fp32_modules() -> list:
 
 
 def _shape_dependent_layers() -> list:
-    """timm's TensorFlow-style 'same' padding layers (EfficientNet-Lite's stem and strided convs) pad
-    by the input's size, which FX can't trace: they stay fp32 modules between the int8 ones."""
+    """timm's TF "same" layers that pad by the input's size, which FX can't trace: those
+    `_static_same_padding` leaves (pooling, the export variant) stay fp32 between int8 ones."""
     try:
         from timm.layers.conv2d_same import Conv2dSame, Conv2dSameExport
         from timm.layers.pool2d_same import AvgPool2dSame, MaxPool2dSame
@@ -120,13 +256,13 @@ def _shape_dependent_layers() -> list:
     return [Conv2dSame, Conv2dSameExport, AvgPool2dSame, MaxPool2dSame]
 
 
-def use_engine() -> None:
-    """Select the int8 kernels a quantised file was built for, before running it."""
+def use_engine(engine: str = ENGINE) -> None:
+    """Select the int8 kernels a quantised file was built for (its `quantized_engine`), before running it."""
     import torch
 
-    if ENGINE not in torch.backends.quantized.supported_engines:
-        raise UsageError(f"this torch ({torch.__version__}) can't run x86 int8 files: use the .pt checkpoint")
-    torch.backends.quantized.engine = ENGINE
+    if engine not in torch.backends.quantized.supported_engines:
+        raise UsageError(f"this torch ({torch.__version__}) can't run {engine} int8 files: use the .pt checkpoint")
+    torch.backends.quantized.engine = engine
 
 
 @contextlib.contextmanager

@@ -80,7 +80,7 @@ class TorchScriptBackend(Backend):
         """The file's module on `device`: int8 runs on the CPU only."""
         fixed = Precision(model.meta.get("precision", "fp32"), None)
         if fixed.name == "int8":
-            from skinfood_cli.backends.quantize import use_engine
+            from skinfood_cli.backends.quantize import ENGINE, use_engine
 
             if device.type != "cpu":
                 spec = (device_spec or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
@@ -90,7 +90,7 @@ class TorchScriptBackend(Backend):
                         "or use the .pt checkpoint on the GPU"
                     )
                 device = torch.device("cpu")
-            use_engine()
+            use_engine(model.meta.get("quantized_engine", ENGINE))
             module = model.module
         elif device.type == "cpu":
             module = model.module

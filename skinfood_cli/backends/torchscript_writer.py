@@ -23,7 +23,13 @@ def write_torchscript(
     if calibration is not None:
         from skinfood_cli.backends.quantize import quantize_module
 
-        module = quantize_module(module, calibration, example_input(loaded, False, None))
+        module = quantize_module(
+            module,
+            calibration,
+            example_input(loaded, False, None),
+            engine=loaded.arch.torchscript_int8_engine,
+            fp32_leading_convs=loaded.arch.int8_fp32_leading_convs,
+        )
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TorchScript's deprecation notice: docs/export.md says it
         traced = torch.jit.trace(module, example_input(loaded, False, None))

@@ -76,3 +76,34 @@ def test_fp32_files_are_still_held_to_every_probability(monkeypatch):
     v = check(monkeypatch, [CLEAR] * 9 + [TIE], flipped={9}, int8=False)
     assert not v.passed and v.decisive_agreement is None and v.near_ties == 0
     assert v.agreement_text() == "90.0%"
+
+
+def _splits(monkeypatch, val: list[str], train: list[str]) -> None:
+    import skinfood_cli.evaluation as evaluation
+
+    def resolve(meta, classes, data, split):
+        return types.SimpleNamespace(samples=[(p, 0) for p in {"val": val, "train": train}[split]])
+
+    monkeypatch.setattr(evaluation, "resolve_eval_set", resolve)
+
+
+def test_a_small_validation_split_is_topped_up_with_photos_the_calibration_left(monkeypatch):
+    """59 validation photos would make the 99% bar 100%: the check tops them up to --verify-images
+    from the training split, never with a photo int8 was calibrated on."""
+    val = [f"val/{i}.jpg" for i in range(3)]
+    train = [f"train/{i}.jpg" for i in range(10)]
+    _splits(monkeypatch, val, train)
+    loaded = types.SimpleNamespace(meta={}, classes=["a"], image_size=64)
+    photos = export.verification_photos(loaded, 8, calibrated_on=train[:4])
+    assert photos.paths[:3] == val and len(photos.paths) == photos.count == 8
+    assert not set(photos.paths) & set(train[:4])
+    assert photos.source == "validation and training photos"
+    only_val = export.verification_photos(loaded, 3)
+    assert only_val.paths == val and only_val.source == "validation photos"
+
+
+def test_without_photos_on_disk_the_check_runs_on_generated_images(monkeypatch):
+    _splits(monkeypatch, [], [])
+    loaded = types.SimpleNamespace(meta={}, classes=["a"], image_size=64)
+    photos = export.verification_photos(loaded, 200)
+    assert photos.paths is None and photos.source == "generated images" and photos.count == 64
