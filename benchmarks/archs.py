@@ -5,8 +5,8 @@
 For every architecture in skinfood's registry, at its native input size, batch 32, in one
 run (so the rows compare): parameters; training img/s (one AdamW step: forward, backward,
 update) in NCHW and channels_last, fp32 and, where the CPU computes it natively, bf16;
-prediction img/s the way `skinfood predict` runs it (eval mode, BatchNorm folded where the
-registry says how, channels_last, `--precision auto`). The fastest training setting is what
+prediction img/s the way `skinfood predict` runs it (eval mode, BatchNorm folded,
+channels_last, `--precision auto`) and through its int8 TorchScript export. The fastest training setting is what
 `skinfood train` should pick on such a CPU: the table says whether it does.
 
 On any machine `ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2` makes it behave like a CPU
@@ -67,32 +67,64 @@ def train_rate(arch: str, layout: str, precision: str, reps: int) -> float:
     return BATCH / _time(step, 2, reps)
 
 
-def predict_rate(arch: str, reps: int) -> tuple[float, str]:
-    """Images per second through skinfood's own inference path, and the precision auto picked."""
+def _loaded(arch: str):
+    """A checkpoint of the arch (fresh 8-way head, ImageNet-free weights), as `load_model` returns it."""
     from skinfood_cli.archs import get_arch
     from skinfood_cli.backends.pytorch import TorchBackend
     from skinfood_cli.checkpoint import FORMAT
-    from skinfood_cli.engine import Engine
     from skinfood_cli.model import build_model
 
-    backend = TorchBackend()
-    model = build_model(8, arch=arch)
     spec = get_arch(arch)
     ckpt = {
         "format": FORMAT,
         "arch": arch,
-        "state_dict": model.state_dict(),
+        "state_dict": build_model(8, arch=arch).state_dict(),
         "classes": [str(i) for i in range(8)],
         "image_size": spec.image_size,
         "mean": list(spec.mean),
         "std": list(spec.std),
         "temperature": 1.0,
     }
-    loaded = backend.from_checkpoint(Path(f"{arch}.pt"), ckpt)
-    engine = Engine(loaded, device="cpu", precision="auto", batch_size=BATCH)
+    return TorchBackend().from_checkpoint(Path(f"{arch}.pt"), ckpt)
+
+
+def predict_rate(arch: str, reps: int) -> tuple[float, str]:
+    """Images per second through skinfood's own inference path, and the precision auto picked."""
+    from skinfood_cli.engine import Engine
+
+    engine = Engine(_loaded(arch), device="cpu", precision="auto", batch_size=BATCH)
     x = engine.example_input(BATCH)
     seconds = _time(lambda: engine.forward(x), 2, reps)
     return BATCH / seconds, engine.precision.name
+
+
+def int8_torchscript_rate(arch: str, reps: int) -> float:
+    """Images per second through the file `skinfood export --format torchscript --int8` writes
+    (calibrated on random batches: the speed of int8 kernels does not depend on the values)."""
+    import tempfile
+
+    import torch
+
+    from skinfood_cli.backends import load_model
+    from skinfood_cli.backends.metadata import export_metadata
+    from skinfood_cli.backends.quantize import activation_bits
+    from skinfood_cli.backends.torchscript import TORCHSCRIPT_FORMAT
+    from skinfood_cli.backends.torchscript_writer import write_torchscript
+    from skinfood_cli.engine import Engine
+
+    loaded = _loaded(arch)
+    meta = export_metadata(loaded, None, file_format=TORCHSCRIPT_FORMAT, with_preprocessing=False, batch=None)
+    kernels = loaded.arch.torchscript_int8_engine
+    meta.update(precision="int8", quantized_engine=kernels, activation_bits=activation_bits())
+    size = loaded.image_size
+    calibration = [torch.randn(8, 3, size, size, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{arch}.int8.torchscript"
+        write_torchscript(loaded, path, meta, calibration)
+        engine = Engine(load_model(path), device="cpu", batch_size=BATCH)
+        x = engine.example_input(BATCH)
+        seconds = _time(lambda: engine.forward(x), 2, reps)
+    return BATCH / seconds
 
 
 def measure(arch: str, reps: int) -> dict:
@@ -110,6 +142,8 @@ def measure(arch: str, reps: int) -> dict:
             print(f"  {arch} train {layout} {precision}: {rate:.1f} img/s", flush=True)
     predict, picked = predict_rate(arch, reps)
     print(f"  {arch} predict ({picked}): {predict:.1f} img/s", flush=True)
+    int8 = int8_torchscript_rate(arch, reps)
+    print(f"  {arch} predict (int8 TorchScript): {int8:.1f} img/s", flush=True)
     return {
         "arch": arch,
         "params_m": round(params / 1e6, 2),
@@ -119,6 +153,7 @@ def measure(arch: str, reps: int) -> dict:
         "fastest_train": max(train, key=train.get),
         "predict_images_per_s": round(predict, 1),
         "predict_precision": picked,
+        "int8_torchscript_images_per_s": round(int8, 1),
     }
 
 

@@ -452,14 +452,16 @@ def _archs_section(r: dict) -> list[str]:
         "",
         "| arch | params (M) | px | ImageNet top-1 | "
         + " | ".join(f"train img/s {s}" for s in settings)
-        + " | fastest | predict img/s |",
-        "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in settings) + " | --- | ---: |",
+        + " | fastest | predict img/s | int8 TorchScript img/s |",
+        "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in settings) + " | --- | ---: | ---: |",
     ]
     for a in r["archs"]:
         rates = " | ".join(f"{a['train_images_per_s'][s]:.1f}" for s in settings)
+        int8 = a.get("int8_torchscript_images_per_s")  # results from before it was measured lack it
         lines.append(
             f"| {a['arch']} | {a['params_m']:.1f} | {a['image_size']} | {a['imagenet_top1']:.1f} | {rates} | "
-            f"{a['fastest_train']} | {a['predict_images_per_s']:.1f} ({a['predict_precision']}) |"
+            f"{a['fastest_train']} | {a['predict_images_per_s']:.1f} ({a['predict_precision']}) | "
+            f"{'' if int8 is None else f'{int8:.1f}'} |"
         )
     lines.append("")
     return lines
