@@ -178,13 +178,21 @@ def conv_consumers(model, kinds: tuple, image_size: int = 64) -> tuple[list, lis
             hooks.append(module.register_forward_hook(after_conv))
         elif isinstance(module, kinds):
             hooks.append(module.register_forward_pre_hook(before_consumer))
+    blank_forward(model, hooks, image_size)
+    return order, pairs
+
+
+def blank_forward(model, hooks: list, image_size: int) -> None:
+    """One forward of a blank (1, 3, S, S) image to let the forward `hooks` (handles) see the
+    network run; the hooks are removed afterwards, whatever happens."""
+    import torch
+
     try:
         with torch.inference_mode():
             model(torch.zeros(1, 3, image_size, image_size, device=next(model.parameters()).device))
     finally:
         for hook in hooks:
             hook.remove()
-    return order, pairs
 
 
 def replace_module(model, name: str, module) -> None:

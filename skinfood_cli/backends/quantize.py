@@ -121,7 +121,7 @@ def _leading_region(net, order: list, n: int, image_size: int) -> list[str]:
     """Names of the largest modules that run entirely before the (n+1)th convolution: the
     first `n` convolutions with their activations and the residual adds between them, so
     that region stays fp32 as one piece (one conversion to int8 at its end, not one per layer)."""
-    import torch
+    from skinfood_cli.model import blank_forward
 
     if n <= 0:
         return []
@@ -136,13 +136,7 @@ def _leading_region(net, order: list, n: int, image_size: int) -> list[str]:
             done["yes"] = True
 
     leaves = [m for m in net.modules() if not list(m.children())]
-    hooks = [m.register_forward_hook(record) for m in leaves]
-    try:
-        with torch.inference_mode():
-            net(torch.zeros(1, 3, image_size, image_size))
-    finally:
-        for hook in hooks:
-            hook.remove()
+    blank_forward(net, [m.register_forward_hook(record) for m in leaves], image_size)
     early = set(ran)
     names: list[str] = []
     for name, module in net.named_modules():
@@ -159,7 +153,7 @@ def _static_same_padding(net, image_size: int):
     with the padding it computes at `image_size`, which FX can trace and quantise."""
     import torch
 
-    from skinfood_cli.model import replace_module
+    from skinfood_cli.model import blank_forward, replace_module
 
     try:
         from timm.layers.conv2d_same import Conv2dSame
@@ -172,12 +166,7 @@ def _static_same_padding(net, image_size: int):
         for m in net.modules()
         if isinstance(m, Conv2dSame)
     ]
-    try:
-        with torch.inference_mode():
-            net(torch.zeros(1, 3, image_size, image_size))
-    finally:
-        for hook in hooks:
-            hook.remove()
+    blank_forward(net, hooks, image_size)
     names = {m: name for name, m in net.named_modules()}
     for conv, size in sizes.items():
         plain = torch.nn.Conv2d(
