@@ -87,7 +87,7 @@ class Arch:
     int8_fp32_leading_convs: int = 0
     # PyTorch's int8 kernels for TorchScript: "x86" picks fbgemm or oneDNN per op, and
     # sends strided depthwise convolutions to fbgemm kernels that ran lite0 at a third of
-    # fp32's speed (23 vs 68 img/s); oneDNN's run its int8 file at about 2x fp32.
+    # fp32's speed (23 vs 68 img/s, quantised whole); oneDNN's ran that file at 130.
     torchscript_int8_engine: str = "x86"
     create_kwargs: tuple[tuple[str, object], ...] = ()
     # Regularisation while training (dropout before the head, stochastic depth): what the
