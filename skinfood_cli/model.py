@@ -140,7 +140,7 @@ def fold_batchnorm(model, which: Callable[[Any], bool] | None = None):
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     model.eval()
-    _, pairs = conv_consumers(model, (torch.nn.BatchNorm2d,))
+    pairs = conv_consumers(model, (torch.nn.BatchNorm2d,))
     names = {module: name for name, module in model.named_modules()}
     for conv, bn in pairs:
         if not bn.track_running_stats or (which is not None and not which(bn)):
@@ -151,21 +151,19 @@ def fold_batchnorm(model, which: Callable[[Any], bool] | None = None):
     return model
 
 
-def conv_consumers(model, kinds: tuple, image_size: int = 64) -> tuple[list, list]:
-    """(every Conv2d in the order they run, [(conv, consumer)]) for consumers of the `kinds`
-    whose input is exactly a convolution's output, from one forward of a blank image.
+def conv_consumers(model, kinds: tuple, image_size: int = 64) -> list[tuple]:
+    """[(conv, consumer)] for each module of the `kinds` whose input is exactly a Conv2d's
+    output, from one forward of a blank image.
 
     Identity modules pass the tensor itself on, so a consumer behind them still counts.
     """
     import torch
 
     made: dict[int, torch.nn.Module] = {}  # id(output tensor) -> the conv that made it
-    order: list = []
-    pairs: list = []
+    pairs: list[tuple] = []
 
     def after_conv(conv, _inputs, output):
         made[id(output)] = conv
-        order.append(conv)
 
     def before_consumer(consumer, inputs):
         conv = made.get(id(inputs[0]))
@@ -179,7 +177,7 @@ def conv_consumers(model, kinds: tuple, image_size: int = 64) -> tuple[list, lis
         elif isinstance(module, kinds):
             hooks.append(module.register_forward_pre_hook(before_consumer))
     blank_forward(model, hooks, image_size)
-    return order, pairs
+    return pairs
 
 
 def blank_forward(model, hooks: list, image_size: int) -> None:

@@ -94,7 +94,7 @@ def quantize_module(module, batches: Iterable, example, *, engine: str = ENGINE,
     recipe = "onednn" if activation_bits() == 8 else ENGINE
     net = fold_batchnorm(copy.deepcopy(module).eval().float(), which=lambda bn: type(bn) is not torch.nn.BatchNorm2d)
     net = _static_same_padding(net, example.shape[-1])
-    order, relu6_convs = conv_consumers(net, (torch.nn.ReLU6,))
+    relu6_convs = conv_consumers(net, (torch.nn.ReLU6,))
     names = {m: name for name, m in net.named_modules()}
     with _quiet():
         from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
@@ -103,7 +103,7 @@ def quantize_module(module, batches: Iterable, example, *, engine: str = ENGINE,
         mapping = get_mapping(recipe)
         for kind in _fp32_modules():
             mapping.set_object_type(kind, None)
-        for name in _leading_region(net, order, fp32_leading_convs, example.shape[-1]):
+        for name in _leading_region(net, fp32_leading_convs, example.shape[-1]):
             mapping.set_module_name(name, None)
         prepared = prepare_fx(net, mapping, example_inputs=(example,), prepare_custom_config=custom)
         _clamp_observers(prepared, {names[conv] for conv, _ in relu6_convs}, 0.0, 6.0)
@@ -117,27 +117,21 @@ def quantize_module(module, batches: Iterable, example, *, engine: str = ENGINE,
         return convert_fx(prepared).eval()
 
 
-def _leading_region(net, order: list, n: int, image_size: int) -> list[str]:
-    """Names of the largest modules that run entirely before the (n+1)th convolution: the
-    first `n` convolutions with their activations and the residual adds between them, so
-    that region stays fp32 as one piece (one conversion to int8 at its end, not one per layer)."""
+def _leading_region(net, n: int, image_size: int) -> list[str]:
+    """Names of the largest modules that run entirely up to the `n`th convolution: the
+    first `n` convolutions with the layers and residual adds between them, so that
+    region stays fp32 as one piece (one conversion to int8 at its end, not one per layer)."""
+    import torch
+
     from skinfood_cli.model import blank_forward
 
     if n <= 0:
         return []
-    last = order[n - 1] if n <= len(order) else None
-    ran: list = []
-    done = {"yes": False}
-
-    def record(module, _inputs, _output):
-        if not done["yes"]:
-            ran.append(module)
-        if module is last:
-            done["yes"] = True
-
+    ran: list = []  # leaf modules in the order they run
     leaves = [m for m in net.modules() if not list(m.children())]
-    blank_forward(net, [m.register_forward_hook(record) for m in leaves], image_size)
-    early = set(ran)
+    blank_forward(net, [m.register_forward_hook(lambda m, _i, _o: ran.append(m)) for m in leaves], image_size)
+    convs = [i for i, m in enumerate(ran) if isinstance(m, torch.nn.Conv2d)]
+    early = set(ran[: convs[n - 1] + 1] if n <= len(convs) else ran)
     names: list[str] = []
     for name, module in net.named_modules():
         if not name or any(name.startswith(f"{done_name}.") for done_name in names):
