@@ -5,7 +5,7 @@ for the same wall-clock budget on the same fold; a variant's score is the fold's
 accuracy / macro-F1 / balanced accuracy. Results append to --out as JSON lines, so a
 long sweep can be stopped and continued.
 
-    python benchmarks/levers.py --data /tmp/d6 --minutes 7 --seeds 0 --out /tmp/levers.jsonl
+    python benchmarks/levers.py --data d6/ --minutes 7 --seeds 0 --out levers.jsonl
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """More out-of-scope scores for *other skin conditions*, on trust.py's cached features (run by hand).
 
-    python benchmarks/near_ood.py /tmp/trust6.npz
+    python benchmarks/near_ood.py trust6.npz  # trust.py --cache's file
 
 benchmarks/trust.py compares the four scores skinfood ships; none reaches the issue's
 AUROC >= 0.70 on photos of conditions the model was not trained on. This tries the
@@ -66,7 +66,10 @@ def scores(train: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def main() -> None:
-    cache = np.load(sys.argv[1] if len(sys.argv) > 1 else "/tmp/trust6.npz")
+    if len(sys.argv) != 2:
+        print("usage: python benchmarks/near_ood.py CACHE.npz (from trust.py --cache)", file=sys.stderr)
+        sys.exit(2)
+    cache = np.load(sys.argv[1])
     for kind, label in (("f", "pooled features"), ("s", "scope inputs (pooled + stage statistics)")):
         if f"train_{kind}" not in cache:
             continue  # a cache written before the scope inputs

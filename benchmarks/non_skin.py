@@ -1,6 +1,6 @@
 """Write a folder of pictures that are not skin, for the out-of-scope benchmark.
 
-    python benchmarks/non_skin.py /tmp/trust-far [--no-screenshots]
+    python benchmarks/non_skin.py trust-far/ [--no-screenshots]
 
 Generated (plain colours, gradients, stripes, checkerboards, noise, shapes,
 rendered text pages) plus pictures that ship with the system and its packages

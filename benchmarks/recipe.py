@@ -1,6 +1,6 @@
 """skinfood's training defaults against a plain modern script: same photos, budget and machine, in one run.
 
-    python benchmarks/recipe.py --data /tmp/d6 --minutes 15 --seeds 0,1,2
+    python benchmarks/recipe.py --data d6/ --minutes 15 --seeds 0,1,2
 
 For each seed, one after the other (never side by side: they would share the cores):
   plain     benchmarks/plain_script.py, a 100-line AdamW + cosine + label-smoothing loop

@@ -42,11 +42,11 @@ the step profile, runs recorded before results were kept) is in
 
 `python benchmarks/run.py [--quick] [--beyond]` (or `make bench`, which runs
 `--quick`; `--beyond` adds torch.compile, thread and decoding trials) measures on
-this machine, in one run, skinfood against the study's own loops — prediction:
+the machine it runs on, in one run, skinfood against the study's own loops — prediction:
 PIL open → `Resize((224, 224))` → ToTensor → Normalize → `model(x)` one image at
 a time in fp32; training: Adam, fp32, NCHW, no autocast — with the same weights
 and generated 640×480 JPEGs (DermNet's usual size). Ratios are what to compare:
-these machines are shared and noisy, absolute times drift. Rows needing an extra that is not
+on a shared machine absolute times drift. Rows needing an extra that is not
 installed (ONNX: `skinfood[export]`) are skipped with one line saying so; `make bench` installs all.
 
 `python benchmarks/serve.py [--quick] [--int8]`: a client process sends 640×480

@@ -1,8 +1,8 @@
 """Out-of-scope scores and conformal sets, measured on real photos (run by hand, not a test).
 
-    flock /tmp/skinfood-heavy.lock python benchmarks/trust.py \\
-        --model $SKINFOOD_HOME/runs/trust6/best.pt --data /tmp/d6 \\
-        --near /tmp/trust-near --far /tmp/trust-far --out benchmarks/results/trust.json
+    python benchmarks/trust.py \\
+        --model "$(skinfood home)/runs/trust6/best.pt" --data d6/ \\
+        --near trust-near/ --far trust-far/ --out benchmarks/results/trust.json
 
 --data is the dataset the model was trained on (its train/val split and the
 training copies it left out are rebuilt from the checkpoint); --near holds photos

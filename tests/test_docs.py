@@ -109,7 +109,7 @@ def test_usage_examples_use_only_options_that_exist():
 # Words that belong to how skinfood is developed, not to what a user does: a scratch path on a
 # developer's machine, an issue number, "this machine" for the one the figures came from.
 DEVELOPER_WORDS = re.compile(r"/tmp/|issue #|this machine", re.IGNORECASE)
-USER_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+USER_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]
 
 
 @pytest.mark.parametrize("page", USER_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
