@@ -67,9 +67,10 @@ def run_skinfood(
     extra: list[str],
     arch: str | None = None,
     epochs: float | None = None,
+    name: str | None = None,
 ) -> dict:
     env = {**os.environ, "SKINFOOD_HOME": str(home)}
-    name = f"recipe-{arch or 'scratch'}-seed{seed}"
+    name = name or f"recipe-{arch or 'scratch'}-seed{seed}"
     skinfood = [sys.executable, "-m", "skinfood_cli"]
     start = ["--arch", arch] if arch else ["--no-pretrained", "--image-size", str(size)]
     t0 = time.perf_counter()
@@ -83,7 +84,7 @@ def run_skinfood(
     )
     wall = time.perf_counter() - t0
     out = subprocess.run(
-        [*skinfood, "evaluate", "--model", name, "--format", "json", "--bootstrap", "0"],
+        [*skinfood, "evaluate", "--model", name, "--data", data, "--format", "json", "--bootstrap", "0"],
         check=True,
         env=env,
         capture_output=True,
@@ -99,6 +100,7 @@ def run_skinfood(
         # The whole network's epochs: a head-only epoch (features through a frozen backbone) is far faster.
         "images_per_s": round(statistics.mean(float(h["images_per_s"]) for h in full), 1) if full else None,
         **{k: scores[k] for k in METRICS},
+        "loss": scores["loss"],  # the test photos' cross-entropy: steadier than accuracy on a few hundred
     }
 
 

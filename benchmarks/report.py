@@ -147,6 +147,8 @@ def render_one(name: str, r: dict) -> str:
         lines += _run_section(r)
     elif "recipes" in r:
         lines += _recipe_section(r)
+    elif "variants" in r:
+        lines += _folds_section(r)
     elif "levers" in r:
         lines += _levers_section(r)
     elif "archs" in r:
@@ -420,6 +422,28 @@ def _recipe_section(r: dict) -> list[str]:
         cells = [f"{rec[k]['mean']:.3f} ± {rec[k]['sd']:.3f}" for k in ("accuracy", "macro_f1", "balanced_accuracy")]
         label = RECIPE_LABELS.get(name, name)
         lines.append(f"| {label} | {len(runs)} | {epochs:.1f} | {speed:.1f} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def _folds_section(r: dict) -> list[str]:
+    """benchmarks/folds.py: each variant's mean over the parts of train/ it held out, and by how much it moved."""
+    budget = f"{r['minutes']:g} minutes" if r.get("minutes") else f"{r['epochs']:g} epochs"
+    lines = [
+        f"`skinfood train --arch {r['arch']}` with each variant's options, {budget} a run, on parts of "
+        f"`{r['data']}`/train cut into {r['folds']} (never test/): trained on the rest, scored on the part.",
+        "",
+        "| variant | options | parts | epochs | train img/s | accuracy | macro-F1 | loss | accuracy against the first, "
+        "part by part |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name, v in r["variants"].items():
+        diffs = v.get("difference", {}).get("accuracy", [])
+        moved = ", ".join(f"{d:+.3f}" for d in diffs)
+        lines.append(
+            f"| {name} | `{v['options'] or '(defaults)'}` | {len(v['folds'])} | {v['epochs']:.1f} | "
+            f"{v['images_per_s']:.1f} | {v['accuracy']:.3f} | {v['macro_f1']:.3f} | {v['loss']:.3f} | {moved} |"
+        )
     lines.append("")
     return lines
 

@@ -166,3 +166,74 @@ def test_calibration_sizes_show_the_spread_that_fewer_validation_photos_cost():
         assert row["flagged_far_mean"] > 0.9  # pictures far from every condition are flagged
     assert small["coverage_sd"] > large["coverage_sd"]
     assert small["p_coverage_outside_85_95"] > large["p_coverage_outside_85_95"]
+
+
+def test_folds_hold_out_each_training_photo_once_stratified_and_read_as_train_and_val(tmp_path):
+    """folds.py: part k is fold k's val/ (and test/); the rest is its train/; no photo is in both."""
+    from PIL import Image
+
+    from skinfood_cli.data.dataset import discover_dataset
+
+    folds = _load("folds")
+    train = tmp_path / "data" / "train"
+    counts = {"acne": 7, "eczema": 5}
+    for cls, n in counts.items():
+        (train / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (8, 8), (120, 80, 60)).save(train / cls / f"{i}.jpg")
+    (train / "acne" / "notes.txt").write_text("not a photo")
+
+    roots = folds.make_folds(train, 3, 0, tmp_path / "folds")
+
+    held = []
+    for root in roots:
+        ds = discover_dataset(root)
+        assert ds.val_source == "folder" and sorted(ds.classes) == ["acne", "eczema"]
+        val = {Path(p).resolve() for p, _ in ds.val}
+        assert val.isdisjoint(Path(p).resolve() for p, _ in ds.train)
+        assert len(ds.train) + len(ds.val) == 12 and {Path(p).resolve() for p, _ in ds.test} == val
+        for cls, n in counts.items():  # stratified: each part holds a third of each condition, give or take one
+            assert len([p for p in val if p.parent.name == cls]) in (n // 3, n // 3 + 1)
+        held += val
+    assert len(held) == len(set(held)) == 12
+    again = folds.make_folds(train, 3, 0, tmp_path / "again")  # the same seed cuts the same parts
+    assert [sorted(p.name for p in (r / "val").rglob("*.jpg")) for r in again] == [
+        sorted(p.name for p in (r / "val").rglob("*.jpg")) for r in roots
+    ]
+
+
+def test_folds_compare_each_variant_with_the_first_on_the_parts_both_ran():
+    folds = _load("folds")
+    report = _load("report")
+
+    def row(variant, fold, accuracy):
+        return {
+            "variant": variant,
+            "options": "" if variant == "default" else "--progressive",
+            "fold": fold,
+            "epochs": 40,
+            "images_per_s": 20.0,
+            "accuracy": accuracy,
+            "macro_f1": accuracy,
+            "loss": 0.9,
+        }
+
+    rows = [
+        row("default", 0, 0.70),
+        row("progressive", 0, 0.67),
+        row("default", 1, 0.72),
+        row("progressive", 1, 0.60),
+        row("progressive", 1, 0.69),
+        row("progressive", 2, 0.80),
+    ]
+
+    summary = folds.summarise(rows)
+
+    assert summary["default"]["folds"] == [0, 1] and "difference" not in summary["default"]
+    assert summary["progressive"]["folds"] == [0, 1, 2]  # a part run twice counts once: the later run
+    assert summary["progressive"]["shared_folds"] == [0, 1]
+    assert summary["progressive"]["difference"]["accuracy"] == pytest.approx([-0.03, -0.03])
+    results = {"data": "d6/", "arch": "efficientnet-lite0", "minutes": 15, "folds": 3, "variants": summary}
+    table = report.render_one("folds-efficientnet-lite0", results)
+    assert "| progressive | `--progressive` | 3 |" in table and "-0.030, -0.030" in table
+    assert "| default | `(defaults)` | 2 |" in table
