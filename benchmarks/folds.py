@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shlex
 import statistics
 import sys
 import tempfile
@@ -43,15 +44,16 @@ def make_folds(train: Path, parts: int, seed: int, out: Path) -> list[Path]:
     rng = random.Random(seed)
     roots = [out / f"fold{k}" for k in range(parts)]
     for condition in sorted(p.name for p in train.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        photos = sorted((p for p in list_files(train / condition) if is_image_path(p)), key=lambda p: p.name)
+        folder = train / condition
+        photos = sorted(p.relative_to(folder) for p in list_files(folder) if is_image_path(p))
         rng.shuffle(photos)
         for k, root in enumerate(roots):
             held = set(photos[k::parts])
             for photo in photos:
-                link = root / ("val" if photo in held else "train") / condition / photo.name
+                link = root / ("val" if photo in held else "train") / condition / photo
                 link.parent.mkdir(parents=True, exist_ok=True)
                 if not link.exists():
-                    link.symlink_to(photo.resolve())
+                    link.symlink_to((folder / photo).resolve())
     for root in roots:
         if not (root / "test").exists():
             (root / "test").symlink_to("val", target_is_directory=True)
@@ -62,7 +64,7 @@ def parse_variant(spec: str) -> tuple[str, list[str]]:
     name, _, options = spec.partition("=")
     if not name.strip():
         raise SystemExit(f"--variant takes NAME=OPTIONS (OPTIONS may be empty), not {spec!r}")
-    return name.strip(), options.split()
+    return name.strip(), shlex.split(options)
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -119,6 +121,8 @@ def main() -> int:
     if kept and kept.is_file():
         rows += [json.loads(line) for line in kept.read_text().splitlines() if line.strip()]
     use = [int(k) for k in args.use.split(",") if k.strip()]
+    if any(not 0 <= k < args.folds for k in use):
+        p.error(f"--use takes parts 0 to {args.folds - 1}")
     roots = make_folds(Path(args.data) / "train", args.folds, args.fold_seed, work / "folds") if use else []
     t0 = time.perf_counter()
     for k in use:

@@ -182,6 +182,9 @@ def test_folds_hold_out_each_training_photo_once_stratified_and_read_as_train_an
         for i in range(n):
             Image.new("RGB", (8, 8), (120, 80, 60)).save(train / cls / f"{i}.jpg")
     (train / "acne" / "notes.txt").write_text("not a photo")
+    (train / "acne" / "more").mkdir()  # a second 0.jpg, in a subfolder: its own photo, not a clash
+    Image.new("RGB", (8, 8), (90, 60, 50)).save(train / "acne" / "more" / "0.jpg")
+    counts["acne"] += 1
 
     roots = folds.make_folds(train, 3, 0, tmp_path / "folds")
 
@@ -191,11 +194,11 @@ def test_folds_hold_out_each_training_photo_once_stratified_and_read_as_train_an
         assert ds.val_source == "folder" and sorted(ds.classes) == ["acne", "eczema"]
         val = {Path(p).resolve() for p, _ in ds.val}
         assert val.isdisjoint(Path(p).resolve() for p, _ in ds.train)
-        assert len(ds.train) + len(ds.val) == 12 and {Path(p).resolve() for p, _ in ds.test} == val
+        assert len(ds.train) + len(ds.val) == 13 and {Path(p).resolve() for p, _ in ds.test} == val
         for cls, n in counts.items():  # stratified: each part holds a third of each condition, give or take one
-            assert len([p for p in val if p.parent.name == cls]) in (n // 3, n // 3 + 1)
+            assert len([p for p in val if cls in p.parts]) in (n // 3, n // 3 + 1)
         held += val
-    assert len(held) == len(set(held)) == 12
+    assert len(held) == len(set(held)) == 13
     again = folds.make_folds(train, 3, 0, tmp_path / "again")  # the same seed cuts the same parts
     assert [sorted(p.name for p in (r / "val").rglob("*.jpg")) for r in again] == [
         sorted(p.name for p in (r / "val").rglob("*.jpg")) for r in roots
