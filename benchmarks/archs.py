@@ -93,9 +93,13 @@ def predict_rate(arch: str, reps: int) -> tuple[float, str]:
     from skinfood_cli.engine import Engine
 
     engine = Engine(_loaded(arch), device="cpu", precision="auto", batch_size=BATCH)
+    return _engine_rate(engine, reps), engine.precision.name
+
+
+def _engine_rate(engine, reps: int) -> float:
+    """Images per second of `engine` on a batch of BATCH, after two warm-up passes."""
     x = engine.example_input(BATCH)
-    seconds = _time(lambda: engine.forward(x), 2, reps)
-    return BATCH / seconds, engine.precision.name
+    return BATCH / _time(lambda: engine.forward(x), 2, reps)
 
 
 def int8_torchscript_rate(arch: str, reps: int) -> float:
@@ -107,24 +111,19 @@ def int8_torchscript_rate(arch: str, reps: int) -> float:
 
     from skinfood_cli.backends import load_model
     from skinfood_cli.backends.metadata import export_metadata
-    from skinfood_cli.backends.quantize import activation_bits
     from skinfood_cli.backends.torchscript import TORCHSCRIPT_FORMAT
-    from skinfood_cli.backends.torchscript_writer import write_torchscript
+    from skinfood_cli.backends.torchscript_writer import torchscript_metadata, write_torchscript
     from skinfood_cli.engine import Engine
 
     loaded = _loaded(arch)
     meta = export_metadata(loaded, None, file_format=TORCHSCRIPT_FORMAT, with_preprocessing=False, batch=None)
-    kernels = loaded.arch.torchscript_int8_engine
-    meta.update(precision="int8", quantized_engine=kernels, activation_bits=activation_bits())
+    meta = torchscript_metadata(loaded, meta, int8=True)  # what `skinfood export` records: its kernels load
     size = loaded.image_size
     calibration = [torch.randn(8, 3, size, size, generator=torch.Generator().manual_seed(i)) for i in range(2)]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{arch}.int8.torchscript"
         write_torchscript(loaded, path, meta, calibration)
-        engine = Engine(load_model(path), device="cpu", batch_size=BATCH)
-        x = engine.example_input(BATCH)
-        seconds = _time(lambda: engine.forward(x), 2, reps)
-    return BATCH / seconds
+        return _engine_rate(Engine(load_model(path), device="cpu", batch_size=BATCH), reps)
 
 
 def measure(arch: str, reps: int) -> dict:

@@ -28,7 +28,6 @@ from skinfood_cli.backends import LoadedModel, is_exported, load_model
 from skinfood_cli.backends.metadata import export_metadata
 from skinfood_cli.backends.onnx import EXPORT_INSTALL, ONNX_FORMAT
 from skinfood_cli.backends.registry import writer_for
-from skinfood_cli.backends.torchscript import TORCHSCRIPT_FORMAT
 from skinfood_cli.data.images import load_image
 from skinfood_cli.errors import (
     EXIT_SOME_FAILED,
@@ -168,13 +167,12 @@ def export_model(
     photos = verification_photos(loaded, verify_images, calibrated_on=cal)
 
     if fmt == "torchscript":
-        meta = {**meta, "format": TORCHSCRIPT_FORMAT, "precision": "int8" if int8 else "fp32"}
-        if int8:
-            from skinfood_cli.backends.quantize import activation_bits
+        from skinfood_cli.backends.torchscript_writer import torchscript_metadata
 
-            engine = loaded.arch.torchscript_int8_engine
-            meta.update(quantized_engine=engine, activation_bits=activation_bits())
-            log(f"quantising to int8 (PyTorch FX, {engine} kernels, per-channel) on {len(cal)} calibration photos")
+        meta = torchscript_metadata(loaded, meta, int8=int8)
+        if int8:
+            kernels = meta["quantized_engine"]
+            log(f"quantising to int8 (PyTorch FX, {kernels} kernels, per-channel) on {len(cal)} calibration photos")
         log(f"tracing to TorchScript: {output}")
         writer_for("torchscript").write(
             loaded, output, meta, calibration=_calibration_batches(loaded, cal) if int8 else None

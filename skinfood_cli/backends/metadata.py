@@ -22,6 +22,7 @@ from skinfood_cli.errors import ModelError
 #   float_nchw: (B, 3, S, S) float32, resized and normalised (the checkpoint's own input)
 #   uint8_nhwc: (B, S, S, 3) uint8 RGB pixels, resized only (`--with-preprocessing`)
 FLOAT_NCHW = "float_nchw"
+TORCHSCRIPT_FORMAT = "skinfood-torchscript"  # a .torchscript file's "format"
 TORCHSCRIPT_METADATA_FILE = "skinfood.json"  # the extra file a .torchscript carries its metadata in
 UINT8_NHWC = "uint8_nhwc"
 

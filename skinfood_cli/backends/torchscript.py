@@ -20,12 +20,11 @@ from pathlib import Path
 import torch
 
 from skinfood_cli.backends.base import Backend, LoadedModel, Runner
-from skinfood_cli.backends.metadata import TORCHSCRIPT_METADATA_FILE, loaded_from_metadata
+from skinfood_cli.backends.metadata import TORCHSCRIPT_FORMAT, TORCHSCRIPT_METADATA_FILE, loaded_from_metadata
 from skinfood_cli.data.dataset import eval_transform
 from skinfood_cli.errors import ModelError, UsageError, first_line
 from skinfood_cli.model import DEVICE_ENV, Precision
 
-TORCHSCRIPT_FORMAT = "skinfood-torchscript"
 METADATA_FILE = TORCHSCRIPT_METADATA_FILE
 
 

@@ -11,8 +11,20 @@ import torch
 
 from skinfood_cli.backends.base import LoadedModel
 from skinfood_cli.backends.graph import example_input, export_module
+from skinfood_cli.backends.metadata import TORCHSCRIPT_FORMAT
 from skinfood_cli.backends.metadata import TORCHSCRIPT_METADATA_FILE as METADATA_FILE
 from skinfood_cli.jsonio import dumps
+
+
+def torchscript_metadata(loaded: LoadedModel, meta: dict, *, int8: bool) -> dict:
+    """`meta` as a TorchScript file records it: its format and precision and, for int8, the
+    kernels `write_torchscript` quantises for and the activation bits (its loader selects the same)."""
+    out = {**meta, "format": TORCHSCRIPT_FORMAT, "precision": "int8" if int8 else "fp32"}
+    if int8:
+        from skinfood_cli.backends.quantize import activation_bits
+
+        out.update(quantized_engine=loaded.arch.torchscript_int8_engine, activation_bits=activation_bits())
+    return out
 
 
 def write_torchscript(
