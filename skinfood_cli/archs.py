@@ -93,6 +93,13 @@ class Arch:
     # Regularisation while training (dropout before the head, stochastic depth): what the
     # weights were trained with. Inert in eval mode, so predictions and exports ignore it.
     training_kwargs: tuple[tuple[str, object], ...] = ()
+    # The network's layers from the input on, in the groups `--freeze-at N` counts
+    # (detectron2's FREEZE_AT): the stem, then each stage, as module-name prefixes.
+    stages: tuple[tuple[str, ...], ...] = ()
+
+    def frozen_prefixes(self, freeze_at: int) -> tuple[str, ...]:
+        """Module-name prefixes of the first `freeze_at` groups of `stages`."""
+        return tuple(prefix for group in self.stages[:freeze_at] for prefix in group)
 
 
 def _lite(i: int, size: int, sha256: str, top1: float, dropout: float) -> Arch:
@@ -119,6 +126,7 @@ def _lite(i: int, size: int, sha256: str, top1: float, dropout: float) -> Arch:
         torchscript_int8_engine="onednn",
         # TensorFlow's EfficientNet-Lite training: dropout 0.2 (0.3 from lite2), drop connect 0.2.
         training_kwargs=(("drop_rate", dropout), ("drop_path_rate", 0.2)),
+        stages=(("conv_stem", "bn1"), *((f"blocks.{b}",) for b in range(7))),
     )
 
 
@@ -141,6 +149,7 @@ ARCHS: dict[str, Arch] = {
             ),
             imagenet_top1=80.86,  # torchvision ResNet50_Weights.IMAGENET1K_V2
             zero_init_last=True,
+            stages=(("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",)),
         ),
         # Top-1 as Google published them for the TensorFlow checkpoints (EfficientNet-Lite README).
         _lite(0, 224, "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 75.1, dropout=0.2),

@@ -27,6 +27,7 @@ __all__ = [
     "head_prefix",
     "pooled_features",
     "scope_stage",
+    "set_trainable",
     "staged_features",
 ]
 
@@ -96,6 +97,28 @@ def head(model):
 def head_prefix(model) -> str:
     """The parameter-name prefix of the classifier ("fc." for ResNet, "classifier." for EfficientNet)."""
     return model.pretrained_cfg["classifier"] + "."
+
+
+def set_trainable(model, *, head_only: bool, kept: tuple[str, ...] = ()) -> None:
+    """Put `model` in training mode with only what should learn left learning.
+
+    `head_only`: the classifier alone; else all but the modules named by `kept`
+    (prefixes: the first layers `--freeze-at` keeps at their ImageNet weights).
+    Frozen means frozen: frozen BatchNorm layers keep their statistics too (eval
+    mode). With nothing before them trainable, the kept layers also drop out of
+    the backward pass, which is where --freeze-at saves its time.
+    """
+
+    def under(name: str) -> bool:
+        return any(name == p or name.startswith(p + ".") for p in kept)
+
+    prefix, classifier = head_prefix(model), head(model)
+    for name, p in model.named_parameters():
+        p.requires_grad_((not head_only or name.startswith(prefix)) and not under(name))
+    model.train()
+    for name, module in model.named_modules():
+        if module is not model and module is not classifier and (head_only or under(name)):
+            module.eval()
 
 
 def pooled_features(model, x):

@@ -176,13 +176,15 @@ def _recipe(meta: dict) -> list[str]:
     cfg = meta.get("config") or {}
     keys = (  # noqa: SIM905 (a list literal would take 18 lines)
         "epochs minutes progressive select batch_size lr weight_decay label_smoothing freeze_epochs "
-        "freeze_backbone balance patience image_size val_fraction seed arch pretrained precision leaks"
+        "freeze_at freeze_backbone balance patience image_size val_fraction seed arch pretrained precision leaks"
     ).split()
     rows = [f"| {k} | {cfg[k]} |" for k in keys if k in cfg]
     # What auto and unset settings came to (runs from before it was recorded: a tenth, as then).
     recipe = meta.get("recipe") or {}
     rows += [f"| {k} (settled) | {v} |" for k, v in recipe.items()]
     ratio = recipe.get("backbone_lr_ratio", 0.1)
+    freeze_at = cfg.get("freeze_at", 0)  # runs from before --freeze-at trained every layer
+    kept = f" but its first {freeze_at} layer groups (kept at their ImageNet weights, `freeze_at`)" if freeze_at else ""
     rate = "the head's rate" if ratio == 1 else f"{ratio:g} x the head's rate"
     best = meta.get("metrics") or {}
     lines = [
@@ -190,7 +192,7 @@ def _recipe(meta: dict) -> list[str]:
         "",
         (
             "AdamW, warmup then cosine decay; the new head trains alone for `freeze_epochs`, then the whole "
-            f"network with the backbone at {rate}, over `epochs` or a `minutes` budget; best.pt "
+            f"network{kept} with the backbone at {rate}, over `epochs` or a `minutes` budget; best.pt "
             + _SELECTED[cfg.get("select", "best")]
         ),
         "",

@@ -217,13 +217,24 @@ def test_lite0_fine_tunes_from_its_packaged_weights_offline(cli, small_data, mon
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     r = cli(
         "train", "--data", small_data, "--arch", "efficientnet-lite0", "--epochs", "2", "--image-size", "64",
-        "--batch-size", "8", "--name", "lite", "--precision", "fp32",
+        "--batch-size", "8", "--name", "lite", "--precision", "fp32", "--freeze-at", "4",
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     ckpt = checkpoint.load_checkpoint(Path(small_data).parent / "home" / "runs" / "lite" / "best.pt")
     assert ckpt["arch"] == "efficientnet-lite0"
     assert ckpt["mean"] == [0.5, 0.5, 0.5] and ckpt["image_size"] == 64
     assert ckpt["weights_source"].startswith("ImageNet (efficientnet-lite0-57934424.pth")
+    # The stem and stages 0-2 (--freeze-at 4) are still ImageNet's, BatchNorm statistics too; the rest learned.
+    spec = get_arch("efficientnet-lite0")
+    imagenet = weights.load_backbone_state(weights.packaged_weights(spec), spec.name)
+    kept = spec.frozen_prefixes(ckpt["config"]["freeze_at"])
+    assert kept == ("conv_stem", "bn1", "blocks.0", "blocks.1", "blocks.2")
+    tuned = ckpt["state_dict"]
+    same = {k for k in imagenet if k in tuned and torch.equal(tuned[k], imagenet[k])}
+    early = {k for k in imagenet if k.split(".")[0] in kept or ".".join(k.split(".")[:2]) in kept}
+    assert early and early <= same
+    assert not torch.equal(tuned["blocks.3.0.conv_pw.weight"], imagenet["blocks.3.0.conv_pw.weight"])
+    assert any(k.endswith("running_mean") for k in early)
     card = (Path(small_data).parent / "home" / "runs" / "lite" / "MODEL_CARD.md").read_text()
     assert "efficientnet-lite0" in card and "Apache-2.0" in card
     photo = next((Path(small_data) / "test" / "acne").iterdir())
@@ -245,3 +256,33 @@ def test_lite0_trains_its_head_alone_on_cached_features(cli, small_data):
     assert result["arch"] == "efficientnet-lite0" and result["epochs"] == 3
     ckpt = checkpoint.load_checkpoint(result["best"])
     assert ckpt["recipe"]["freeze_epochs"] == 3 and ckpt["recipe"]["augment"] == "strong"
+
+
+@pytest.mark.parametrize("name", list(ARCHS))
+def test_the_first_layers_freeze_at_keeps_do_not_learn_and_the_rest_does(name):
+    """A training step under --freeze-at 2 leaves the stem and the first stage exactly as they
+    were (BatchNorm statistics too) and moves the layers after them; every arch names its stages."""
+    from skinfood_cli.model import set_trainable
+
+    spec = get_arch(name)
+    assert len(spec.stages) >= 5
+    torch.manual_seed(0)
+    model = build_model(3, arch=name, training=True)
+    kept = spec.frozen_prefixes(2)
+    modules = dict(model.named_modules())
+    assert all(p in modules for group in spec.stages for p in group)  # the names are the network's
+    set_trainable(model, head_only=False, kept=kept)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 64, 64)), torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    opt.step()
+    after = model.state_dict()
+
+    def in_kept(key: str) -> bool:
+        return any(key.startswith(p + ".") for p in kept)
+
+    assert all(torch.equal(after[k], v) for k, v in before.items() if in_kept(k))
+    moved = [k for k, v in before.items() if not in_kept(k) and not torch.equal(after[k], v)]
+    assert any(k.startswith(spec.stages[2][0] + ".") for k in moved)
+    assert any(k.startswith(spec.classifier + ".") for k in moved)

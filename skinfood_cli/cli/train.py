@@ -59,6 +59,7 @@ def train(
     image_size: Optional[int] = _opt("image_size", "--image-size", show_default=False),
     augment: Augment = _opt("augment", "--augment"),
     freeze_epochs: Optional[int] = _opt("freeze_epochs", "--freeze-epochs"),
+    freeze_at: int = _opt("freeze_at", "--freeze-at"),
     freeze_backbone: bool = _opt("freeze_backbone", "--freeze-backbone"),
     balance: bool = _opt("balance", "--balance"),
     patience: int = _opt("patience", "--patience"),

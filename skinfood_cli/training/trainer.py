@@ -35,7 +35,7 @@ from skinfood_cli.checkpoint import DEFAULT_THRESHOLD
 from skinfood_cli.data.dataset import ImageDataset, class_counts, eval_transform, train_transform
 from skinfood_cli.engine import ignore_sigint
 from skinfood_cli.metrics import accuracy, confidence_threshold, cross_entropy, fit_temperature, macro_f1, softmax
-from skinfood_cli.model import build_model, head, head_prefix, resolve_precision
+from skinfood_cli.model import build_model, head, head_prefix, resolve_precision, set_trainable
 from skinfood_cli.training import distributed
 from skinfood_cli.training.config import Recipe, Reporter, TrainConfig
 from skinfood_cli.training.sampling import EpochAwareDataset, EpochBatches
@@ -117,6 +117,8 @@ class Trainer:
         self._ddp_frozen: bool | None = None
         self.mean, self.std = self.arch.mean, self.arch.std
         self._head = head_prefix(self.model)
+        # The first layers, kept at their ImageNet weights and statistics throughout (--freeze-at).
+        self._kept = self.arch.frozen_prefixes(cfg.freeze_at)
 
         weight = None
         if cfg.balance:
@@ -209,15 +211,7 @@ class Trainer:
         self.schedule.seconds = max(budget * 0.75, budget - finish)
 
     def _set_trainable(self, frozen: bool) -> None:
-        for name, p in self.model.named_parameters():
-            p.requires_grad_(not frozen or name.startswith(self._head))
-        self.model.train()
-        if frozen:
-            # Frozen means frozen: keep the backbone's BatchNorm statistics too.
-            classifier = head(self.model)
-            for module in self.model.modules():
-                if module is not self.model and module is not classifier:
-                    module.eval()
+        set_trainable(self.model, head_only=frozen, kept=self._kept)
 
     # -- loaders -----------------------------------------------------------------
 

@@ -123,6 +123,19 @@ def test_settle_recipe_decides_the_training_rules_and_the_machines_settings():
         settle_recipe(TrainConfig(data="photos", device="cpu", precision="fp16"))
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"arch": "efficientnet-lite0", "freeze_at": 9}, "between 0 and 8 for efficientnet-lite0"),
+        ({"freeze_at": -1}, "between 0 and 5 for resnet50"),
+        ({"freeze_at": 2, "pretrained": False}, "--no-pretrained"),
+    ],
+)
+def test_freeze_at_outside_the_arch_or_without_imagenet_weights_is_a_usage_error(settings, message):
+    with pytest.raises(UsageError, match=message):
+        TrainConfig(data="photos", **settings).check()
+
+
 def test_one_worker_rule_serves_training_and_inference(monkeypatch):
     from skinfood_cli.engine import default_workers
 
