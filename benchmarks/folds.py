@@ -112,6 +112,7 @@ def main() -> int:
     p.add_argument("--work", default=None, help="folder for the fold trees and runs (default: a temporary one)")
     p.add_argument("--rows", default=None, help="JSON-lines file each run is appended to; the summary covers all")
     p.add_argument("--no-save", action="store_true")
+    p.add_argument("--name", default=None, help="results file to write (default: folds-ARCH)")
     p.add_argument("--note", default=None, help="a sentence kept beside the figures")
     args = p.parse_args()
     variants = [parse_variant(v) for v in args.variant or ["default="]]
@@ -160,7 +161,7 @@ def main() -> int:
     if use:
         results["seconds"] = time.perf_counter() - t0
     if not args.no_save and rows:
-        print("saved", save(f"folds-{args.arch}", results))
+        print("saved", save(args.name or f"folds-{args.arch}", results))
     return 0
 
 
