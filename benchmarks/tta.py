@@ -1,0 +1,79 @@
+"""Would mirrored photos at prediction time help? A model's answers with and without (run by hand).
+
+    python benchmarks/tta.py --model RUN --data PART [--model RUN2 --data PART2 ...]
+
+For each model, the photos of its folder (DIR/<condition>/...) go through the network
+twice, as `skinfood evaluate` preprocesses them and mirrored left to right; the plain
+logits and the mean of both are scored side by side (accuracy, macro-F1, loss at the
+model's temperature), so the comparison is paired photo by photo. Nothing is saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+BATCH = 32
+
+
+def logits_both_ways(engine, files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K) logits of the photos as evaluation sees them, and of their mirror images."""
+    import torch
+
+    from skinfood_cli.engine import load_image_for_model
+
+    plain, mirrored = [], []
+    for i in range(0, len(files), BATCH):
+        x = torch.stack(
+            [engine.transform(load_image_for_model(str(p), engine.model.image_size)) for p in files[i : i + BATCH]]
+        )
+        plain.append(engine.forward(x).numpy())
+        mirrored.append(engine.forward(torch.flip(x, dims=[3])).numpy())
+    return np.concatenate(plain), np.concatenate(mirrored)
+
+
+def main() -> int:
+    from skinfood_cli.backends import load_model
+    from skinfood_cli.data.dataset import list_files
+    from skinfood_cli.data.images import is_image_path
+    from skinfood_cli.engine import Engine
+    from skinfood_cli.metrics import accuracy, cross_entropy, macro_f1, softmax
+    from skinfood_cli.paths import resolve_model
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", action="append", required=True, help="a run name or checkpoint")
+    p.add_argument("--data", action="append", required=True, help="its photos: DIR/<condition>/...")
+    args = p.parse_args()
+    if len(args.model) != len(args.data):
+        p.error("give one --data per --model")
+    print(f"{'model':24} {'photos':>6}  {'accuracy':>17}  {'macro-F1':>17}  {'loss':>17}   (plain -> mirrored too)")
+    for model, data in zip(args.model, args.data):
+        engine = Engine(load_model(resolve_model(model)), device="cpu", precision="auto", batch_size=BATCH)
+        classes = engine.classes
+        root = Path(data)
+        files = [f for c in classes for f in list_files(root / c) if is_image_path(f)]
+        y = np.array([classes.index(f.relative_to(root).parts[0]) for f in files])
+        plain, mirrored = logits_both_ways(engine, files)
+        row = []
+        for logits in (plain, (plain + mirrored) / 2):
+            pred = logits.argmax(1)
+            row.append(
+                (
+                    accuracy(y, pred),
+                    macro_f1(y, pred, len(classes)),
+                    cross_entropy(y, softmax(logits, engine.model.temperature)),
+                )
+            )
+        cells = "  ".join(f"{a:.3f} -> {b:.3f} ({b - a:+.3f})" for a, b in zip(*row))
+        label = Path(model).parent.name if model.endswith(".pt") else model
+        print(f"{label:24} {len(y):>6}  {cells}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
