@@ -118,7 +118,7 @@ class Trainer:
         self.mean, self.std = self.arch.mean, self.arch.std
         self._head = head_prefix(self.model)
         # The first layers, kept at their ImageNet weights and statistics throughout (--freeze-at).
-        self._kept = self.arch.frozen_prefixes(cfg.freeze_at)
+        self._kept = self.arch.frozen_prefixes(cfg.freeze_at or 0)  # a --config file may say null
 
         weight = None
         if cfg.balance:
