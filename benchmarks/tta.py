@@ -2,7 +2,8 @@
 
     python benchmarks/tta.py --model RUN --data PART [--model RUN2 --data PART2 ...]
 
-For each model, the photos of its folder (DIR/<condition>/...) go through the network
+For each model, the photos `skinfood evaluate --data DIR` would score (DIR/test/, or
+DIR/<condition>/... when that is all there is) go through the network
 twice, as `skinfood evaluate` preprocesses them and mirrored left to right; the plain
 logits and the mean of both are scored side by side (accuracy, macro-F1, loss at the
 model's temperature), so the comparison is paired photo by photo. Nothing is saved.
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 BATCH = 32
 
 
-def logits_both_ways(engine, files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+def logits_both_ways(engine, files: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(N, K) logits of the photos as evaluation sees them, and of their mirror images."""
     import torch
 
@@ -30,7 +31,7 @@ def logits_both_ways(engine, files: list[Path]) -> tuple[np.ndarray, np.ndarray]
     plain, mirrored = [], []
     for i in range(0, len(files), BATCH):
         x = torch.stack(
-            [engine.transform(load_image_for_model(str(p), engine.model.image_size)) for p in files[i : i + BATCH]]
+            [engine.transform(load_image_for_model(p, engine.model.image_size)) for p in files[i : i + BATCH]]
         )
         plain.append(engine.forward(x).numpy())
         mirrored.append(engine.forward(torch.flip(x, dims=[3])).numpy())
@@ -39,15 +40,14 @@ def logits_both_ways(engine, files: list[Path]) -> tuple[np.ndarray, np.ndarray]
 
 def main() -> int:
     from skinfood_cli.backends import load_model
-    from skinfood_cli.data.dataset import list_files
-    from skinfood_cli.data.images import is_image_path
     from skinfood_cli.engine import Engine
+    from skinfood_cli.evaluation.sets import resolve_eval_set
     from skinfood_cli.metrics import accuracy, cross_entropy, macro_f1, softmax
     from skinfood_cli.paths import resolve_model
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", action="append", required=True, help="a run name or checkpoint")
-    p.add_argument("--data", action="append", required=True, help="its photos: DIR/<condition>/...")
+    p.add_argument("--data", action="append", required=True, help="its photos, as `skinfood evaluate --data` takes")
     args = p.parse_args()
     if len(args.model) != len(args.data):
         p.error("give one --data per --model")
@@ -55,10 +55,9 @@ def main() -> int:
     for model, data in zip(args.model, args.data):
         engine = Engine(load_model(resolve_model(model)), device="cpu", precision="auto", batch_size=BATCH)
         classes = engine.classes
-        root = Path(data)
-        files = [f for c in classes for f in list_files(root / c) if is_image_path(f)]
-        y = np.array([classes.index(f.relative_to(root).parts[0]) for f in files])
-        plain, mirrored = logits_both_ways(engine, files)
+        samples = resolve_eval_set(engine.model.meta, classes, data, "test").samples
+        y = np.array([label for _, label in samples])
+        plain, mirrored = logits_both_ways(engine, [path for path, _ in samples])
         row = []
         for logits in (plain, (plain + mirrored) / 2):
             pred = logits.argmax(1)
