@@ -115,11 +115,20 @@ def _details(meta: dict) -> list[str]:
         (
             f"- Input: {meta.get('image_size')} x {meta.get('image_size')} RGB, squashed (no crop), "
             f"normalised with mean {tuple(meta.get('mean') or arch.mean)} and std {tuple(meta.get('std') or arch.std)}"
+            + _trained_on(meta)
         ),
         f"- Classes ({len(classes)}): {', '.join(classes)}",
         f"- Trained: {meta.get('created', '')}, run `{meta.get('run_name', '')}`",
         "",
     ]
+
+
+def _trained_on(meta: dict) -> str:
+    """Where the training crops' side differs from the input's (`predict_size`), say so."""
+    read, trained = meta.get("image_size"), meta.get("train_image_size", meta.get("image_size"))
+    if trained == read:
+        return ""
+    return f"; trained on {trained} x {trained} crops, whole photos read at {read} px (`predict_size`)"
 
 
 def _data(meta: dict) -> list[str]:
@@ -175,8 +184,8 @@ _SELECTED = {
 def _recipe(meta: dict) -> list[str]:
     cfg = meta.get("config") or {}
     keys = (  # noqa: SIM905 (a list literal would take 18 lines)
-        "epochs minutes progressive select batch_size lr weight_decay label_smoothing freeze_epochs "
-        "freeze_at freeze_backbone balance patience image_size val_fraction seed arch pretrained precision leaks"
+        "epochs minutes progressive select batch_size lr weight_decay label_smoothing freeze_epochs freeze_at "
+        "freeze_backbone balance patience image_size predict_size val_fraction seed arch pretrained precision leaks"
     ).split()
     rows = [f"| {k} | {cfg[k]} |" for k in keys if k in cfg]
     # What auto and unset settings came to (runs from before it was recorded: a tenth, as then).

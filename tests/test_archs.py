@@ -222,7 +222,9 @@ def test_lite0_fine_tunes_from_its_packaged_weights_offline(cli, small_data, mon
     assert r.exit_code == 0, r.output
     ckpt = checkpoint.load_checkpoint(Path(small_data).parent / "home" / "runs" / "lite" / "best.pt")
     assert ckpt["arch"] == "efficientnet-lite0"
-    assert ckpt["mean"] == [0.5, 0.5, 0.5] and ckpt["image_size"] == 64
+    assert ckpt["mean"] == [0.5, 0.5, 0.5]
+    # Trained on random 64 px crops, it reads whole photos a seventh larger (FixRes), and says so.
+    assert ckpt["train_image_size"] == 64 and ckpt["image_size"] == 72
     assert ckpt["weights_source"].startswith("ImageNet (efficientnet-lite0-57934424.pth")
     # The stem and stages 0-2 (--freeze-at 4) are still ImageNet's, BatchNorm statistics too; the rest learned.
     spec = get_arch("efficientnet-lite0")
@@ -237,6 +239,7 @@ def test_lite0_fine_tunes_from_its_packaged_weights_offline(cli, small_data, mon
     assert any(k.endswith("running_mean") for k in early)
     card = (Path(small_data).parent / "home" / "runs" / "lite" / "MODEL_CARD.md").read_text()
     assert "efficientnet-lite0" in card and "Apache-2.0" in card
+    assert "Input: 72 x 72" in card and "trained on 64 x 64 crops, whole photos read at 72 px" in card
     photo = next((Path(small_data) / "test" / "acne").iterdir())
     p = cli("predict", photo, "--model", "lite", "--format", "json")
     assert p.exit_code == 0, p.output
@@ -256,6 +259,8 @@ def test_lite0_trains_its_head_alone_on_cached_features(cli, small_data):
     assert result["arch"] == "efficientnet-lite0" and result["epochs"] == 3
     ckpt = checkpoint.load_checkpoint(result["best"])
     assert ckpt["recipe"]["freeze_epochs"] == 3 and ckpt["recipe"]["augment"] == "strong"
+    # Its head learned whole photos (cached features), so it reads them at the size it trained on.
+    assert ckpt["image_size"] == ckpt["train_image_size"] == 64
 
 
 @pytest.mark.parametrize("name", list(ARCHS))

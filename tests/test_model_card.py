@@ -97,6 +97,7 @@ def test_a_card_renders_a_recipe_recorded_before_its_newer_fields():
     assert "the backbone at 0.1 x the head's rate" in card  # from before the ratio was recorded: a tenth, as then
     assert "below 50% confidence are flagged uncertain" in card  # no threshold recorded: the default
     assert "layer groups" not in card  # from before --freeze-at: every layer trained
+    assert "whole photos read at" not in card  # from before predict_size: read at the size trained on
     kept = render_model_card({"arch": "resnet50", "classes": ["a", "b"], "config": {"freeze_at": 2}, "recipe": old})
     assert "the whole network but its first 2 layer groups (kept at their ImageNet weights" in kept
 

@@ -57,6 +57,7 @@ def train(
     weight_decay: float = _opt("weight_decay", "--weight-decay"),
     label_smoothing: float = _opt("label_smoothing", "--label-smoothing"),
     image_size: Optional[int] = _opt("image_size", "--image-size", show_default=False),
+    predict_size: Optional[int] = _opt("predict_size", "--predict-size", show_default=False),
     augment: Augment = _opt("augment", "--augment"),
     freeze_epochs: Optional[int] = _opt("freeze_epochs", "--freeze-epochs"),
     freeze_at: int = _opt("freeze_at", "--freeze-at"),

@@ -54,7 +54,8 @@ def build_payload(trainer: Trainer, *, resumable: bool) -> dict:
         "arch": trainer.arch.name,
         "state_dict": clean_state_dict({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}),
         "classes": list(trainer.ds.classes),
-        "image_size": trainer.image_size,
+        "image_size": trainer.predict_size,  # what every command reads photos at
+        "train_image_size": trainer.image_size,  # the training crops' side (checkpoints before it: image_size)
         "mean": list(trainer.mean),
         "std": list(trainer.std),
         "resize": "squash",

@@ -26,6 +26,7 @@ OPTIONAL_KINDS: dict[str, type] = {
     "freeze_epochs": int,
     "workers": int,
     "image_size": int,
+    "predict_size": int,
     "backbone_lr_ratio": float,
 }
 AUGMENTS = ("auto", "light", "strong")
@@ -82,7 +83,12 @@ class TrainConfig:
     balance: bool = _opt(False, "Weight the loss by inverse class frequency.")
     patience: int = _opt(0, "Stop after N epochs without a better validation macro-F1 (0: never).")
     image_size: int | None = _opt(
-        None, "Side of the square model input, in pixels (default: the backbone's native size, 224 to 260)."
+        None, "Side of the square training images, in pixels (default: the backbone's native size, 224 to 260)."
+    )
+    predict_size: int | None = _opt(
+        None,
+        "Side of the square the trained model reads whole photos at (evaluate, predict, explain, serve, "
+        f"export), in pixels ({SETTLED}: a seventh above --image-size after training on random crops).",
     )
     augment: str = _opt(
         "auto",
@@ -151,6 +157,8 @@ class TrainConfig:
             raise UsageError("--val-fraction must be in [0, 1)")
         if self.image_size is not None and self.image_size < 32:
             raise UsageError("--image-size must be at least 32")
+        if self.predict_size is not None and self.predict_size < 32:
+            raise UsageError("--predict-size must be at least 32")
         if self.freeze_epochs is not None and self.freeze_epochs < 0:
             raise UsageError("--freeze-epochs must be 0 or more")
         if self.freeze_at:
@@ -249,6 +257,21 @@ RUN_RECORD_KEYS = {
 # where the full rate was at 0.54 by epoch 3 and, on six, reached 0.744 (frozen: 0.600).
 PRETRAINED_BACKBONE_LR_RATIO = 1.0
 
+# Strong augmentation's random crops (35-100% of the photo's area, 82% of its side on
+# average) show lesions larger than the whole photo does at the same size, so a model
+# trained on them reads whole photos best a seventh larger (FixRes, Touvron et al., 2019):
+# 224 -> 256. EfficientNet-Lite0 fine-tuned on DermNet, read at 224 to 288 px: 256 was the
+# best or tied best on both validation parts (+0.010, +0.035 accuracy against 224), docs/recipe.md.
+CROP_ZOOM = 8 / 7
+
+
+def predict_size_for(image_size: int, augment: str, head_only: bool) -> int:
+    """The side a trained model reads whole photos at: a seventh above its training crops'
+    (a multiple of 8) after random-crop training, else the training size itself."""
+    if augment != "strong" or head_only:
+        return image_size
+    return 8 * round(image_size * CROP_ZOOM / 8)
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -266,6 +289,7 @@ class Recipe:
     device: str  # "cpu", "cuda", "cuda:N" or "mps"; under torchrun each process takes its own GPU
     precision: str  # "fp32", "bf16" or "fp16"
     workers: int  # image-decoding processes per training process
+    predict_size: int  # the side whole photos are read at once trained (validation, calibration, every command)
 
 
 def settle_recipe(cfg: TrainConfig) -> Recipe:
@@ -276,7 +300,8 @@ def settle_recipe(cfg: TrainConfig) -> Recipe:
     full-size images throughout (the features were learned at full size), strong
     augmentation. From scratch: no head phase, progressive resizing (more epochs in
     the same time), the study's light augmentation. --freeze-backbone trains the head
-    alone for the whole run, at one size.
+    alone for the whole run, at one size. After strong augmentation's random crops the
+    trained model reads whole photos a seventh larger (`predict_size_for`).
 
     The machine's part: the device (`model.resolve_device`: CUDA, then Apple MPS, then
     the CPU), the fastest precision it computes natively (`model.resolve_precision`),
@@ -305,7 +330,9 @@ def settle_recipe(cfg: TrainConfig) -> Recipe:
     workers = cfg.workers
     if workers is None:
         workers = default_workers(device.type, processes=local_world_size())
-    return Recipe(pretrained, freeze, ratio, progressive, augment, str(device), precision, workers)
+    size = cfg.image_size or 224  # set by TrainConfig; the fallback tells mypy
+    predict_size = cfg.predict_size or predict_size_for(size, augment, cfg.freeze_backbone)
+    return Recipe(pretrained, freeze, ratio, progressive, augment, str(device), precision, workers, predict_size)
 
 
 class Reporter:

@@ -138,9 +138,12 @@ class Trainer:
         # GradScaler only matters for fp16 (bf16 has fp32's exponent range).
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.name == "fp16")
 
+        # Whole photos (validation, calibration, and every command once trained) are read at
+        # predict_size: larger than the training crops after random-crop training (FixRes).
+        self.predict_size = recipe.predict_size
         self.train_set = ImageDataset(ds.train, self.train_transform(self.image_size), self.image_size, cfg.seed)
         self.val_set = ImageDataset(
-            ds.val, eval_transform(self.image_size, self.mean, self.std), self.image_size, cfg.seed
+            ds.val, eval_transform(self.predict_size, self.mean, self.std), self.predict_size, cfg.seed
         )
         self.batches = EpochBatches(len(ds.train), cfg.batch_size, cfg.seed, self.rank, self.world)
         self.state = TrainState(world_size=self.world)
@@ -175,8 +178,8 @@ class Trainer:
 
     def plain_train_set(self) -> ImageDataset:
         """The training photos as validation sees them: the eval transform, no augmentation."""
-        transform = eval_transform(self.image_size, self.mean, self.std)
-        return ImageDataset(self.ds.train, transform, self.image_size, self.cfg.seed)
+        transform = eval_transform(self.predict_size, self.mean, self.std)
+        return ImageDataset(self.ds.train, transform, self.predict_size, self.cfg.seed)
 
     # -- schedule ----------------------------------------------------------------
 

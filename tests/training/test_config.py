@@ -110,6 +110,7 @@ def test_settle_recipe_decides_the_training_rules_and_the_machines_settings():
         "device": "cpu",
         "precision": "fp32",
         "workers": 3,  # given: it stands
+        "predict_size": 224,  # light augmentation trains on whole photos: read at the same size
     }
     pretrained = settle_recipe(TrainConfig(data="photos", device="cpu"))
     assert (pretrained.freeze_epochs, pretrained.progressive, pretrained.augment) == (1, False, "strong")
@@ -121,6 +122,28 @@ def test_settle_recipe_decides_the_training_rules_and_the_machines_settings():
     assert (frozen.freeze_epochs, frozen.progressive) == (4, False)  # the head alone, the whole run, one size
     with pytest.raises(UsageError, match="fp16"):
         settle_recipe(TrainConfig(data="photos", device="cpu", precision="fp16"))
+
+
+@pytest.mark.parametrize(
+    ("settings", "size"),
+    [
+        ({"arch": "efficientnet-lite0"}, 256),  # random crops at 224: whole photos a seventh larger
+        ({"arch": "efficientnet-lite1"}, 272),
+        ({"arch": "efficientnet-lite2"}, 296),
+        ({"arch": "efficientnet-lite0", "image_size": 64}, 72),  # a multiple of 8
+        ({"arch": "efficientnet-lite0", "augment": "light"}, 224),  # whole photos in training: as trained
+        ({"arch": "efficientnet-lite0", "freeze_backbone": True}, 224),  # the head learns whole photos
+        ({"pretrained": False, "augment": "strong"}, 256),  # the crops decide, not the weights
+        ({"arch": "efficientnet-lite0", "predict_size": 320}, 320),  # given: it stands
+    ],
+)
+def test_whole_photos_are_read_larger_after_training_on_random_crops(settings, size):
+    assert settle_recipe(TrainConfig(data="photos", device="cpu", **settings)).predict_size == size
+
+
+def test_a_predict_size_under_32_is_a_usage_error():
+    with pytest.raises(UsageError, match="--predict-size must be at least 32"):
+        TrainConfig(data="photos", predict_size=16).check()
 
 
 @pytest.mark.parametrize(

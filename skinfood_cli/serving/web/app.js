@@ -109,7 +109,7 @@
   };
   const RETRYABLE = new Set([0, 500, 502, 503, 504]);
   // Photos are shrunk here before upload: a 12-megapixel phone photo is 3-5 MB,
-  // slow on Wi-Fi, and the model sees 224 px (the explain picture at most 1024).
+  // slow on Wi-Fi, and the model sees a few hundred pixels (the explain picture at most 1024).
   const MAX_SIDE = 1600;
   const JPEG_QUALITY = 0.9;
   const URGENCIES = ['routine', 'soon', 'urgent'];
