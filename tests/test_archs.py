@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from validation import val_loss_of
 
 from skinfood_cli import archs, checkpoint, weights
 from skinfood_cli.archs import ARCHS, get_arch
@@ -225,6 +226,11 @@ def test_lite0_fine_tunes_from_its_packaged_weights_offline(cli, small_data, mon
     assert ckpt["mean"] == [0.5, 0.5, 0.5]
     # Trained on random 64 px crops, it reads whole photos a seventh larger (FixRes), and says so.
     assert ckpt["train_image_size"] == 64 and ckpt["image_size"] == 72
+    # Validation (and the calibration after it) read photos at that size too: the checkpoint
+    # alone, read at 72 px, reproduces the validation loss the run recorded; at 64 px it doesn't.
+    best = Path(small_data).parent / "home" / "runs" / "lite" / "best.pt"
+    assert val_loss_of(best) == pytest.approx(ckpt["metrics"]["val_loss"], abs=1e-4)
+    assert val_loss_of(best, size=64) != pytest.approx(ckpt["metrics"]["val_loss"], abs=1e-3)
     assert ckpt["weights_source"].startswith("ImageNet (efficientnet-lite0-57934424.pth")
     # The stem and stages 0-2 (--freeze-at 4) are still ImageNet's, BatchNorm statistics too; the rest learned.
     spec = get_arch("efficientnet-lite0")

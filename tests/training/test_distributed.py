@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from validation import val_loss_of
 
 import skinfood_cli
 from skinfood_cli.checkpoint import load_checkpoint
@@ -190,24 +191,6 @@ def _rank_stderr(logs: Path) -> dict[int, str]:
     return found
 
 
-def _val_loss_of(ckpt_path: Path) -> float:
-    """Cross-entropy of a checkpoint's raw logits on its recorded validation photos, as `validate` computes it."""
-    import torch
-
-    from skinfood_cli.data.dataset import ImageDataset, eval_transform
-    from skinfood_cli.engine import load_model, softmax
-    from skinfood_cli.metrics import cross_entropy
-
-    loaded = load_model(ckpt_path)
-    ckpt = load_checkpoint(ckpt_path)
-    root = Path(ckpt["data"]["root"])
-    files = [(str(root / f), loaded.classes.index(Path(f).parent.name)) for f in ckpt["data"]["val_files"]]
-    photos = ImageDataset(files, eval_transform(loaded.image_size, loaded.mean, loaded.std), loaded.image_size)
-    with torch.inference_mode():
-        logits = loaded.module(torch.stack([photos[i][0] for i in range(len(photos))])).numpy()
-    return cross_entropy(np.array([label for _, label in files]), softmax(logits))
-
-
 @pytest.mark.slow
 def test_two_processes_train_like_one_process_with_the_same_global_batch(tmp_path):
     # 63 training and 27 validation photos at 64 px: big enough for ResNet50 to learn the
@@ -301,7 +284,7 @@ def test_two_processes_train_like_one_process_with_the_same_global_batch(tmp_pat
 
     # Every rank validated with rank 0's model: best.pt alone reproduces the val loss the
     # job recorded from the logits both ranks gathered.
-    assert _val_loss_of(best) == pytest.approx(ckpt["metrics"]["val_loss"], abs=1e-4)
+    assert val_loss_of(best) == pytest.approx(ckpt["metrics"]["val_loss"], abs=1e-4)
 
     # From epoch 2 BatchNorm normalises each process's 8 photos instead of 16, so the runs
     # drift apart: over seeds 0-2 the final accuracies differed by 1-2 of the 27 photos
