@@ -23,23 +23,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-BATCH = 32
+from paired import BATCH, add_model_options, each_model, photo_batches
+
 TEMPERATURES = np.arange(0.5, 3.001, 0.05)
 
 
 def logits_at(engine, files: list[str], size: int) -> np.ndarray:
     """(N, K) logits of the photos read as `skinfood evaluate` reads them at `size` px."""
-    import torch
-
-    from skinfood_cli.data.dataset import eval_transform
-    from skinfood_cli.engine import load_image_for_model
-
-    transform = eval_transform(size, engine.model.mean, engine.model.std)
-    out = []
-    for i in range(0, len(files), BATCH):
-        x = torch.stack([transform(load_image_for_model(p, size)) for p in files[i : i + BATCH]])
-        out.append(engine.forward(x).float().numpy())
-    return np.concatenate(out)
+    return np.concatenate([engine.forward(x).float().numpy() for x in photo_batches(engine, files, size)])
 
 
 def network_rates(engine, sizes: list[int], rounds: int = 5) -> dict[int, float]:
@@ -62,31 +53,18 @@ def network_rates(engine, sizes: list[int], rounds: int = 5) -> dict[int, float]
 
 
 def main() -> int:
-    from skinfood_cli.backends import load_model
-    from skinfood_cli.engine import Engine
-    from skinfood_cli.evaluation.sets import resolve_eval_set
     from skinfood_cli.metrics import accuracy, cross_entropy, macro_f1, softmax
-    from skinfood_cli.paths import resolve_model
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", action="append", required=True, help="a run name or checkpoint")
-    p.add_argument("--data", action="append", required=True, help="its photos, as `skinfood evaluate --data` takes")
+    add_model_options(p)
     p.add_argument("--sizes", default="224,240,256,272,288", help="comma-separated sides in pixels")
     args = p.parse_args()
-    if len(args.model) != len(args.data):
-        p.error("give one --data per --model")
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     print(
         f"{'model':24} {'photos':>6} {'px':>5} {'accuracy':>9} {'macro-F1':>9} {'loss':>7} {'img/s':>7}"
         "   (against the first size)"
     )
-    for model, data in zip(args.model, args.data):
-        engine = Engine(load_model(resolve_model(model)), device="cpu", precision="auto", batch_size=BATCH)
-        classes = engine.classes
-        samples = resolve_eval_set(engine.model.meta, classes, data, "test").samples
-        y = np.array([label for _, label in samples])
-        files = [path for path, _ in samples]
-        label = Path(model).parent.name if model.endswith(".pt") else model
+    for label, engine, y, files in each_model(p, args):
         first = None
         rates = network_rates(engine, sizes)
         for size in sizes:
@@ -94,7 +72,7 @@ def main() -> int:
             pred = logits.argmax(1)
             row = (
                 accuracy(y, pred),
-                macro_f1(y, pred, len(classes)),
+                macro_f1(y, pred, len(engine.classes)),
                 min(cross_entropy(y, softmax(logits, t)) for t in TEMPERATURES),
             )
             first = first or row

@@ -19,57 +19,40 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-BATCH = 32
+from paired import add_model_options, each_model, photo_batches
 
 
 def logits_both_ways(engine, files: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(N, K) logits of the photos as evaluation sees them, and of their mirror images."""
     import torch
 
-    from skinfood_cli.engine import load_image_for_model
-
     plain, mirrored = [], []
-    for i in range(0, len(files), BATCH):
-        x = torch.stack(
-            [engine.transform(load_image_for_model(p, engine.model.image_size)) for p in files[i : i + BATCH]]
-        )
+    for x in photo_batches(engine, files):
         plain.append(engine.forward(x).numpy())
         mirrored.append(engine.forward(torch.flip(x, dims=[3])).numpy())
     return np.concatenate(plain), np.concatenate(mirrored)
 
 
 def main() -> int:
-    from skinfood_cli.backends import load_model
-    from skinfood_cli.engine import Engine
-    from skinfood_cli.evaluation.sets import resolve_eval_set
     from skinfood_cli.metrics import accuracy, cross_entropy, macro_f1, softmax
-    from skinfood_cli.paths import resolve_model
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", action="append", required=True, help="a run name or checkpoint")
-    p.add_argument("--data", action="append", required=True, help="its photos, as `skinfood evaluate --data` takes")
+    add_model_options(p)
     args = p.parse_args()
-    if len(args.model) != len(args.data):
-        p.error("give one --data per --model")
     print(f"{'model':24} {'photos':>6}  {'accuracy':>17}  {'macro-F1':>17}  {'loss':>17}   (plain -> mirrored too)")
-    for model, data in zip(args.model, args.data):
-        engine = Engine(load_model(resolve_model(model)), device="cpu", precision="auto", batch_size=BATCH)
-        classes = engine.classes
-        samples = resolve_eval_set(engine.model.meta, classes, data, "test").samples
-        y = np.array([label for _, label in samples])
-        plain, mirrored = logits_both_ways(engine, [path for path, _ in samples])
+    for label, engine, y, files in each_model(p, args):
+        plain, mirrored = logits_both_ways(engine, files)
         row = []
         for logits in (plain, (plain + mirrored) / 2):
             pred = logits.argmax(1)
             row.append(
                 (
                     accuracy(y, pred),
-                    macro_f1(y, pred, len(classes)),
+                    macro_f1(y, pred, len(engine.classes)),
                     cross_entropy(y, softmax(logits, engine.model.temperature)),
                 )
             )
         cells = "  ".join(f"{a:.3f} -> {b:.3f} ({b - a:+.3f})" for a, b in zip(*row))
-        label = Path(model).parent.name if model.endswith(".pt") else model
         print(f"{label:24} {len(y):>6}  {cells}", flush=True)
     return 0
 
