@@ -250,6 +250,13 @@ def main() -> None:
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--arch", default=None, help="fine-tune this backbone's ImageNet weights (default: from scratch)")
+    p.add_argument(
+        "--read-at",
+        type=int,
+        default=None,
+        help="also score the same weights on test photos read at this side (skinfood reads whole photos "
+        "a seventh above its crops): reported as read_at, the main scores stay at --image-size",
+    )
     args = p.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     classes = args.classes.split(",") if args.classes else None
@@ -277,7 +284,11 @@ def main() -> None:
         epochs=args.epochs,
     )
     pred = predict(model, vx, args.image_size, mean, std)
-    print(json.dumps({**facts, **scores(vy.numpy(), pred, len(names))}))
+    result = {**facts, **scores(vy.numpy(), pred, len(names))}
+    if args.read_at:
+        larger = predict(model, decode(test_items, args.read_at)[0], args.read_at, mean, std)
+        result["read_at"] = {"size": args.read_at, **scores(vy.numpy(), larger, len(names))}
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -53,7 +53,11 @@ def run_plain(
 ) -> dict:
     cmd = [sys.executable, str(HERE / "plain_script.py"), "--data", data, *_budget(minutes, epochs)]
     cmd += ["--image-size", str(size), "--seed", str(seed), *(["--classes", classes] if classes else [])]
-    cmd += ["--arch", arch] if arch else []
+    if arch:
+        from skinfood_cli.training.config import predict_size_for
+
+        # Also the same weights read as skinfood reads photos after random-crop training.
+        cmd += ["--arch", arch, "--read-at", str(predict_size_for(size, "strong", head_only=False))]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -175,6 +179,11 @@ def main() -> int:
         help="a JSON-lines file: each run is appended to it and the summary covers every run in it "
         "(so seeds can be run in separate sittings)",
     )
+    p.add_argument(
+        "--name",
+        default=None,
+        help="the results file's name (default: recipe, or recipe-ARCH), so a run on another machine sits beside",
+    )
     p.add_argument("--no-save", action="store_true")
     p.add_argument("--note", default=None, help="a sentence kept beside the figures")
     args = p.parse_args()
@@ -228,7 +237,7 @@ def main() -> int:
     if args.seeds.strip():  # this sitting trained something
         results["seconds"] = time.perf_counter() - t0
     if not args.no_save:
-        print("saved", save(f"recipe-{args.arch}" if args.arch else "recipe", results))
+        print("saved", save(args.name or (f"recipe-{args.arch}" if args.arch else "recipe"), results))
     return 0
 
 

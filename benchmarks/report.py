@@ -18,6 +18,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import statistics
 import sys
 from pathlib import Path
 
@@ -422,8 +423,18 @@ def _recipe_section(r: dict) -> list[str]:
         cells = [f"{rec[k]['mean']:.3f} ± {rec[k]['sd']:.3f}" for k in ("accuracy", "macro_f1", "balanced_accuracy")]
         label = RECIPE_LABELS.get(name, name)
         lines.append(f"| {label} | {len(runs)} | {epochs:.1f} | {speed:.1f} | " + " | ".join(cells) + " |")
+        read = [run["read_at"] for run in runs if "read_at" in run]
+        if read and len(read) == len(runs):  # the same weights scored on photos read larger (plain_script --read-at)
+            cells = [_mean_sd([x[k] for x in read]) for k in ("accuracy", "macro_f1", "balanced_accuracy")]
+            label = f"{label}, the same weights reading photos at {read[0]['size']} px"
+            lines.append(f"| {label} | {len(runs)} | | | " + " | ".join(cells) + " |")
     lines.append("")
     return lines
+
+
+def _mean_sd(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
 
 
 def _folds_section(r: dict) -> list[str]:

@@ -69,6 +69,24 @@ def test_saving_a_serve_run_writes_its_results_file_and_regenerates_the_readme(t
     assert row.split(" | ")[1] == "99.0" and row.endswith(f"| {99.0 / 17.874441690738305:.2f}× |")
 
 
+def test_a_recipe_table_shows_the_plain_script_read_larger_beside_its_usual_scores():
+    report = _load("report")
+    plain = [
+        {"seed": s, "epochs": 17.0, "images_per_s": 11.0, "accuracy": a, "macro_f1": a, "balanced_accuracy": a}
+        | {"read_at": {"size": 256, "accuracy": b, "macro_f1": b - 0.01, "balanced_accuracy": b}}
+        for s, a, b in ((0, 0.76, 0.78), (1, 0.77, 0.80))
+    ]
+    summary = {k: {"mean": 0.765, "sd": 0.007} for k in ("accuracy", "macro_f1", "balanced_accuracy")}
+    results = {"data": "d6/", "arch": "efficientnet-lite0", "image_size": 224, "minutes": 15}
+    text = report.render_one("recipe-x", results | {"recipes": {"plain": {"runs": plain, **summary}}})
+
+    rows = [line for line in text.splitlines() if line.startswith("| plain script")]
+    usual = " | ".join(["0.765 ± 0.007"] * 3)
+    assert rows[0] == f"| plain script, every training photo | 2 | 17.0 | 11.0 | {usual} |"
+    assert rows[1].startswith("| plain script, every training photo, the same weights reading photos at 256 px | 2 |")
+    assert rows[1].endswith("| 0.790 ± 0.014 | 0.780 ± 0.014 | 0.790 ± 0.014 |")
+
+
 def test_the_committed_benchmarks_readme_is_what_the_committed_results_give():
     report = _load("report")
     committed = (BENCH / "README.md").read_text()
@@ -138,6 +156,31 @@ def test_the_plain_script_can_be_given_exactly_the_photos_a_skinfood_run_trained
         "train/eczema/a4.jpg",
     ]
     assert sorted(p.name for p in (tree / "test").rglob("*.jpg")) == ["t1.jpg", "t1.jpg"]
+
+
+@pytest.mark.slow
+def test_the_plain_script_also_scores_its_weights_read_larger_when_asked(small_data):
+    """recipe.py compares skinfood, which reads photos a seventh above its crops, with the
+    plain script read both ways: its usual scores at its training size, and `read_at`."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(BENCH / "plain_script.py"), "--data", str(small_data), "--arch", "efficientnet-lite0"]
+    out = subprocess.run(
+        [*cmd, "--epochs", "1", "--image-size", "32", "--read-at", "40"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    row = json.loads(out.strip().splitlines()[-1])
+
+    assert row["read_at"]["size"] == 40
+    for scores in (row, row["read_at"]):
+        assert 0.0 <= scores["accuracy"] <= 1.0 and 0.0 <= scores["macro_f1"] <= 1.0
+    without = subprocess.run(
+        [*cmd, "--epochs", "1", "--image-size", "32"], check=True, capture_output=True, text=True
+    ).stdout
+    assert "read_at" not in json.loads(without.strip().splitlines()[-1])
 
 
 def test_calibration_sizes_show_the_spread_that_fewer_validation_photos_cost():
