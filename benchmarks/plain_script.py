@@ -15,7 +15,9 @@ With `--arch NAME` it fine-tunes that backbone's real ImageNet weights instead (
 weights skinfood installs or downloads), normalised as they were trained, with the strong
 augmentation (random resized crop, both flips, TrivialAugment): the plain pretrained
 recipe of the issue that asked for pretrained figures (AdamW 1e-3 on every parameter,
-wd 0.05, cosine, label smoothing 0.1, bf16 where native).
+wd 0.05, cosine, label smoothing 0.1, bf16 where native). `--read-at N` also scores the
+same weights on test photos read at N px (`read_at` in its JSON line), as skinfood reads
+whole photos a seventh above its training crops.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 
 For each seed, one after the other (never side by side: they would share the cores):
   plain     benchmarks/plain_script.py, a 100-line AdamW + cosine + label-smoothing loop
-            on every training photo, last weights (its docstring has the recipe);
+            on every training photo, last weights (its docstring has the recipe); with
+            --arch also scored reading photos at skinfood's predict size (`read_at`);
   skinfood  `skinfood train --no-pretrained --image-size S --minutes M --seed N`
             (defaults otherwise), then `skinfood evaluate` on test/;
   plain-same (with --same-photos) the plain script on exactly the photos that skinfood
