@@ -151,6 +151,16 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+def summarise_recipes(rows: dict[str, list[dict]]) -> dict:
+    """Each recipe's runs with their mean ± sd; `read_at` too where every run was also read larger."""
+    recipes = {name: {"runs": r, **summarise(r)} for name, r in rows.items() if r}
+    for rec in recipes.values():  # the plain script's weights read at skinfood's size (--read-at)
+        if all("read_at" in run for run in rec["runs"]):
+            read = [run["read_at"] for run in rec["runs"]]
+            rec["read_at"] = {"size": read[0]["size"], **summarise(read)}
+    return recipes
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="train/ + test/ folders")
@@ -222,7 +232,7 @@ def main() -> int:
             same = skinfood_training_photos(run, home / f"same-photos-seed{seed}")
             plain = run_plain(str(same), args.minutes, args.image_size, seed, None, args.arch, args.epochs)
             record("plain-same", {"seed": seed, "photos_of": str(run), **plain})
-    recipes = {name: {"runs": r, **summarise(r)} for name, r in rows.items() if r}
+    recipes = summarise_recipes(rows)
     print(f"\n{'recipe':10} " + " ".join(f"{k:>20}" for k in METRICS))
     for name, r in recipes.items():
         print(f"{name:10} " + " ".join(f"{r[k]['mean']:>12.3f} ± {r[k]['sd']:.3f}" for k in METRICS))

@@ -18,7 +18,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import statistics
 import sys
 from pathlib import Path
 
@@ -420,21 +419,20 @@ def _recipe_section(r: dict) -> list[str]:
         runs = rec["runs"]
         epochs = sum(run.get("epochs", 0) for run in runs) / len(runs)
         speed = sum(run.get("images_per_s") or 0 for run in runs) / len(runs)
-        cells = [f"{rec[k]['mean']:.3f} ± {rec[k]['sd']:.3f}" for k in ("accuracy", "macro_f1", "balanced_accuracy")]
         label = RECIPE_LABELS.get(name, name)
-        lines.append(f"| {label} | {len(runs)} | {epochs:.1f} | {speed:.1f} | " + " | ".join(cells) + " |")
-        read = [run["read_at"] for run in runs if "read_at" in run]
-        if read and len(read) == len(runs):  # the same weights scored on photos read larger (plain_script --read-at)
-            cells = [_mean_sd([x[k] for x in read]) for k in ("accuracy", "macro_f1", "balanced_accuracy")]
-            label = f"{label}, the same weights reading photos at {read[0]['size']} px"
-            lines.append(f"| {label} | {len(runs)} | | | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | {len(runs)} | {epochs:.1f} | {speed:.1f} | {_score_cells(rec)} |")
+        read = rec.get("read_at")  # the same weights scored on photos read larger (plain_script --read-at)
+        if read:
+            label = f"{label}, the same weights reading photos at {read['size']} px"
+            lines.append(f"| {label} | {len(runs)} | | | {_score_cells(read)} |")
     lines.append("")
     return lines
 
 
-def _mean_sd(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
+def _score_cells(summary: dict) -> str:
+    """recipe.py's mean ± sd of the test scores, as three table cells."""
+    keys = ("accuracy", "macro_f1", "balanced_accuracy")
+    return " | ".join(f"{summary[k]['mean']:.3f} ± {summary[k]['sd']:.3f}" for k in keys)
 
 
 def _folds_section(r: dict) -> list[str]:

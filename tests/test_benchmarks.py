@@ -70,15 +70,14 @@ def test_saving_a_serve_run_writes_its_results_file_and_regenerates_the_readme(t
 
 
 def test_a_recipe_table_shows_the_plain_script_read_larger_beside_its_usual_scores():
-    report = _load("report")
+    report, recipe = _load("report"), _load("recipe")
     plain = [
         {"seed": s, "epochs": 17.0, "images_per_s": 11.0, "accuracy": a, "macro_f1": a, "balanced_accuracy": a}
         | {"read_at": {"size": 256, "accuracy": b, "macro_f1": b - 0.01, "balanced_accuracy": b}}
         for s, a, b in ((0, 0.76, 0.78), (1, 0.77, 0.80))
     ]
-    summary = {k: {"mean": 0.765, "sd": 0.007} for k in ("accuracy", "macro_f1", "balanced_accuracy")}
     results = {"data": "d6/", "arch": "efficientnet-lite0", "image_size": 224, "minutes": 15}
-    text = report.render_one("recipe-x", results | {"recipes": {"plain": {"runs": plain, **summary}}})
+    text = report.render_one("recipe-x", results | {"recipes": recipe.summarise_recipes({"plain": plain})})
 
     rows = [line for line in text.splitlines() if line.startswith("| plain script")]
     usual = " | ".join(["0.765 ± 0.007"] * 3)
